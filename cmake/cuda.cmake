@@ -1,0 +1,21 @@
+# Decides ALIGN2_HAVE_CUDA from ALIGN2_WITH_CUDA and what ALIGN2_CUDA_ROOT holds.
+# The CUDA parts are host code calling the CUDA runtime and NCCL; no nvcc is needed
+# for them, but AUTO asks for nvcc too, as the toolkit's sign of completeness.
+set(ALIGN2_HAVE_CUDA OFF)
+if(NOT ALIGN2_WITH_CUDA STREQUAL "OFF")
+  find_path(ALIGN2_NCCL_INCLUDE nccl.h HINTS ${ALIGN2_CUDA_ROOT}/include NO_DEFAULT_PATH)
+  find_library(ALIGN2_NCCL_LIB nccl HINTS ${ALIGN2_CUDA_ROOT}/lib ${ALIGN2_CUDA_ROOT}/lib64 NO_DEFAULT_PATH)
+  find_library(ALIGN2_CUDART_LIB cudart HINTS ${ALIGN2_CUDA_ROOT}/lib64 ${ALIGN2_CUDA_ROOT}/lib NO_DEFAULT_PATH)
+  find_program(ALIGN2_NVCC nvcc HINTS ${ALIGN2_CUDA_ROOT}/bin NO_DEFAULT_PATH)
+  if(ALIGN2_NCCL_INCLUDE AND ALIGN2_NCCL_LIB AND ALIGN2_CUDART_LIB AND ALIGN2_NVCC)
+    set(ALIGN2_HAVE_CUDA ON)
+    add_library(align2_cuda_deps INTERFACE)
+    target_include_directories(align2_cuda_deps SYSTEM INTERFACE ${ALIGN2_CUDA_ROOT}/include)
+    target_link_libraries(align2_cuda_deps INTERFACE ${ALIGN2_NCCL_LIB} ${ALIGN2_CUDART_LIB})
+    message(STATUS "align2: CUDA/NCCL parts ON (${ALIGN2_CUDA_ROOT})")
+  elseif(ALIGN2_WITH_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "ALIGN2_WITH_CUDA=ON but ${ALIGN2_CUDA_ROOT} lacks nvcc, nccl.h, libnccl or libcudart")
+  else()
+    message(STATUS "align2: CUDA/NCCL parts OFF (nothing usable in ${ALIGN2_CUDA_ROOT})")
+  endif()
+endif()

@@ -1,0 +1,29 @@
+// The cascade over ranks: index (rank 0) → broadcast → stage 1 (question scores,
+// gathered, top alpha per subset) → stage 2 (survivors re-sharded by cost, answer
+// scores per turn, mean, top beta per subset) → per-rank HDF5 shards → merge on the
+// final rank. Every rank calls run_curation with the same config; scores travel
+// through the communicator so every rank computes the same thresholds.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/job_config.h"
+#include "core/merge.h"
+#include "core/scorer.h"
+#include "distributed/comm.h"
+
+namespace align2 {
+
+struct CurationResult {
+  MergeResult merged;        // filled on the merging rank (rank 0); empty elsewhere
+  std::uint64_t input_records = 0;
+  std::uint64_t stage1_kept = 0;
+  std::uint64_t stage2_kept = 0;
+};
+
+// Collective: every rank of `comm` calls it. Throws on bad input (a pool file that
+// cannot be read) on every rank alike, or on I/O failure on the rank that saw it.
+CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer);
+
+}  // namespace align2

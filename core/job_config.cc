@@ -1,0 +1,168 @@
+#include "core/job_config.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "kernels/sha256.h"
+
+namespace align2 {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+// Keys and defaults. Paths are resolved separately.
+const json& defaults() {
+  static const json d = {
+      {"pools", json::array()},  {"subsets", json::object()}, {"subset_field", ""},
+      {"image_root", ""},        {"output_dir", "align2-out"}, {"max_record_bytes", 16u << 20},
+      {"image_cost", 576},       {"alpha", 0.30},              {"beta", 0.30},
+      {"one_per_image", true},   {"batch_size", 8},
+  };
+  return d;
+}
+
+// Keys that do not change results: left out of the fingerprint.
+const std::set<std::string>& neutral_keys() {
+  static const std::set<std::string> k = {"output_dir", "batch_size"};
+  return k;
+}
+
+std::string resolve(const std::string& path, const std::string& base) {
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  return (fs::path(base) / path).lexically_normal().string();
+}
+
+[[noreturn]] void bad(const std::string& source, const std::string& key, const std::string& what) {
+  throw std::runtime_error(fmt::format("{}: config key \"{}\": {}", source, key, what));
+}
+
+// Applies "a.b=value" to `config`; marks the key as coming from the command line.
+void apply_override(json& config, const std::string& item, std::set<std::string>* cli_keys) {
+  auto eq = item.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw std::runtime_error(fmt::format("--set {}: expected key=value", item));
+  std::string key = item.substr(0, eq), text = item.substr(eq + 1);
+  json value = json::parse(text, nullptr, false);
+  if (value.is_discarded()) value = text;
+  json* node = &config;
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t dot = key.find('.', start);
+    std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (dot == std::string::npos) {
+      (*node)[part] = value;
+      break;
+    }
+    node = &(*node)[part];
+    if (!node->is_object()) *node = json::object();
+    start = dot + 1;
+  }
+  cli_keys->insert(key);
+}
+
+}  // namespace
+
+JobConfig parse_job_config(json config, const std::string& base_dir, const std::vector<std::string>& overrides,
+                           const std::string& source) {
+  if (!config.is_object()) throw std::runtime_error(source + ": the job config must be a JSON object");
+  std::set<std::string> cli_keys;
+  for (const std::string& o : overrides) apply_override(config, o, &cli_keys);
+  for (auto& [key, value] : config.items())
+    if (!defaults().contains(key))
+      bad(source, key, "unknown key (see docs/running.md for the keys a job config takes)");
+  json eff = defaults();
+  for (auto& [key, value] : config.items()) {
+    if (eff[key].is_number_float() && value.is_number()) eff[key] = value.get<double>();
+    else if (eff[key].type() != value.type() &&
+             !(eff[key].is_number_integer() && value.is_number_unsigned()) &&
+             !(key == "pools" && value.is_array()))
+      bad(source, key, fmt::format("expected {}, got {}", eff[key].type_name(), value.type_name()));
+    else eff[key] = value;
+  }
+  auto base_for = [&](const std::string& key) { return cli_keys.count(key) ? std::string(".") : base_dir; };
+
+  JobConfig c;
+  const json& pools = eff["pools"];
+  if (pools.empty()) bad(source, "pools", "at least one pool file is needed");
+  for (std::size_t i = 0; i < pools.size(); ++i) {
+    const json& p = pools[i];
+    PoolFile f;
+    if (p.is_string()) {
+      f.path = p.get<std::string>();
+    } else if (p.is_object() && p.contains("path") && p["path"].is_string()) {
+      f.path = p["path"].get<std::string>();
+      for (auto& [k, v] : p.items()) {
+        if (k == "path") continue;
+        if (k != "subset" || !v.is_string()) bad(source, fmt::format("pools[{}].{}", i, k), "unknown key or not a string");
+        f.subset = v.get<std::string>();
+      }
+    } else {
+      bad(source, fmt::format("pools[{}]", i), "expected a path or {\"path\": ..., \"subset\": ...}");
+    }
+    std::string name = fs::path(f.path).filename().string();
+    if (f.subset.empty() && eff["subsets"].contains(name)) {
+      if (!eff["subsets"][name].is_string()) bad(source, "subsets." + name, "expected a string");
+      f.subset = eff["subsets"][name].get<std::string>();
+    }
+    f.path = resolve(f.path, base_for("pools"));
+    c.pools.push_back(std::move(f));
+  }
+  for (auto& [name, subset] : eff["subsets"].items()) {
+    bool used = false;
+    for (const json& p : pools)
+      used |= fs::path(p.is_string() ? p.get<std::string>() : p.value("path", "")).filename().string() == name;
+    if (!used) bad(source, "subsets." + name, "names no file of \"pools\"");
+  }
+  c.image_root = resolve(eff["image_root"].get<std::string>(), base_for("image_root"));
+  if (!c.image_root.empty() && !fs::is_directory(c.image_root))
+    bad(source, "image_root", fmt::format("{} is not a folder", c.image_root));
+  c.subset_field = eff["subset_field"].get<std::string>();
+  c.output_dir = resolve(eff["output_dir"].get<std::string>(), base_for("output_dir"));
+  c.max_record_bytes = eff["max_record_bytes"].get<std::uint64_t>();
+  c.image_cost = eff["image_cost"].get<std::uint64_t>();
+  c.alpha = eff["alpha"].get<double>();
+  c.beta = eff["beta"].get<double>();
+  for (const char* k : {"alpha", "beta"})
+    if (!(eff[k].get<double>() >= 0.0 && eff[k].get<double>() <= 1.0)) bad(source, k, "must lie in [0, 1]");
+  c.one_per_image = eff["one_per_image"].get<bool>();
+  c.batch_size = eff["batch_size"].get<std::uint64_t>();
+  if (c.batch_size == 0) bad(source, "batch_size", "must be at least 1");
+  if (c.max_record_bytes == 0) bad(source, "max_record_bytes", "must be at least 1");
+
+  // The effective config with resolved paths; the fingerprint leaves out neutral keys.
+  eff["image_root"] = c.image_root;
+  eff["output_dir"] = c.output_dir;
+  json resolved_pools = json::array();
+  for (const PoolFile& f : c.pools) resolved_pools.push_back({{"path", f.path}, {"subset", f.subset}});
+  eff["pools"] = resolved_pools;
+  c.effective = eff;
+  json fp = eff;
+  for (const std::string& k : neutral_keys()) fp.erase(k);
+  std::string text = fp.dump();
+  Sha256State h;
+  sha256_init(&h);
+  sha256_update(&h, text.data(), text.size());
+  std::uint8_t digest[32];
+  sha256_final(&h, digest);
+  for (std::uint8_t b : digest) c.fingerprint += fmt::format("{:02x}", b);
+  return c;
+}
+
+JobConfig load_job_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(fmt::format("{}: cannot read the job config", path));
+  json config;
+  try {
+    config = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw std::runtime_error(fmt::format("{}: the job config is not valid JSON: {}", path, e.what()));
+  }
+  std::string base = fs::path(path).parent_path().string();
+  return parse_job_config(std::move(config), base.empty() ? "." : base, overrides, path);
+}
+
+}  // namespace align2

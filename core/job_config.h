@@ -1,0 +1,42 @@
+// The job config (JSON). Every key is documented in docs/running.md with its default.
+// Unknown keys are an error naming the key. `--set key=value` overrides any key
+// (dotted keys reach into objects); the value is read as JSON when it parses as JSON,
+// else as a string. Relative paths in the file are relative to the file's folder;
+// relative paths given with --set are relative to the current folder.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/corpus_index.h"
+
+namespace align2 {
+
+struct JobConfig {
+  std::vector<PoolFile> pools;   // pool files, in order; subset from `subsets` or the pool entry
+  std::string image_root;        // "" = text-only checks (no image files looked at)
+  std::string subset_field;      // record field naming the subset ("" = none)
+  std::string output_dir;
+  std::uint64_t max_record_bytes = 16u << 20;
+  std::uint64_t image_cost = 576;  // tokens an image adds, for shard balancing
+  double alpha = 0.30;             // stage 1 keeps floor(alpha * N) per subset
+  double beta = 0.30;              // stage 2 keeps floor(beta * N1) per subset
+  bool one_per_image = true;       // the authors' rule: one sample per image per subset
+  std::uint64_t batch_size = 8;    // samples per scorer call
+
+  nlohmann::json effective;        // the whole config after defaults and overrides
+  std::string fingerprint;         // 64 hex chars over the keys that change results
+};
+
+// Reads `path`, applies `overrides` ("key=value"), fills defaults, checks every key.
+// Throws std::runtime_error naming the file and key on any problem.
+JobConfig load_job_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// Same from JSON already in memory; relative paths resolve against `base_dir`.
+JobConfig parse_job_config(nlohmann::json config, const std::string& base_dir,
+                           const std::vector<std::string>& overrides, const std::string& source_name);
+
+}  // namespace align2

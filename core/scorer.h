@@ -1,0 +1,30 @@
+// Where the engine plugs into the cascade: a Scorer gives the question score f(I,Q)
+// of a sample and the answer score g(I,Q,A) of each of its turns. The reward-model
+// scorers (libtorch) implement it; tests use a deterministic double under test/.
+//
+// Contract: a score depends only on the sample itself, never on which other samples
+// share the call, so results are identical for any rank count and batch size.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/sample.h"
+
+namespace align2 {
+
+class Scorer {
+ public:
+  virtual ~Scorer() = default;
+
+  // One score per sample: out[i] for samples[i]. `out` has samples.size() entries.
+  virtual void score_questions(const std::vector<const Sample*>& samples, float* out) = 0;
+
+  // One score per (question, answer) turn: out[i] gets samples[i]->turns.size() values.
+  virtual void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out) = 0;
+
+  // Identifies the models (weights, settings); part of every shard's config fingerprint.
+  virtual std::string fingerprint() const = 0;
+};
+
+}  // namespace align2

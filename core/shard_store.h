@@ -1,0 +1,87 @@
+// HDF5 shard files: one per rank and stage (<output_dir>/shards/<stage>/rank-00003.h5),
+// and the merged scores.h5, which uses the same schema. The schema is documented in
+// docs/hdf5-schema.md; readers refuse files whose schema_version they do not know.
+// This header is HDF5-free: the HDF5 C API stays in shard_store.cc.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace align2 {
+
+constexpr int kShardSchemaVersion = 1;
+
+// File-level attributes.
+struct ShardMeta {
+  int schema_version = kShardSchemaVersion;
+  std::string align2_version;       // e.g. "0.1.0+abc1234"
+  std::string config_fingerprint;   // hex digest of the job config that produced the file
+  std::string input_fingerprint;    // hex digest of the pool (files, sizes, index)
+  std::string stage;                // "select_questions", "select_answers", "rewrite", "merged"
+  int rank = 0;                     // writer's rank (0 for merged files)
+  int world_size = 1;               // ranks of the run that wrote it
+  std::uint64_t input_records = 0;  // records in the whole pool, all ranks together
+  std::string stage_summary_json;   // stage facts identical on every rank (counts, thresholds), JSON
+  std::string timings_json;         // this rank's timings for the stage, JSON
+};
+
+// One input record as a stage saw it. Numeric columns hold NaN / -1 when they do not apply.
+struct ShardRow {
+  std::uint64_t index = 0;   // record's position in the pool, 0-based across all pool files
+  std::string key;           // stable content key, 32 lowercase hex chars
+  std::string id;            // the record's own id, as text
+  std::string subset;
+  std::string status;        // "valid", "invalid", "missing_image", "duplicate", ...
+  std::string reason;        // reason code; "" for valid records
+  std::string message;       // human-readable reason naming file, record index and id; "" if valid
+  std::string image;         // relative image path; "" for text-only records
+  std::string record;        // the input record's JSON text, verbatim (UTF-8)
+
+  double question_score = std::numeric_limits<double>::quiet_NaN();  // f(I,Q)
+  std::vector<float> answer_scores;  // g(I,Q,A), one per (question, answer) turn; empty if unscored
+  double answer_score = std::numeric_limits<double>::quiet_NaN();    // mean of answer_scores
+  std::int8_t selected_questions = -1;  // stage 1 decision: 1 kept, 0 dropped, -1 not considered
+  std::int8_t selected_answers = -1;    // stage 2 decision, same coding
+  std::int8_t kept = -1;                // final decision of the run, same coding
+  std::int64_t global_rank = -1;        // 0-based position among kept records in curated.json; -1 if not kept
+
+  // Rewrite stage: per turn, the text that ends in curated.json. Empty until that stage runs.
+  std::vector<std::string> rewritten_questions;
+  std::vector<std::string> rewritten_answers;
+};
+
+struct ShardData {
+  ShardMeta meta;
+  std::vector<ShardRow> rows;
+};
+
+struct ShardReadOptions {
+  bool records = true;  // false: leave ShardRow::record empty (merge reads it later, only for kept rows)
+};
+
+// Writes `rows` to `path` atomically: into "<path>.tmp-<pid>", then renamed over `path`.
+// Creates parent folders. Throws std::runtime_error naming the path on any failure;
+// on failure no file exists at `path` that was not there before.
+// Throws std::invalid_argument, before touching the disk, for caller bugs: a row whose
+// rewritten_questions and rewritten_answers differ in length, a string holding a NUL
+// byte (HDF5 strings are NUL-terminated), or meta.schema_version != kShardSchemaVersion.
+// Equal inputs give byte-identical files.
+void write_shard(const std::string& path, const ShardMeta& meta, const std::vector<ShardRow>& rows);
+
+// Reads a whole shard. Throws std::runtime_error naming the path when the file is
+// not an align2 shard, its schema_version is unknown, or a dataset is missing or
+// inconsistent (lengths, offsets).
+ShardData read_shard(const std::string& path, const ShardReadOptions& options = {});
+
+// Reads only the file attributes (with the same `format` / `schema_version` checks).
+ShardMeta read_shard_meta(const std::string& path);
+
+// Reads the `record` column for the given row positions (0-based rows of the file,
+// any order, repeats allowed); returns them in the order asked. Checks `format` and
+// `schema_version` like read_shard; a row past the end throws std::runtime_error.
+std::vector<std::string> read_shard_records(const std::string& path,
+                                            const std::vector<std::uint64_t>& rows);
+
+}  // namespace align2

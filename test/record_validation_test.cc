@@ -1,0 +1,265 @@
+// One malformed example per validation rule, each giving its named reason; the
+// number of output rows always equals the number of input records.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/corpus_index.h"
+#include "core/corpus_reader.h"
+#include "test/test_support.h"
+
+namespace align2 {
+namespace {
+
+namespace fs = std::filesystem;
+using test::scratch_dir;
+using test::write_file;
+
+struct Case {
+  const char* name;
+  std::string line;  // one JSONL record
+  Status status;
+  Reason reason;
+};
+
+std::string conv(const std::string& id_json, const std::string& image_part, const std::string& turns) {
+  return "{\"id\": " + id_json + image_part + ", \"conversations\": [" + turns + "]}";
+}
+const std::string kGoodTurns =
+    R"({"from": "human", "value": "<image>\nWhat is in the picture?"}, {"from": "gpt", "value": "A cat."})";
+
+std::vector<Case> cases() {
+  return {
+      {"valid", conv("\"a1\"", R"(, "image": "cat.jpg")", kGoodTurns), Status::valid, Reason::none},
+      {"valid_text_only", conv("7", "", R"({"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Hello."})"),
+       Status::valid, Reason::none},
+      {"image_tag_closing", conv("\"a2\"", R"(, "image": "cat.jpg")",
+                                 R"({"from": "human", "value": "What is it?\n<image>"}, {"from": "gpt", "value": "A dog."})"),
+       Status::valid, Reason::none},
+      {"not_json", R"({"id": "b", "conversations": [)", Status::invalid, Reason::not_json},
+      {"not_object", R"(["id", 1])", Status::invalid, Reason::not_object},
+      {"missing_id", R"({"image": "cat.jpg", "conversations": [{"from": "human", "value": "<image>x"}, {"from": "gpt", "value": "y"}]})",
+       Status::invalid, Reason::missing_field},
+      {"missing_conversations", R"({"id": "c"})", Status::invalid, Reason::missing_field},
+      {"missing_value", conv("\"c2\"", "", R"({"from": "human"}, {"from": "gpt", "value": "y"})"), Status::invalid,
+       Reason::missing_field},
+      {"id_wrong_type", conv("1.5", "", R"({"from": "human", "value": "q"}, {"from": "gpt", "value": "a"})"),
+       Status::invalid, Reason::wrong_type},
+      {"value_wrong_type", conv("\"d\"", "", R"({"from": "human", "value": 3}, {"from": "gpt", "value": "a"})"),
+       Status::invalid, Reason::wrong_type},
+      {"conversations_wrong_type", R"({"id": "d2", "conversations": "hi"})", Status::invalid, Reason::wrong_type},
+      {"image_wrong_type", conv("\"d3\"", R"(, "image": 5)", kGoodTurns), Status::invalid, Reason::wrong_type},
+      {"empty_conversation", R"({"id": "e", "image": "cat.jpg", "conversations": []})", Status::invalid,
+       Reason::empty_conversation},
+      {"starts_with_gpt", conv("\"f\"", "", R"({"from": "gpt", "value": "a"}, {"from": "human", "value": "q"})"),
+       Status::invalid, Reason::bad_roles},
+      {"ends_with_human", conv("\"f2\"", "", R"({"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}, {"from": "human", "value": "q2"})"),
+       Status::invalid, Reason::bad_roles},
+      {"unknown_role", conv("\"f3\"", "", R"({"from": "human", "value": "q"}, {"from": "assistant", "value": "a"})"),
+       Status::invalid, Reason::bad_roles},
+      {"image_without_tag", conv("\"g\"", R"(, "image": "cat.jpg")",
+                                 R"({"from": "human", "value": "What?"}, {"from": "gpt", "value": "A cat."})"),
+       Status::invalid, Reason::bad_image_tag},
+      {"tag_in_later_turn", conv("\"g2\"", R"(, "image": "cat.jpg")",
+                                 kGoodTurns + R"(, {"from": "human", "value": "<image> again"}, {"from": "gpt", "value": "b"})"),
+       Status::invalid, Reason::bad_image_tag},
+      {"tag_without_image", conv("\"g3\"", "", kGoodTurns), Status::invalid, Reason::bad_image_tag},
+      {"absolute_image", conv("\"h\"", R"(, "image": "/etc/passwd")", kGoodTurns), Status::invalid,
+       Reason::image_path_absolute},
+      {"escaping_image", conv("\"i\"", R"(, "image": "sub/../../secret.jpg")", kGoodTurns), Status::invalid,
+       Reason::image_path_escapes},
+      {"symlink_out_of_root", conv("\"i2\"", R"(, "image": "link.jpg")", kGoodTurns), Status::invalid,
+       Reason::image_path_escapes},
+      {"missing_image", conv("\"j\"", R"(, "image": "absent.jpg")", kGoodTurns), Status::missing_image,
+       Reason::missing_image},
+      {"invalid_utf8", conv("\"k\"", "", "{\"from\": \"human\", \"value\": \"caf\xC3\x28\"}, {\"from\": \"gpt\", \"value\": \"a\"}"),
+       Status::invalid, Reason::invalid_utf8},
+      {"too_large", conv("\"l\"", "", R"({"from": "human", "value": "q"}, {"from": "gpt", "value": ")" +
+                                        std::string(3000, 'x') + "\"}"),
+       Status::invalid, Reason::record_too_large},
+      {"duplicate", conv("\"a1-copy\"", R"(, "image": "cat.jpg")", kGoodTurns), Status::duplicate,
+       Reason::duplicate},
+  };
+}
+
+class ValidationTable : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = scratch_dir("validation");
+    root_ = dir_ + "/images";
+    fs::create_directories(root_);
+    write_file(root_ + "/cat.jpg", "not really a jpeg; only its presence is checked");
+    write_file(dir_ + "/secret.jpg", "outside the root");
+    fs::create_symlink(dir_ + "/secret.jpg", root_ + "/link.jpg");
+    std::string pool;
+    for (const Case& c : cases()) pool += c.line + "\n";
+    pool_ = dir_ + "/pool.jsonl";
+    write_file(pool_, pool);
+  }
+  std::string dir_, root_, pool_;
+};
+
+TEST_F(ValidationTable, EveryRuleGivesItsNamedReason) {
+  IndexOptions options;
+  options.validation.image_root = root_;
+  options.validation.max_record_bytes = 2048;
+  std::vector<Sample> seen;
+  options.on_record = [&](const Sample& s, const IndexEntry&) { seen.push_back(s); };
+  PoolIndex index = build_index({{pool_, ""}}, options);
+
+  std::vector<Case> table = cases();
+  ASSERT_EQ(index.entries.size(), table.size());
+  ASSERT_EQ(seen.size(), table.size());
+  CorpusReader reader(index);
+  std::vector<Sample> reread = reader.read(0, index.entries.size());
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    SCOPED_TRACE(table[i].name);
+    EXPECT_EQ(status_name(seen[i].status), std::string(status_name(table[i].status))) << seen[i].message;
+    EXPECT_EQ(reason_name(seen[i].reason), std::string(reason_name(table[i].reason))) << seen[i].message;
+    EXPECT_EQ(index.entries[i].status, table[i].status);
+    // The reading rank sees the same status, reason, message and key as the index pass.
+    EXPECT_EQ(reread[i].status, seen[i].status);
+    EXPECT_EQ(reread[i].reason, seen[i].reason);
+    EXPECT_EQ(reread[i].message, seen[i].message);
+    EXPECT_EQ(reread[i].key, index.key(i));
+    if (table[i].status != Status::valid) {
+      // Messages name the file, the record's index and line.
+      EXPECT_NE(seen[i].message.find(pool_), std::string::npos) << seen[i].message;
+      EXPECT_NE(seen[i].message.find("record #" + std::to_string(i)), std::string::npos) << seen[i].message;
+      EXPECT_NE(seen[i].message.find("line " + std::to_string(i + 1)), std::string::npos) << seen[i].message;
+    } else {
+      EXPECT_TRUE(seen[i].message.empty());
+    }
+  }
+  // Raw text is kept verbatim (the too-large record excepted).
+  EXPECT_EQ(reread[0].raw, table[0].line);
+  EXPECT_EQ(reread[0].id, "a1");
+  EXPECT_EQ(reread[1].id, "7");
+  EXPECT_EQ(reread[1].image, "");
+  EXPECT_EQ(reread[0].turns.size(), 1u);
+  EXPECT_EQ(reread[0].turns[0].question, "<image>\nWhat is in the picture?");
+  // Duplicate points at its first occurrence and has its own key.
+  std::size_t dup = table.size() - 1;
+  EXPECT_EQ(index.entries[dup].duplicate_of, 0u);
+  EXPECT_NE(index.key(dup), index.key(0));
+  EXPECT_NE(seen[dup].message.find("same content as pool record 0"), std::string::npos);
+  // Keys are unique.
+  std::set<std::string> keys;
+  for (std::size_t i = 0; i < index.entries.size(); ++i) keys.insert(index.key(i));
+  EXPECT_EQ(keys.size(), index.entries.size());
+}
+
+TEST_F(ValidationTable, WithoutImageRootNoFileIsLookedAt) {
+  PoolIndex index = build_index({{pool_, ""}}, IndexOptions{});
+  for (std::size_t i = 0; i < index.entries.size(); ++i) {
+    if (std::string(cases()[i].name) == "missing_image" || std::string(cases()[i].name) == "symlink_out_of_root")
+      EXPECT_EQ(index.entries[i].status, Status::valid) << cases()[i].name;
+  }
+}
+
+TEST(Validation, KeysIgnoreIdAndWhitespace) {
+  std::string dir = scratch_dir("keys");
+  write_file(dir + "/a.jsonl", conv("\"x\"", R"(, "image": "a.jpg")", kGoodTurns) + "\n");
+  write_file(dir + "/b.json", "[\n  " + conv("\"y\"", R"(,   "image":"a.jpg")", kGoodTurns) + "\n]\n");
+  PoolIndex a = build_index({{dir + "/a.jsonl", ""}}, IndexOptions{});
+  PoolIndex b = build_index({{dir + "/b.json", ""}}, IndexOptions{});
+  EXPECT_EQ(a.key(0), b.key(0));
+  PoolIndex both = build_index({{dir + "/a.jsonl", ""}, {dir + "/b.json", ""}}, IndexOptions{});
+  EXPECT_EQ(both.entries[1].status, Status::duplicate);
+}
+
+TEST(Validation, RepeatedInvalidLinesStayInvalidWithUniqueKeys) {
+  std::string dir = scratch_dir("repeat");
+  write_file(dir + "/p.jsonl", "{broken\n{broken\n\n   \n{broken\n");
+  PoolIndex index = build_index({{dir + "/p.jsonl", ""}}, IndexOptions{});
+  ASSERT_EQ(index.entries.size(), 3u);  // blank lines are not records
+  std::set<std::string> keys;
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(index.entries[i].status, Status::invalid);
+    EXPECT_EQ(index.entries[i].reason, Reason::not_json);
+    keys.insert(index.key(i));
+  }
+  EXPECT_EQ(keys.size(), 3u);
+  EXPECT_EQ(index.entries[2].line, 5u);
+  CorpusReader reader(index);
+  EXPECT_EQ(reader.read(0, 3).size(), 3u);
+}
+
+TEST(Validation, JsonArraySyntaxErrorFailsTheFileWithPosition) {
+  std::string dir = scratch_dir("syntax");
+  // Missing comma between records: line 3, column 3.
+  write_file(dir + "/bad.json", "[\n  {\"id\": \"a\", \"conversations\": []}\n  {\"id\": \"b\"}\n]\n");
+  try {
+    build_index({{dir + "/bad.json", ""}}, IndexOptions{});
+    FAIL() << "a JSON array syntax error must fail the file";
+  } catch (const PoolFileError& e) {
+    EXPECT_EQ(e.line, 3u);
+    EXPECT_EQ(e.column, 3u);
+    EXPECT_EQ(e.offset, 39u);
+    std::string what = e.what();
+    EXPECT_NE(what.find(dir + "/bad.json"), std::string::npos) << what;
+    EXPECT_NE(what.find("line 3, column 3"), std::string::npos) << what;
+    EXPECT_NE(what.find("whole file is refused"), std::string::npos) << what;
+  }
+  // An error inside a record (balanced brackets) is a file error too, at its byte.
+  write_file(dir + "/bad2.json", "[{\"id\": \"a\"},\n {\"id\": tru}]");
+  try {
+    build_index({{dir + "/bad2.json", ""}}, IndexOptions{});
+    FAIL();
+  } catch (const PoolFileError& e) {
+    EXPECT_EQ(e.line, 2u);
+    EXPECT_GE(e.column, 9u);
+  }
+  // Truncated file.
+  write_file(dir + "/cut.json", "[{\"id\": \"a\", \"conversations\": [{\"from\": \"hu");
+  EXPECT_THROW(build_index({{dir + "/cut.json", ""}}, IndexOptions{}), PoolFileError);
+  // Data after the end.
+  write_file(dir + "/tail.json", "[] x");
+  EXPECT_THROW(build_index({{dir + "/tail.json", ""}}, IndexOptions{}), PoolFileError);
+}
+
+TEST(Validation, JsonArrayRecordLevelProblemsStayRecordLevel) {
+  std::string dir = scratch_dir("array");
+  write_file(dir + "/p.json", "[" + conv("\"a\"", "", "{\"from\": \"human\", \"value\": \"\xff\"}, {\"from\": \"gpt\", \"value\": \"a\"}") +
+                                  ", 42, \"text\", " + conv("\"b\"", "", R"({"from": "gpt", "value": "a"})") + "]");
+  PoolIndex index = build_index({{dir + "/p.json", ""}}, IndexOptions{});
+  ASSERT_EQ(index.entries.size(), 4u);
+  EXPECT_EQ(index.entries[0].reason, Reason::invalid_utf8);
+  EXPECT_EQ(index.entries[1].reason, Reason::not_object);
+  EXPECT_EQ(index.entries[2].reason, Reason::not_object);
+  EXPECT_EQ(index.entries[3].reason, Reason::bad_roles);
+}
+
+TEST(Validation, FileChangedAfterIndexingIsRefused) {
+  std::string dir = scratch_dir("changed");
+  std::string path = dir + "/p.jsonl";
+  write_file(path, conv("\"a\"", "", R"({"from": "human", "value": "q"}, {"from": "gpt", "value": "a"})") + "\n");
+  PoolIndex index = build_index({{path, ""}}, IndexOptions{});
+  write_file(path, conv("\"a\"", "", R"({"from": "human", "value": "Q"}, {"from": "gpt", "value": "a"})") + "\n");
+  CorpusReader reader(index);
+  EXPECT_THROW(reader.read(0, 1), std::runtime_error);
+}
+
+TEST(Validation, IndexSerializationRoundTrips) {
+  std::string dir = scratch_dir("serialize");
+  write_file(dir + "/p.jsonl", conv("\"a\"", "", R"({"from": "human", "value": "q"}, {"from": "gpt", "value": "a"})") +
+                                   "\n{bad\n");
+  IndexOptions options;
+  options.validation.subset_field = "type";
+  PoolIndex index = build_index({{dir + "/p.jsonl", "conv"}}, options);
+  PoolIndex back = deserialize_index(serialize_index(index));
+  EXPECT_EQ(back.fingerprint, index.fingerprint);
+  ASSERT_EQ(back.entries.size(), 2u);
+  EXPECT_EQ(back.key(1), index.key(1));
+  EXPECT_EQ(back.entries[1].offset, index.entries[1].offset);
+  EXPECT_EQ(back.subsets, index.subsets);
+  EXPECT_EQ(back.options.subset_field, "type");
+  std::vector<std::uint8_t> bytes = serialize_index(index);
+  bytes.resize(bytes.size() - 3);
+  EXPECT_THROW(deserialize_index(bytes), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace align2

@@ -1,0 +1,20 @@
+// A deterministic Scorer for tests (a test double: product code never uses it).
+// Scores are pure functions of the sample's text: a hash mapped to [0, 1) plus a
+// small length term, so that ties are rare but possible to construct.
+#pragma once
+
+#include "core/scorer.h"
+
+namespace align2::test {
+
+class TestScorer : public Scorer {
+ public:
+  void score_questions(const std::vector<const Sample*>& samples, float* out) override;
+  void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out) override;
+  std::string fingerprint() const override { return "test-scorer-v1"; }
+
+  std::size_t calls = 0;          // number of score_* calls
+  std::size_t largest_batch = 0;  // most samples in one call
+};
+
+}  // namespace align2::test
