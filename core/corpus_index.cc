@@ -41,13 +41,14 @@ class RecordScanner {
 
   void run() {
     FilePtr f(std::fopen(path_.c_str(), "rb"));
-    if (!f) throw PoolFileError(path_, 0, 0, 0, fmt::format("cannot open: {}", std::strerror(errno)));
+    if (!f)
+      throw PoolFileError(path_, 0, 0, 0, fmt::format("cannot open the pool file: {}", std::strerror(errno)), false);
     std::vector<char> block(kBlock);
     for (;;) {
       std::size_t n = std::fread(block.data(), 1, block.size(), f.get());
       if (n == 0) {
         if (std::ferror(f.get()))
-          throw error(fmt::format("read error: {}", std::strerror(errno)));
+          throw PoolFileError(path_, pos_, line_, column_, fmt::format("read error: {}", std::strerror(errno)), false);
         break;
       }
       for (std::size_t i = 0; i < n; ++i) step(block[i]);
@@ -289,10 +290,11 @@ struct KeyHash {
 }  // namespace
 
 PoolFileError::PoolFileError(const std::string& p, std::uint64_t o, std::uint64_t l, std::uint64_t c,
-                             const std::string& what)
-    : std::runtime_error(fmt::format("{}: byte {} (line {}, column {}): {}; a JSON array cannot be "
-                                     "resynchronised after a syntax error, so the whole file is refused",
-                                     p, o, l, c, what)),
+                             const std::string& what, bool syntax)
+    : std::runtime_error(syntax ? fmt::format("{}: byte {} (line {}, column {}): {}; a JSON array cannot be "
+                                              "resynchronised after a syntax error, so the whole file is refused",
+                                              p, o, l, c, what)
+                                : fmt::format("{}: {}", p, what)),
       path(p), offset(o), line(l), column(c) {}
 
 std::string PoolIndex::key(std::uint64_t i) const {

@@ -61,8 +61,9 @@ struct PoolIndex {
 
 // A JSON array file that cannot be read on (syntax error, truncation, I/O error).
 struct PoolFileError : std::runtime_error {
+  // `syntax`: a JSON syntax error (the message then says the file is refused as a whole).
   PoolFileError(const std::string& path, std::uint64_t offset, std::uint64_t line, std::uint64_t column,
-                const std::string& what);
+                const std::string& what, bool syntax = true);
   std::string path;
   std::uint64_t offset, line, column;
 };

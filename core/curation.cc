@@ -10,6 +10,7 @@
 #include "core/byte_io.h"
 #include "core/corpus_reader.h"
 #include "core/ranking.h"
+#include "core/record_validation.h"
 #include "core/shard_store.h"
 #include "core/version.h"
 #include "distributed/shard_plan.h"
@@ -124,12 +125,13 @@ ShardRow base_row(const Sample& s) {
   ShardRow row;
   row.index = s.index;
   row.key = s.key;
-  row.id = s.id;
-  row.subset = s.subset;
+  row.id = printable_text(s.id);
+  row.subset = printable_text(s.subset);
   row.status = status_name(s.status);
   row.reason = reason_name(s.reason);
-  row.message = s.message;
-  row.image = s.image;
+  row.message = printable_text(s.message);
+  row.image = printable_text(s.image);
+  row.record = printable_text(s.raw);  // valid records are UTF-8 without NUL: verbatim
   return row;
 }
 
@@ -164,7 +166,6 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
     std::size_t v = 0;
     for (Sample& s : samples) {
       ShardRow row = base_row(s);
-      row.record = std::move(s.raw);
       if (s.status == Status::valid) {
         row.question_score = scores[v++];
         scored_idx.push_back(s.index);
@@ -216,6 +217,7 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
         throw std::runtime_error(fmt::format("scorer returned {} answer scores for record {} with {} turns",
                                              turn_scores[k].size(), s.index, s.turns.size()));
       ShardRow row = base_row(s);
+      row.record.clear();  // the merge takes record texts from stage 1
       row.answer_scores = turn_scores[k];
       double sum = 0;
       for (float x : row.answer_scores) sum += double(x);

@@ -102,6 +102,25 @@ bool is_valid_utf8(std::string_view text, std::uint64_t* bad_offset) {
   return true;
 }
 
+std::string printable_text(const std::string& text) {
+  if (text.find('\0') == std::string::npos && is_valid_utf8(text, nullptr)) return text;
+  std::string out;
+  std::string_view rest(text);
+  while (!rest.empty()) {
+    std::uint64_t bad = rest.size();
+    if (is_valid_utf8(rest, &bad)) bad = rest.size();
+    std::string_view good = rest.substr(0, bad);
+    for (char c : good) {
+      if (c == '\0') out += "\\x00";
+      else out += c;
+    }
+    if (bad == rest.size()) break;
+    out += fmt::format("\\x{:02x}", static_cast<unsigned char>(rest[bad]));
+    rest.remove_prefix(bad + 1);
+  }
+  return out;
+}
+
 std::string content_key(std::string_view bytes) {
   Sha256State s;
   sha256_init(&s);

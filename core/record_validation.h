@@ -59,6 +59,10 @@ std::string record_message(const RecordOrigin& origin, const std::string& id, co
 // The text of a missing_image message.
 std::string missing_image_detail(const std::string& image, const std::string& image_root);
 
+// `text` unchanged when it is well-formed UTF-8 without NUL bytes; otherwise every
+// bad byte and NUL becomes the four characters \xNN, so it can be stored as text.
+std::string printable_text(const std::string& text);
+
 // 32 lowercase hex chars: the first 16 bytes of SHA-256 over `bytes`.
 std::string content_key(std::string_view bytes);
 

@@ -20,7 +20,9 @@ inline std::string write_bad_records(const std::string& dir) {
                  dup +
                  "\n"
                  "{\"id\": \"x\", \"conversations\": [{\"from\": \"gpt\", \"value\": \"a\"}, {\"from\": \"human\", \"value\": \"q\"}]}\n"
-                 "{\"id\": \"y\", \"image\": \"../../etc/passwd\", \"conversations\": [{\"from\": \"human\", \"value\": \"<image>q\"}, {\"from\": \"gpt\", \"value\": \"a\"}]}\n");
+                 "{\"id\": \"y\", \"image\": \"../../etc/passwd\", \"conversations\": [{\"from\": \"human\", \"value\": \"<image>q\"}, {\"from\": \"gpt\", \"value\": \"a\"}]}\n"
+                 "{\"id\": \"latin1\", \"conversations\": [{\"from\": \"human\", \"value\": \"caf\xe9?\"}, {\"from\": \"gpt\", \"value\": \"a\"}]}\n" +
+                 std::string("{\"id\": \"nul\0\"}\n", 14));
   return path;
 }
 

@@ -22,12 +22,12 @@ TEST(Pipeline, CascadeAccountsForEveryRecordAndIsBatchIndependent) {
   CurationResult ra = run_curation(comm, a, scorer);
   EXPECT_EQ(scorer.largest_batch, 1u);
 
-  // 60 + 40 + 90 + 5 input records; 5 are not valid.
-  EXPECT_EQ(ra.input_records, 195u);
+  // 60 + 40 + 90 + 7 input records; 7 are not valid (one holds a NUL byte, one Latin-1).
+  EXPECT_EQ(ra.input_records, 197u);
   json summary = json::parse(test::read_file(ra.merged.summary_path));
-  EXPECT_EQ(summary["input_records"], 195);
+  EXPECT_EQ(summary["input_records"], 197);
   EXPECT_EQ(summary["by_status"]["valid"], 190);
-  EXPECT_EQ(summary["by_status"]["invalid"], 4);
+  EXPECT_EQ(summary["by_status"]["invalid"], 6);
   EXPECT_EQ(summary["by_status"]["duplicate"], 1);
   // Stage 1 per subset: floor(0.5 * N) of the scored; the one-per-image rule can only lower it.
   const json& s1 = summary["stages"]["select_questions"]["by_subset"];
@@ -48,7 +48,7 @@ TEST(Pipeline, CascadeAccountsForEveryRecordAndIsBatchIndependent) {
 
   // scores.h5: every input record once, with its status; kept rows carry both scores.
   ShardData scores = read_shard(ra.merged.scores_path);
-  ASSERT_EQ(scores.rows.size(), 195u);
+  ASSERT_EQ(scores.rows.size(), 197u);
   std::uint64_t kept = 0;
   for (std::uint64_t i = 0; i < scores.rows.size(); ++i) {
     const ShardRow& r = scores.rows[i];
@@ -68,6 +68,11 @@ TEST(Pipeline, CascadeAccountsForEveryRecordAndIsBatchIndependent) {
     }
   }
   EXPECT_EQ(kept, summary["kept"].get<std::uint64_t>());
+  // Bytes that cannot be stored as text are escaped, not lost.
+  EXPECT_EQ(scores.rows[195].record, "{\"id\": \"latin1\", \"conversations\": [{\"from\": \"human\", \"value\": \"caf\\xe9?\"}, {\"from\": \"gpt\", \"value\": \"a\"}]}");
+  EXPECT_EQ(scores.rows[195].reason, "invalid_utf8");
+  EXPECT_EQ(scores.rows[196].record, "{\"id\": \"nul\\x00\"}");
+  EXPECT_EQ(scores.rows[196].reason, "not_json");
 
   // curated.json: LLaVA JSON whose records are the input records verbatim, in score order.
   std::string curated = test::read_file(ra.merged.curated_path);
