@@ -5,6 +5,10 @@ namespace align2::cli {
 
 int run_inspect(const Args&);
 int run_merge(const Args&);
+int run_tokenize(const Args&);
+int run_prompt(const Args&);
+int run_generate(const Args&);
+int run_preprocess(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -32,6 +36,64 @@ const std::vector<Command>& commands() {
        "(every input record with all columns) and DIR/summary.json.",
        {{"output-dir", "DIR", "where the outputs go (required)"}},
        run_merge},
+      {"preprocess", "--out FILE.safetensors [--aspect pad|square] [--size N] IMAGE...",
+       "turn images into CLIP pixel_values the way LLaVA-1.5 does",
+       "Decodes each IMAGE (JPEG, PNG, BMP, GIF), converts it to RGB as PIL's convert('RGB')\n"
+       "does (alpha dropped, no EXIF rotation), pads it to a square with the CLIP mean colour\n"
+       "(--aspect pad, LLaVA-1.5's image_aspect_ratio) or not (--aspect square, plain CLIP),\n"
+       "resizes the shortest side to N with PIL's bicubic filter, centre-crops N x N and\n"
+       "normalises with CLIP's mean and std. Writes one float32 tensor pixel_values\n"
+       "[images, 3, N, N] in the order given. A file that cannot be used (unsupported format,\n"
+       "CMYK JPEG, truncated, above the pixel bound) ends the command with exit 1, naming the\n"
+       "file and the reason.",
+       {{"out", "FILE", "the .safetensors file to write (required)"},
+        {"aspect", "MODE", "pad (default) or square"},
+        {"size", "N", "shortest side after resizing and crop side, pixels (default 336)"},
+        {"max-pixels", "N", "refuse images whose header announces more pixels (default 64000000)"}},
+       run_preprocess},
+      {"generate", "--model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S] "
+                   "[--logits-out FILE.safetensors]",
+       "continue a text prompt with a LLaMA (or the LLM of a LLaVA folder)",
+       "Loads the model folder (config.json, safetensors weights, tokenizer.model), prepends BOS\n"
+       "to the prompt and generates with the KV cache: greedy by default, or temperature / top-p\n"
+       "sampling whose draws depend only on --seed. Stops at EOS or --max-new-tokens and prints\n"
+       "the continuation. --logits-out writes float32 `logits` [fed positions, vocab] for every\n"
+       "position fed to the model, BOS included.",
+       {{"model", "DIR", "model folder (LlamaForCausalLM, or a LLaVA folder: its LLM is used)"},
+        {"prompt", "TEXT", "the prompt (BOS is prepended)"},
+        {"max-new-tokens", "N", "most tokens to generate (default 128)"},
+        {"temperature", "T", "0 = greedy (default); > 0 samples from softmax(logits / T)"},
+        {"top-p", "P", "nucleus sampling mass, in (0, 1] (default 1)"},
+        {"seed", "S", "seed of the sampling stream (default 0)"},
+        {"logits-out", "FILE", "write the logits of every fed position to a .safetensors file"},
+        {"dtype", "f32|bf16", "run dtype (default f32)"},
+        {"threads", "N", "CPU threads (default: all cores)"}},
+       run_generate},
+      {"tokenize", "--tokenizer PATH [--no-bos] --input FILE.jsonl",
+       "token ids of text with a LLaMA SentencePiece tokenizer.model",
+       "Reads JSONL lines {\"text\": \"...\"} and writes one line {\"ids\": [...]} per input line\n"
+       "(blank lines are skipped), with the native SentencePiece BPE tokenizer: the same ids\n"
+       "as libsentencepiece. The BOS id comes first unless --no-bos. A line that is not a JSON\n"
+       "object with a string \"text\" stops the command with the file and line number (exit 1).",
+       {{"tokenizer", "PATH", "sentencepiece tokenizer.model (BPE, e.g. LLaMA's) (required)"},
+        {"no-bos", "", "do not put the BOS id first"},
+        {"input", "FILE.jsonl", "lines {\"text\": ...} (required)"}},
+       run_tokenize},
+      {"prompt", "--template vicuna_v1|llava_v1|plain [--inference] --input POOL",
+       "render every record of a pool with a LLaVA conversation template",
+       "Reads a LLaVA pool (JSON array or JSONL) and writes one line per record:\n"
+       "{\"id\": ..., \"prompt\": \"...\"}, rendered as LLaVA's conversation.py does, with <image>\n"
+       "moved to the front of the first question as \"<image>\\n\". By default the training form\n"
+       "(every answer, each followed by </s>); with --inference the prompt that generates the\n"
+       "last answer (the turns before it and the last question, ending in \"ASSISTANT:\").\n"
+       "A record that is not valid gives {\"id\", \"status\", \"reason\", \"message\"} instead; one the\n"
+       "template cannot render (plain takes one turn with an image) gives status\n"
+       "\"unrenderable\", reason \"template\".",
+       {{"template", "NAME", "vicuna_v1, llava_v1 or plain (required)"},
+        {"inference", "", "the prompt for generating the last answer instead of the training form"},
+        {"input", "POOL", "a LLaVA .json array or .jsonl file (required)"}},
+       run_prompt},
+      // (engine commands are added here)
   };
   return table;
 }

@@ -9,7 +9,8 @@ packages=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   nlohmann-json3-dev libfmt-dev libgtest-dev libstb-dev
-  python3 python3-h5py python3-numpy
+  libsentencepiece-dev
+  python3 python3-h5py python3-numpy python3-pil
 )
 
 missing=()

@@ -1,0 +1,123 @@
+// Engine speed against this machine's own measured limits, in one run:
+//  - matmul peak (fp32, bf16) and copy bandwidth, measured here;
+//  - reward-scoring prefill on a realistic shape (LLaMA hidden 1024, 8 layers, 576 image
+//    tokens + 200 text tokens, batch 4): achieved FLOP/s and its ratio to the peak;
+//  - decode tokens/s at batch 1 and 32, and bytes/s against the measured bandwidth.
+// Usage: engine_bench [THREADS] [SCRATCH_DIR]    (unset OPENBLAS_CORETYPE for this command only)
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "core/generation.h"
+#include "core/llava_model.h"
+#include "test/model_fixture.h"
+
+using namespace align2;
+namespace fs = std::filesystem;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Best of `reps` timings of fn().
+template <class F>
+double best_time(int reps, F fn) {
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    double t0 = now_s();
+    fn();
+    best = std::min(best, now_s() - t0);
+  }
+  return best;
+}
+
+double matmul_peak(at::ScalarType dtype) {
+  const std::int64_t n = 2048;
+  at::Tensor a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
+  at::matmul(a, b);
+  double t = best_time(3, [&] { at::matmul(a, b); });
+  return 2.0 * double(n) * n * n / t;
+}
+
+double copy_bandwidth() {
+  at::Tensor a = at::randn({64 << 20}), b = at::empty_like(a);  // 256 MB each
+  b.copy_(a);
+  double t = best_time(5, [&] { b.copy_(a); });
+  return 2.0 * double(a.numel()) * 4 / t;  // bytes read + written
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = argc > 1 ? std::stoi(argv[1]) : int(std::thread::hardware_concurrency());
+  fs::path dir = argc > 2 ? fs::path(argv[2]) : fs::temp_directory_path() / "align2-engine-bench";
+  at::set_num_threads(threads);
+  at::manual_seed(0);
+  fmt::print("threads: {}\n", threads);
+
+  double peak32 = matmul_peak(at::kFloat), peak16 = matmul_peak(at::kBFloat16), bw = copy_bandwidth();
+  fmt::print("measured matmul peak: fp32 {:.1f} GFLOP/s, bf16 {:.1f} GFLOP/s; copy bandwidth {:.1f} GB/s\n",
+             peak32 / 1e9, peak16 / 1e9, bw / 1e9);
+
+  test::TinyModelOptions o;
+  o.hidden = 1024;
+  o.intermediate = 2816;
+  o.layers = 8;
+  o.heads = 16;
+  o.kv_heads = 16;
+  o.vocab = 32000;
+  o.scale = 0.02f;
+  fs::path model_dir = dir / "llama-1024x8";
+  if (!fs::exists(model_dir / "model.safetensors")) test::write_tiny_model(model_dir.string(), test::TinyLayout::llama, o);
+  const std::int64_t H = o.hidden, L = o.layers, I = o.intermediate;
+  const double linear_params = double(L) * (4.0 * H * H + 3.0 * H * I);
+
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    const char* dn = dtype == at::kFloat ? "fp32" : "bf16";
+    double peak = dtype == at::kFloat ? peak32 : peak16;
+    LlavaModel model(load_model_spec(model_dir.string()), dtype, at::Device(at::kCPU));
+    const LlamaModel& llm = model.llm();
+
+    // Prefill as reward scoring: batch 4 of 776 positions, last hidden state read out.
+    const std::int64_t B = 4, T = 576 + 200;
+    at::Tensor embeds = (at::randn({B, T, H}) * 0.02).to(dtype);
+    at::Tensor lengths = at::full({B}, T, at::kLong);
+    llm.forward(embeds, lengths);
+    double t = best_time(2, [&] { llm.forward(embeds, lengths); });
+    double flops = double(B) * T * 2.0 * linear_params + double(B) * L * 4.0 * double(T) * T * H;
+    fmt::print("{} prefill B={} T={}: {:.2f} s, {:.1f} GFLOP/s = {:.0f}% of the measured {} matmul peak\n", dn, B, T,
+               t, flops / t / 1e9, 100.0 * flops / t / peak, dn);
+
+    // Decode: 16-token prompts, 32 new tokens (forced: no EOS stop), tokens/s and bytes/s.
+    for (std::int64_t batch : {1, 32}) {
+      std::vector<at::Tensor> prompts;
+      std::vector<std::uint64_t> seeds;
+      for (std::int64_t b = 0; b < batch; ++b) {
+        prompts.push_back((at::randn({16, H}) * 0.02).to(dtype));
+        seeds.push_back(std::uint64_t(b));
+      }
+      GenerationOptions g;
+      g.max_new_tokens = 32;
+      g.eos_token_id = -1;
+      generate(llm, prompts, seeds, g);  // warm-up
+      double t0 = now_s();
+      auto r = generate(llm, prompts, seeds, g);
+      double tg = now_s() - t0;
+      double steps = double(g.max_new_tokens);
+      double tokens = steps * double(batch);
+      // Bytes read per decode step: every linear weight + lm_head, plus the KV cache.
+      double wbytes = (linear_params + double(o.vocab) * H) * (dtype == at::kFloat ? 4 : 2);
+      double kv = 2.0 * L * double(batch) * (16 + steps / 2) * H * (dtype == at::kFloat ? 4 : 2);
+      double bytes_per_s = steps * (wbytes + kv) / tg;
+      fmt::print("{} decode batch {:>2}: {:.1f} tokens/s, {:.1f} GB/s = {:.0f}% of the measured copy bandwidth\n", dn,
+                 batch, tokens / tg, bytes_per_s / 1e9, 100.0 * bytes_per_s / bw);
+    }
+  }
+  return 0;
+}

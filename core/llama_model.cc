@@ -1,0 +1,188 @@
+#include "core/llama_model.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+
+namespace align2 {
+namespace {
+
+at::ScalarType aten_dtype(DType d) {
+  switch (d) {
+    case DType::f32: return at::kFloat;
+    case DType::f16: return at::kHalf;
+    case DType::bf16: return at::kBFloat16;
+    case DType::i64: return at::kLong;
+    case DType::i32: return at::kInt;
+    case DType::u8: return at::kByte;
+  }
+  return at::kFloat;
+}
+
+// x [..., hd] → cat(-x2, x1)
+at::Tensor rotate_half(const at::Tensor& x) {
+  std::int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+}  // namespace
+
+at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,
+                       at::ScalarType dtype) {
+  const TensorView& v = ckpt.get(name, shape);
+  at::Tensor src = at::from_blob(const_cast<std::uint8_t*>(v.data), v.shape,
+                                 at::TensorOptions().dtype(aten_dtype(v.dtype)));
+  return src.to(dtype, /*non_blocking=*/false, /*copy=*/true).contiguous();
+}
+
+LlamaModel::LlamaModel(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarType dtype, at::Device device)
+    : cfg_(spec.llm), dtype_(dtype), device_(device) {
+  const LlamaConfig& c = cfg_;
+  const std::int64_t H = c.hidden_size, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  if (c.num_heads % c.num_kv_heads != 0)
+    throw std::runtime_error(fmt::format("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                                         spec.dir, c.num_heads, c.num_kv_heads));
+  auto load = [&](const std::string& canonical, std::vector<std::int64_t> shape) {
+    return load_tensor(ckpt, spec.llm_weight(canonical), shape, dtype).to(device);
+  };
+  embed_tokens_ = load("embed_tokens.weight", {c.vocab_size, H});
+  norm_ = load("norm.weight", {H});
+  lm_head_ = c.tie_word_embeddings ? embed_tokens_ : load("lm_head.weight", {c.vocab_size, H});
+  for (std::int64_t l = 0; l < c.num_layers; ++l) {
+    std::string p = fmt::format("layers.{}.", l);
+    Layer layer;
+    layer.input_norm = load(p + "input_layernorm.weight", {H});
+    layer.q = load(p + "self_attn.q_proj.weight", {qd, H});
+    layer.k = load(p + "self_attn.k_proj.weight", {kvd, H});
+    layer.v = load(p + "self_attn.v_proj.weight", {kvd, H});
+    layer.o = load(p + "self_attn.o_proj.weight", {H, qd});
+    layer.post_norm = load(p + "post_attention_layernorm.weight", {H});
+    layer.gate = load(p + "mlp.gate_proj.weight", {c.intermediate_size, H});
+    layer.up = load(p + "mlp.up_proj.weight", {c.intermediate_size, H});
+    layer.down = load(p + "mlp.down_proj.weight", {H, c.intermediate_size});
+    layers_.push_back(std::move(layer));
+  }
+  // inv_freq = 1 / theta^(2i / head_dim), float32, as transformers computes it.
+  at::Tensor exponents = at::arange(0, c.head_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
+                         float(c.head_dim);
+  inv_freq_ = (1.0 / at::pow(at::scalar_tensor(c.rope_theta, at::kFloat), exponents)).to(device);
+}
+
+at::Tensor LlamaModel::embed(const at::Tensor& ids) const {
+  return embed_tokens_.index_select(0, ids.reshape({-1}).to(device_)).view({ids.size(0), ids.size(1), -1});
+}
+
+at::Tensor LlamaModel::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
+  at::Tensor h = x.to(at::kFloat);
+  at::Tensor var = h.pow(2).mean({-1}, /*keepdim=*/true);
+  h = h * at::rsqrt(var + cfg_.rms_norm_eps);
+  return weight * h.to(dtype_);
+}
+
+void LlamaModel::rope(const at::Tensor& positions, at::Tensor* cos, at::Tensor* sin) const {
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, hd/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);                // [B, 1, T, hd]
+  *cos = emb.cos().to(dtype_);
+  *sin = emb.sin().to(dtype_);
+}
+
+at::Tensor LlamaModel::layer_forward(const Layer& L, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                                     const at::Tensor& mask, KVCache* cache, std::size_t li,
+                                     const at::Tensor& write_positions) const {
+  const std::int64_t B = x.size(0), T = x.size(1), nh = cfg_.num_heads, nkv = cfg_.num_kv_heads,
+                     hd = cfg_.head_dim, rep = nh / nkv;
+  at::Tensor h = rms_norm(x, L.input_norm);
+  at::Tensor q = at::linear(h, L.q).view({B, T, nh, hd}).transpose(1, 2);
+  at::Tensor k = at::linear(h, L.k).view({B, T, nkv, hd}).transpose(1, 2);
+  at::Tensor v = at::linear(h, L.v).view({B, T, nkv, hd}).transpose(1, 2);
+  q = q * cos + rotate_half(q) * sin;
+  k = k * cos + rotate_half(k) * sin;
+
+  at::Tensor k_all = k, v_all = v;
+  if (cache) {
+    if (T == 1 && write_positions.defined()) {  // decode: row b writes at its own length
+      at::Tensor rows = at::arange(B, at::TensorOptions().dtype(at::kLong).device(device_));
+      cache->keys[li].index_put_({rows, at::indexing::Slice(), write_positions}, k.squeeze(2));
+      cache->values[li].index_put_({rows, at::indexing::Slice(), write_positions}, v.squeeze(2));
+    } else {  // prefill: positions 0..T-1
+      cache->keys[li].narrow(2, 0, T).copy_(k);
+      cache->values[li].narrow(2, 0, T).copy_(v);
+    }
+    std::int64_t S = mask.size(-1);
+    k_all = cache->keys[li].narrow(2, 0, S);
+    v_all = cache->values[li].narrow(2, 0, S);
+  }
+  const std::int64_t S = k_all.size(2);
+  // Grouped-query attention without copying K/V: heads h = kv * rep + r share kv head `kv`.
+  at::Tensor qg = q.reshape({B, nkv, rep * T, hd});
+  at::Tensor scores = at::matmul(qg, k_all.transpose(-1, -2)).view({B, nkv, rep, T, S}) *
+                      (1.0 / std::sqrt(double(hd)));
+  scores = scores + mask.unsqueeze(1);
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype_);
+  at::Tensor attn = at::matmul(probs.view({B, nkv, rep * T, S}), v_all)
+                        .view({B, nh, T, hd})
+                        .transpose(1, 2)
+                        .reshape({B, T, nh * hd});
+  at::Tensor out = x + at::linear(attn, L.o);
+  at::Tensor m = rms_norm(out, L.post_norm);
+  return out + at::linear(at::silu(at::linear(m, L.gate)) * at::linear(m, L.up), L.down);
+}
+
+at::Tensor LlamaModel::forward(const at::Tensor& embeds, const at::Tensor& lengths_in, KVCache* cache,
+                               std::int64_t capacity) const {
+  const std::int64_t B = embeds.size(0), T = embeds.size(1);
+  at::TensorOptions longs = at::TensorOptions().dtype(at::kLong).device(device_);
+  at::Tensor lengths = lengths_in.to(longs);
+  at::Tensor positions = at::arange(T, longs).unsqueeze(0).expand({B, T});
+  // Additive mask [B, 1, T, S=T]: key j visible to query i when j <= i and j < length.
+  at::Tensor keys = at::arange(T, longs);
+  at::Tensor allowed = keys.view({1, 1, T}).le(positions.unsqueeze(-1)) &
+                       keys.view({1, 1, T}).lt(lengths.view({B, 1, 1}));
+  at::Tensor mask = at::zeros({B, T, T}, at::TensorOptions().dtype(dtype_).device(device_))
+                        .masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity())
+                        .unsqueeze(1);
+  if (cache) {
+    if (capacity < T) capacity = T;
+    cache->capacity = capacity;
+    cache->keys.assign(layers_.size(), at::Tensor());
+    cache->values.assign(layers_.size(), at::Tensor());
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      cache->keys[l] = at::zeros({B, cfg_.num_kv_heads, capacity, cfg_.head_dim},
+                                 at::TensorOptions().dtype(dtype_).device(device_));
+      cache->values[l] = at::zeros_like(cache->keys[l]);
+    }
+    cache->lengths = lengths.clone();
+  }
+  at::Tensor cos, sin;
+  rope(positions, &cos, &sin);
+  at::Tensor x = embeds.to(dtype_);
+  for (std::size_t l = 0; l < layers_.size(); ++l) x = layer_forward(layers_[l], x, cos, sin, mask, cache, l, {});
+  return rms_norm(x, norm_);
+}
+
+at::Tensor LlamaModel::decode(const at::Tensor& embeds, KVCache& cache) const {
+  const std::int64_t B = embeds.size(0);
+  at::TensorOptions longs = at::TensorOptions().dtype(at::kLong).device(device_);
+  at::Tensor write = cache.lengths;                      // [B] position of the new token
+  std::int64_t S = write.max().item<std::int64_t>() + 1;  // keys to look at
+  if (S > cache.capacity)
+    throw std::runtime_error(fmt::format("KV cache full: {} positions", cache.capacity));
+  at::Tensor keys = at::arange(S, longs);
+  at::Tensor allowed = keys.view({1, 1, S}).le(write.view({B, 1, 1}));
+  at::Tensor mask = at::zeros({B, 1, S}, at::TensorOptions().dtype(dtype_).device(device_))
+                        .masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity())
+                        .unsqueeze(1);
+  at::Tensor cos, sin;
+  rope(write.view({B, 1}), &cos, &sin);
+  at::Tensor x = embeds.to(dtype_);
+  for (std::size_t l = 0; l < layers_.size(); ++l) x = layer_forward(layers_[l], x, cos, sin, mask, &cache, l, write);
+  cache.lengths = write + 1;
+  return rms_norm(x, norm_);
+}
+
+at::Tensor LlamaModel::logits(const at::Tensor& hidden) const {
+  return at::linear(hidden, lm_head_).to(at::kFloat);
+}
+
+}  // namespace align2

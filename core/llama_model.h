@@ -1,0 +1,77 @@
+// The LLaMA decoder (Vicuna, the inner LLM of LLaVA) in ATen: RMSNorm, RoPE
+// (rotate_half), grouped-query attention with causal and padding masks, SwiGLU MLP,
+// tied or separate lm_head; a per-sequence KV cache for generation. Numerics follow
+// transformers' modeling_llama.py (RMSNorm and RoPE tables in float32).
+// This header includes ATen: it is the engine's own interface.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "core/model_config.h"
+#include "core/safetensors.h"
+
+namespace align2 {
+
+// Copies a checkpoint tensor into a new ATen tensor of `dtype` (conversion exact for
+// F32/F16/BF16 sources), checking its shape.
+at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,
+                       at::ScalarType dtype);
+
+// Per-sequence KV cache: for each layer, keys and values [B, kv_heads, capacity, head_dim];
+// lengths[b] = positions of sequence b already in the cache.
+struct KVCache {
+  std::vector<at::Tensor> keys, values;
+  at::Tensor lengths;  // int64 [B]
+  std::int64_t capacity = 0;
+};
+
+class LlamaModel {
+ public:
+  // Loads every weight named by `spec` from `ckpt` into `dtype` on `device`.
+  LlamaModel(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarType dtype, at::Device device);
+
+  const LlamaConfig& config() const { return cfg_; }
+  at::ScalarType dtype() const { return dtype_; }
+  at::Device device() const { return device_; }
+
+  // Token embeddings: ids int64 [B, T] → [B, T, hidden].
+  at::Tensor embed(const at::Tensor& ids) const;
+
+  // Prefill: embeds [B, T, hidden], right-padded; lengths int64 [B] = real tokens per row.
+  // Positions are 0..T-1 per row; padded keys are masked. When `cache` is given it is
+  // (re)allocated with `capacity` positions and filled. Returns the final-norm hidden
+  // states [B, T, hidden] (rows past each length are meaningless).
+  at::Tensor forward(const at::Tensor& embeds, const at::Tensor& lengths, KVCache* cache = nullptr,
+                     std::int64_t capacity = 0) const;
+
+  // One decode step: embeds [B, 1, hidden] of the next token of every row, written at
+  // position cache.lengths[b]; lengths advance by one. Returns final-norm hidden [B, 1, hidden].
+  at::Tensor decode(const at::Tensor& embeds, KVCache& cache) const;
+
+  // lm_head: hidden [..., hidden] → float32 logits [..., vocab].
+  at::Tensor logits(const at::Tensor& hidden) const;
+
+ private:
+  struct Layer {
+    at::Tensor input_norm, q, k, v, o, post_norm, gate, up, down;  // weights, [out, in] for linears
+  };
+  // Attention + MLP of one layer for queries at `positions` int64 [B, T] against keys
+  // k_all/v_all [B, kv, S, hd] with additive mask [B, 1, T, S].
+  at::Tensor layer_forward(const Layer& layer, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                           const at::Tensor& mask, KVCache* cache, std::size_t layer_index,
+                           const at::Tensor& write_positions) const;
+  // RoPE tables for positions int64 [B, T]: cos, sin [B, 1, T, head_dim] in the run dtype.
+  void rope(const at::Tensor& positions, at::Tensor* cos, at::Tensor* sin) const;
+  at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+
+  LlamaConfig cfg_;
+  at::ScalarType dtype_;
+  at::Device device_;
+  at::Tensor embed_tokens_, norm_, lm_head_;
+  at::Tensor inv_freq_;  // float32 [head_dim / 2]
+  std::vector<Layer> layers_;
+};
+
+}  // namespace align2

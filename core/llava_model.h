@@ -1,0 +1,49 @@
+// LLaVA in ATen: CLIP vision tower → projector (linear or mlp2x_gelu) → LLaMA, with the
+// LLaVA splice (each image placeholder token replaced by the image's projected patch
+// embeddings). Also serves a plain LLaMA folder (text only).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <vector>
+
+#include "core/clip_vision.h"
+#include "core/llama_model.h"
+#include "core/model_config.h"
+
+namespace align2 {
+
+class LlavaModel {
+ public:
+  // Loads every weight of `spec` (the LLM from spec.dir, the vision tower from
+  // spec.vision_dir) in `dtype` on `device`.
+  LlavaModel(const ModelSpec& spec, at::ScalarType dtype, at::Device device);
+
+  const ModelSpec& spec() const { return spec_; }
+  bool has_vision() const { return vision_ != nullptr; }
+  const LlamaModel& llm() const { return *llm_; }
+  const ClipVisionTower& vision() const;
+
+  // pixel_values [N, 3, S, S] → selected vision hidden states [N, P, vision hidden].
+  at::Tensor encode_images(const at::Tensor& pixel_values) const;
+  // vision hidden [N, P, vision hidden] → image features [N, P, LLM hidden].
+  at::Tensor project(const at::Tensor& vision_hidden) const;
+
+  // One sequence's input embeddings [T', hidden]: token ids in which each occurrence of
+  // spec.image_token_index is replaced, in order, by the rows of images[k] ([P, hidden]).
+  // Throws std::invalid_argument when the counts of placeholders and images differ.
+  at::Tensor splice(const std::vector<std::int64_t>& ids, const std::vector<at::Tensor>& images) const;
+
+  // Final-norm hidden states at each sequence's last position, for sequences of
+  // embeddings [T_i, hidden] run as one right-padded batch → [B, hidden].
+  at::Tensor last_hidden(const std::vector<at::Tensor>& sequences) const;
+
+ private:
+  ModelSpec spec_;
+  std::unique_ptr<LlamaModel> llm_;
+  std::unique_ptr<ClipVisionTower> vision_;
+  at::Tensor proj0_w_, proj0_b_, proj1_w_, proj1_b_;  // proj1 undefined for a linear projector
+};
+
+}  // namespace align2

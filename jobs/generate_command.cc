@@ -1,0 +1,80 @@
+// align2 generate: text continuation by a LLaMA (or the LLM of a LLaVA folder).
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include <iostream>
+#include <thread>
+
+#include "core/generation.h"
+#include "core/llava_model.h"
+#include "core/safetensors.h"
+#include "core/tokenizer.h"
+#include "jobs/cli.h"
+
+namespace align2::cli {
+
+at::ScalarType parse_dtype(const std::string& name) {
+  if (name == "f32" || name == "float32") return at::kFloat;
+  if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
+  if (name == "f16" || name == "float16") return at::kHalf;
+  throw UsageError(fmt::format("--dtype {}: expected f32, bf16 or f16", name));
+}
+
+int parse_threads(const Args& args) {
+  int threads = std::stoi(args.get("threads", std::to_string(std::max(1u, std::thread::hardware_concurrency()))));
+  if (threads < 1) throw UsageError("--threads must be at least 1");
+  at::set_num_threads(threads);
+  return threads;
+}
+
+int run_generate(const Args& args) {
+  std::string dir = args.get("model");
+  if (dir.empty()) throw UsageError("--model is required");
+  if (!args.flag("prompt")) throw UsageError("--prompt is required");
+  std::string prompt = args.get("prompt");
+  if (prompt.find("<image>") != std::string::npos)
+    throw UsageError("the prompt holds <image>: align2 generate is text-only");
+  parse_threads(args);
+  at::ScalarType dtype = parse_dtype(args.get("dtype", "f32"));
+  if (dtype == at::kHalf) throw UsageError("--dtype f16 needs a CUDA build; use f32 or bf16 on CPU");
+
+  ModelSpec spec = load_model_spec(dir);
+  Tokenizer tokenizer = Tokenizer::load(dir + "/tokenizer.model");
+  spec.has_vision = spec.has_projector = false;  // text only: leave the vision tower unloaded
+  LlavaModel model(spec, dtype, at::Device(at::kCPU));
+
+  GenerationOptions o;
+  o.max_new_tokens = std::stoll(args.get("max-new-tokens", "128"));
+  o.temperature = std::stod(args.get("temperature", "0"));
+  o.top_p = std::stod(args.get("top-p", "1"));
+  o.eos_token_id = spec.llm.eos_token_id;
+  o.keep_logits = args.flag("logits-out");
+  if (o.max_new_tokens < 1) throw UsageError("--max-new-tokens must be at least 1");
+  if (!(o.top_p > 0.0 && o.top_p <= 1.0)) throw UsageError("--top-p must lie in (0, 1]");
+  if (o.temperature < 0.0) throw UsageError("--temperature must be >= 0");
+  std::uint64_t seed = std::stoull(args.get("seed", "0"));
+
+  std::vector<std::int32_t> ids = tokenizer.encode(prompt, /*add_bos=*/true);
+  std::vector<std::int64_t> ids64(ids.begin(), ids.end());
+  at::Tensor embeds =
+      model.llm().embed(at::tensor(ids64, at::TensorOptions().dtype(at::kLong)).view({1, -1})).squeeze(0);
+  GenerationResult r = generate(model.llm(), {embeds}, {seed}, o)[0];
+
+  std::vector<std::int32_t> out;
+  for (std::int64_t t : r.tokens)
+    if (!(r.stopped_by_eos && t == o.eos_token_id)) out.push_back(std::int32_t(t));
+  // Decode prompt + continuation and cut the prompt's text off, so that the first
+  // generated word keeps its leading space ("time" + " there", not "there").
+  std::vector<std::int32_t> all = ids;
+  all.insert(all.end(), out.begin(), out.end());
+  std::string full = tokenizer.decode(all), head = tokenizer.decode(ids);
+  std::cout << (full.compare(0, head.size(), head) == 0 ? full.substr(head.size()) : tokenizer.decode(out)) << "\n";
+  if (o.keep_logits) {
+    at::Tensor l = r.logits.contiguous();
+    std::vector<float> values(l.data_ptr<float>(), l.data_ptr<float>() + l.numel());
+    write_safetensors(args.get("logits-out"), {float_tensor("logits", {l.size(0), l.size(1)}, values)});
+  }
+  return 0;
+}
+
+}  // namespace align2::cli

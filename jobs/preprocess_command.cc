@@ -1,0 +1,61 @@
+// align2 preprocess: images -> pixel_values [N, 3, size, size] float32 in a .safetensors
+// file, as LLaVA-1.5 feeds its CLIP vision tower (core/image_preprocess.h: exact to PIL
+// after decoding; JPEG decoding can differ from libjpeg-turbo by a few levels).
+#include <fmt/format.h>
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "core/image_preprocess.h"
+#include "core/safetensors.h"
+#include "jobs/cli.h"
+
+namespace align2::cli {
+
+int run_preprocess(const Args& args) {
+  if (args.positional.empty()) throw UsageError("give at least one IMAGE");
+  const std::string out = args.get("out");
+  if (out.empty()) throw UsageError("--out is required");
+  ImageSpec spec;
+  try {
+    spec.aspect = aspect_mode_from_name(args.get("aspect", "pad"));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("--aspect: {}", e.what()));
+  }
+  const std::string size_text = args.get("size", "336");
+  const std::string max_text = args.get("max-pixels", "64000000");
+  try {
+    std::size_t used = 0;
+    spec.size = std::stoll(size_text, &used);
+    if (used != size_text.size() || spec.size < 1 || spec.size > 16384) throw std::invalid_argument(size_text);
+    spec.max_pixels = std::stoull(max_text, &used);
+    if (used != max_text.size() || max_text[0] == '-') throw std::invalid_argument(max_text);
+  } catch (const std::logic_error&) {
+    throw UsageError(fmt::format("--size {} / --max-pixels {}: expected positive integers (size at most 16384)",
+                                 size_text, max_text));
+  }
+
+  const std::size_t n = args.positional.size();
+  const std::size_t per_image = static_cast<std::size_t>(3 * spec.size * spec.size);  // floats
+  std::vector<float> values(n * per_image);  // [N, 3, size, size]
+  for (std::size_t i = 0; i < n; ++i) {
+    try {
+      preprocess_image_file(args.positional[i], spec, values.data() + i * per_image);
+    } catch (const ImageError& e) {
+      // what() already names the file; the reason code is for scripts.
+      throw std::runtime_error(fmt::format("image {} of {}: {} [{}]", i + 1, n, e.what(), e.reason_code));
+    }
+  }
+  const std::map<std::string, std::string> metadata = {
+      {"aspect", aspect_mode_name(spec.aspect)},
+      {"size", std::to_string(spec.size)},
+      {"images", nlohmann::json(args.positional).dump()},
+  };
+  write_safetensors(out, {float_tensor("pixel_values", {static_cast<std::int64_t>(n), 3, spec.size, spec.size}, values)},
+                    metadata);
+  std::cout << fmt::format("{}: pixel_values [{}, 3, {}, {}] float32, aspect {}\n", out, n, spec.size, spec.size,
+                           aspect_mode_name(spec.aspect));
+  return 0;
+}
+
+}  // namespace align2::cli

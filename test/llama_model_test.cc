@@ -1,0 +1,152 @@
+// The LLaMA engine on the REAL trained tiny model in ../shared (stories260K: dim 64,
+// 5 layers, 8 heads, 4 KV heads, vocab 512, tied embeddings).
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <fstream>
+
+#include "core/generation.h"
+#include "core/llama_model.h"
+#include "core/model_config.h"
+#include "core/tokenizer.h"
+#include "test/test_support.h"
+
+namespace align2 {
+namespace {
+
+struct Tiny {
+  ModelSpec spec;
+  std::unique_ptr<Checkpoint> ckpt;
+  std::unique_ptr<LlamaModel> model;
+};
+
+Tiny load_tiny(at::ScalarType dtype = at::kFloat) {
+  at::set_num_threads(1);  // tiny model; ctest runs tests side by side
+  Tiny t;
+  t.spec = load_model_spec(test::shared_path("models/stories260K-hf"));
+  t.ckpt = std::make_unique<Checkpoint>(t.spec.dir);
+  t.model = std::make_unique<LlamaModel>(t.spec, *t.ckpt, dtype, at::Device(at::kCPU));
+  return t;
+}
+
+at::Tensor embed_ids(const LlamaModel& m, const std::vector<std::int64_t>& ids) {
+  return m.embed(at::tensor(ids, at::TensorOptions().dtype(at::kLong)).view({1, -1})).squeeze(0);
+}
+
+std::vector<std::int64_t> greedy(const LlamaModel& m, const std::vector<std::int64_t>& prompt, std::int64_t n,
+                                 at::Tensor* logits = nullptr) {
+  GenerationOptions o;
+  o.max_new_tokens = n;
+  o.keep_logits = logits != nullptr;
+  o.eos_token_id = 2;
+  auto r = generate(m, {embed_ids(m, prompt)}, {0}, o);
+  if (logits) *logits = r[0].logits;
+  return r[0].tokens;
+}
+
+TEST(LlamaModel, GreedyFromBosWritesTheTinyStory) {
+  Tiny t = load_tiny();
+  std::vector<std::int64_t> tokens = greedy(*t.model, {1}, 40);
+  Tokenizer tok = Tokenizer::load(test::shared_path("models/stories260K-hf/tokenizer.model"));
+  std::vector<std::int32_t> ids(tokens.begin(), tokens.end());
+  std::string text = tok.decode(ids);
+  EXPECT_EQ(text.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << text;
+}
+
+TEST(LlamaModel, LogitsMatchAnIndependentNumpyForward) {
+  Tiny t = load_tiny();
+  std::vector<std::int64_t> prompt = {1, 400, 261, 300};  // BOS and a few ids
+  at::Tensor logits;
+  std::vector<std::int64_t> gen = greedy(*t.model, prompt, 20, &logits);
+  std::vector<std::int64_t> fed = prompt;
+  fed.insert(fed.end(), gen.begin(), gen.end() - 1);
+  ASSERT_EQ(logits.size(0), std::int64_t(fed.size()));
+  std::string out = test::scratch_dir("numpy") + "/logits.f32";
+  std::string cmd = "/usr/bin/python3 " + test::source_path("test/reference/llama_numpy.py") + " " + t.spec.dir + " " + out;
+  for (auto id : fed) cmd += " " + std::to_string(id);
+  auto r = test::run_command(cmd);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string raw = test::read_file(out);
+  ASSERT_EQ(raw.size(), fed.size() * 512 * sizeof(float));
+  at::Tensor ref = at::from_blob(raw.data(), {std::int64_t(fed.size()), 512}, at::kFloat).clone();
+  double diff = (logits - ref).abs().max().item<double>();
+  EXPECT_LE(diff, 1e-4) << "max |align2 - numpy| over " << fed.size() << " positions";
+}
+
+TEST(LlamaModel, KvCacheGenerationEqualsFullRecomputation) {
+  Tiny t = load_tiny();
+  at::Tensor cached;
+  std::vector<std::int64_t> gen = greedy(*t.model, {1, 300}, 24, &cached);
+  std::vector<std::int64_t> fed = {1, 300};
+  fed.insert(fed.end(), gen.begin(), gen.end() - 1);
+  at::Tensor e = embed_ids(*t.model, fed).unsqueeze(0);
+  at::Tensor full = t.model->logits(t.model->forward(e, at::tensor({std::int64_t(fed.size())}))).squeeze(0);
+  EXPECT_LE((full - cached).abs().max().item<double>(), 5e-5);  // logits are O(10)
+}
+
+TEST(LlamaModel, BatchedEqualsUnbatchedAndSamplingIgnoresBatchmates) {
+  Tiny t = load_tiny();
+  std::vector<std::vector<std::int64_t>> prompts = {{1}, {1, 400, 261, 300, 290, 310}, {1, 42, 43}};
+  GenerationOptions o;
+  o.max_new_tokens = 16;
+  o.temperature = 0.9;
+  o.top_p = 0.95;
+  std::vector<at::Tensor> embeds;
+  for (auto& p : prompts) embeds.push_back(embed_ids(*t.model, p));
+  std::vector<std::uint64_t> seeds = {11, 22, 33};
+  auto together = generate(*t.model, embeds, seeds, o);
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    auto alone = generate(*t.model, {embeds[i]}, {seeds[i]}, o);
+    EXPECT_EQ(alone[0].tokens, together[i].tokens) << "prompt " << i;
+  }
+  // Another seed gives another text (with overwhelming probability at T=0.9).
+  auto other = generate(*t.model, {embeds[1]}, {23}, o);
+  EXPECT_NE(other[0].tokens, together[1].tokens);
+  // Last hidden states: batched vs alone.
+  std::int64_t T = 6;
+  at::Tensor batch = at::zeros({3, T, 64});
+  std::vector<std::int64_t> lens;
+  for (std::size_t i = 0; i < 3; ++i) {
+    batch[std::int64_t(i)].narrow(0, 0, embeds[i].size(0)).copy_(embeds[i]);
+    lens.push_back(embeds[i].size(0));
+  }
+  at::Tensor hb = t.model->forward(batch, at::tensor(lens));
+  for (std::size_t i = 0; i < 3; ++i) {
+    at::Tensor ha = t.model->forward(embeds[i].unsqueeze(0), at::tensor({lens[i]}));
+    EXPECT_LE((hb[std::int64_t(i)].narrow(0, 0, lens[i]) - ha[0]).abs().max().item<double>(), 1e-5);
+  }
+}
+
+TEST(LlamaModel, Bfloat16StaysCloseToFloat32) {
+  Tiny f = load_tiny(at::kFloat), b = load_tiny(at::kBFloat16);
+  std::vector<std::int64_t> ids = {1, 400, 261, 300, 290, 310, 320};
+  at::Tensor ef = embed_ids(*f.model, ids).unsqueeze(0), eb = embed_ids(*b.model, ids).unsqueeze(0);
+  at::Tensor lf = f.model->logits(f.model->forward(ef, at::tensor({7L})));
+  at::Tensor lb = b.model->logits(b.model->forward(eb, at::tensor({7L})));
+  double scale = lf.abs().max().item<double>();
+  EXPECT_LE((lf - lb).abs().max().item<double>(), 0.05 * scale);
+  EXPECT_TRUE(at::equal(lf.argmax(-1), lb.argmax(-1)));
+}
+
+TEST(Generation, SamplingRule) {
+  GenerationOptions greedy_o;
+  std::vector<float> logits = {0.1f, 2.0f, 2.0f, -1.0f};
+  EXPECT_EQ(sample_token(logits.data(), 4, greedy_o, 1, 0), 1);  // lowest id on ties
+  GenerationOptions nucleus;
+  nucleus.temperature = 1.0;
+  nucleus.top_p = 0.5;  // the top token alone holds >= 0.5 of the mass
+  std::vector<float> peaked = {5.0f, 0.0f, 0.0f, 0.0f};
+  for (std::uint64_t s = 0; s < 50; ++s) EXPECT_EQ(sample_token(peaked.data(), 4, nucleus, s, 3), 0);
+  // Full distribution: frequencies follow the softmax.
+  GenerationOptions full;
+  full.temperature = 1.0;
+  std::vector<float> two = {0.0f, std::log(3.0f)};  // p = 0.25, 0.75
+  int ones = 0;
+  for (std::uint64_t s = 0; s < 4000; ++s) ones += sample_token(two.data(), 2, full, s, 0) == 1;
+  EXPECT_NEAR(ones / 4000.0, 0.75, 0.03);
+}
+
+}  // namespace
+}  // namespace align2
