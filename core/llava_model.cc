@@ -4,6 +4,27 @@
 
 namespace align2 {
 
+Projector::Projector(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarType dtype, at::Device device)
+    : dtype_(dtype) {
+  if (!spec.has_projector) throw std::runtime_error(fmt::format("{}: this model has no projector", spec.dir));
+  const std::int64_t Hv = spec.vision.hidden_size, H = spec.llm.hidden_size;
+  auto load = [&](int layer, const char* kind, std::vector<std::int64_t> shape) {
+    return load_tensor(ckpt, spec.projector_weight(layer, kind), shape, dtype).to(device);
+  };
+  w0_ = load(0, "weight", {H, Hv});
+  b0_ = load(0, "bias", {H});
+  if (spec.projector == ProjectorType::mlp2x_gelu) {
+    w1_ = load(1, "weight", {H, H});
+    b1_ = load(1, "bias", {H});
+  }
+}
+
+at::Tensor Projector::forward(const at::Tensor& vision_hidden) const {
+  at::Tensor x = at::linear(vision_hidden.to(dtype_), w0_, b0_);
+  if (w1_.defined()) x = at::linear(at::gelu(x), w1_, b1_);
+  return x;
+}
+
 LlavaModel::LlavaModel(const ModelSpec& spec, at::ScalarType dtype, at::Device device) : spec_(spec) {
   if (!spec.has_llm) throw std::runtime_error(fmt::format("{}: not a language model folder", spec.dir));
   Checkpoint ckpt(spec.dir);
@@ -13,18 +34,7 @@ LlavaModel::LlavaModel(const ModelSpec& spec, at::ScalarType dtype, at::Device d
     if (spec.vision_dir != spec.dir) other = std::make_unique<Checkpoint>(spec.vision_dir);
     vision_ = std::make_unique<ClipVisionTower>(spec, other ? *other : ckpt, dtype, device);
   }
-  if (spec.has_projector) {
-    const std::int64_t Hv = spec.vision.hidden_size, H = spec.llm.hidden_size;
-    auto load = [&](int layer, const char* kind, std::vector<std::int64_t> shape) {
-      return load_tensor(ckpt, spec.projector_weight(layer, kind), shape, dtype).to(device);
-    };
-    proj0_w_ = load(0, "weight", {H, Hv});
-    proj0_b_ = load(0, "bias", {H});
-    if (spec.projector == ProjectorType::mlp2x_gelu) {
-      proj1_w_ = load(1, "weight", {H, H});
-      proj1_b_ = load(1, "bias", {H});
-    }
-  }
+  if (spec.has_projector) projector_ = std::make_unique<Projector>(spec, ckpt, dtype, device);
 }
 
 const ClipVisionTower& LlavaModel::vision() const {
@@ -35,10 +45,8 @@ const ClipVisionTower& LlavaModel::vision() const {
 at::Tensor LlavaModel::encode_images(const at::Tensor& pixel_values) const { return vision().forward(pixel_values); }
 
 at::Tensor LlavaModel::project(const at::Tensor& vision_hidden) const {
-  if (!proj0_w_.defined()) throw std::runtime_error(fmt::format("{}: this model has no projector", spec_.dir));
-  at::Tensor x = at::linear(vision_hidden.to(llm_->dtype()), proj0_w_, proj0_b_);
-  if (proj1_w_.defined()) x = at::linear(at::gelu(x), proj1_w_, proj1_b_);
-  return x;
+  if (!projector_) throw std::runtime_error(fmt::format("{}: this model has no projector", spec_.dir));
+  return projector_->forward(vision_hidden);
 }
 
 at::Tensor LlavaModel::splice(const std::vector<std::int64_t>& ids, const std::vector<at::Tensor>& images) const {

@@ -14,6 +14,18 @@
 
 namespace align2 {
 
+// The multimodal projector: linear, or mlp2x_gelu (linear, exact GELU, linear).
+class Projector {
+ public:
+  Projector(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarType dtype, at::Device device);
+  // vision hidden [N, P, vision hidden] → image features [N, P, LLM hidden] in `dtype`.
+  at::Tensor forward(const at::Tensor& vision_hidden) const;
+
+ private:
+  at::ScalarType dtype_;
+  at::Tensor w0_, b0_, w1_, b1_;  // w1_ undefined for a linear projector
+};
+
 class LlavaModel {
  public:
   // Loads every weight of `spec` (the LLM from spec.dir, the vision tower from
@@ -43,7 +55,7 @@ class LlavaModel {
   ModelSpec spec_;
   std::unique_ptr<LlamaModel> llm_;
   std::unique_ptr<ClipVisionTower> vision_;
-  at::Tensor proj0_w_, proj0_b_, proj1_w_, proj1_b_;  // proj1 undefined for a linear projector
+  std::unique_ptr<Projector> projector_;
 };
 
 }  // namespace align2

@@ -8,6 +8,7 @@ int run_merge(const Args&);
 int run_tokenize(const Args&);
 int run_prompt(const Args&);
 int run_generate(const Args&);
+int run_encode_image(const Args&);
 int run_preprocess(const Args&);
 
 const std::vector<Command>& commands() {
@@ -93,6 +94,20 @@ const std::vector<Command>& commands() {
         {"inference", "", "the prompt for generating the last answer instead of the training form"},
         {"input", "POOL", "a LLaVA .json array or .jsonl file (required)"}},
        run_prompt},
+      {"encode-image", "--model DIR [--aspect pad|square] --out FILE.safetensors IMAGE...",
+       "run images through the vision tower (and a LLaVA model's projector)",
+       "Preprocesses the images as LLaVA-1.5 does (see `align2 preprocess`), runs the CLIP vision\n"
+       "tower and writes float32 `vision_hidden` [N, patches, vision hidden] (the selected layer,\n"
+       "CLS dropped) and, when DIR is a LLaVA model, `image_features` [N, patches, LLM hidden]\n"
+       "after the projector. DIR may be a LLaVA folder (either layout), a CLIPModel folder or a\n"
+       "CLIPVisionModel folder. The LLM weights are not loaded.",
+       {{"model", "DIR", "LLaVA, CLIPModel or CLIPVisionModel folder"},
+        {"aspect", "pad|square", "pad to a square with the mean colour, or plain CLIP (default: the model's)"},
+        {"out", "FILE", "the .safetensors file to write"},
+        {"vision-tower", "DIR", "the CLIP folder of a liuhaotian LLaVA model (default: found as docs/models.md says)"},
+        {"dtype", "f32|bf16", "run dtype (default f32)"},
+        {"threads", "N", "CPU threads (default: all cores)"}},
+       run_encode_image},
       // (engine commands are added here)
   };
   return table;

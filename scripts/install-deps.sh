@@ -8,7 +8,7 @@ packages=(
   libtorch-dev libopenblas0-openmp
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
-  nlohmann-json3-dev libfmt-dev libgtest-dev libstb-dev
+  nlohmann-json3-dev libfmt-dev libgtest-dev libstb-dev libjpeg-dev libwebp-dev
   libsentencepiece-dev
   python3 python3-h5py python3-numpy python3-pil
 )

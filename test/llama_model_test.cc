@@ -150,3 +150,32 @@ TEST(Generation, SamplingRule) {
 
 }  // namespace
 }  // namespace align2
+
+namespace align2 {
+namespace {
+
+TEST(GenerateCli, WritesTheStoryAndItsLogits) {
+  std::string dir = test::shared_path("models/stories260K-hf");
+  std::string out = test::scratch_dir("generate-cli") + "/logits.safetensors";
+  auto r = test::run_command(test::align2_bin() + " generate --threads 1 --model " + dir +
+                             " --prompt '' --max-new-tokens 20 --logits-out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.out;
+  Checkpoint logits(out);
+  // BOS + 20 generated tokens, the last of which is never fed: 20 positions.
+  const TensorView& l = logits.get("logits", {20, 512});
+  EXPECT_EQ(l.dtype, DType::f32);
+  // A prompt continues with its own spacing.
+  r = test::run_command(test::align2_bin() + " generate --threads 1 --model " + dir +
+                        " --prompt 'Once upon a time' --max-new-tokens 6");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind(", there was a little", 0), 0u) << r.out;
+  // Sampling is reproducible by seed.
+  std::string cmd = test::align2_bin() + " generate --threads 1 --model " + dir +
+                    " --prompt 'Tom' --max-new-tokens 12 --temperature 1.0 --top-p 0.9 --seed ";
+  EXPECT_EQ(test::run_command(cmd + "5").out, test::run_command(cmd + "5").out);
+  EXPECT_EQ(test::run_command(test::align2_bin() + " generate --model " + dir).exit_code, 2);
+}
+
+}  // namespace
+}  // namespace align2

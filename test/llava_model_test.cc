@@ -107,3 +107,55 @@ TEST(LlavaModel, VisionTowerAndProjectorMatchAnIndependentNumpyForward) {
 
 }  // namespace
 }  // namespace align2
+
+#include "core/image_preprocess.h"
+
+namespace align2 {
+namespace {
+
+TEST(EncodeImageCli, WritesVisionHiddenAndImageFeatures) {
+  at::set_num_threads(1);
+  std::string root = test::scratch_dir("encode-image");
+  std::string dir = root + "/m";
+  test::write_tiny_model(dir, test::TinyLayout::llava_liuhaotian, {});
+  std::vector<std::string> images = {test::shared_path("data/images/extreme_ironing.jpg"),
+                                     test::shared_path("data/images/CLIP.png")};
+  std::string out = root + "/feats.safetensors";
+  auto r = test::run_command(test::align2_bin() + " encode-image --threads 1 --model " + dir + " --out " + out + " " +
+                             images[0] + " " + images[1]);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Checkpoint written(out);
+  const TensorView& vh = written.get("vision_hidden", {2, 4, 24});
+  const TensorView& feats = written.get("image_features", {2, 4, 32});
+  // In-process: the same preprocessing (pad, 28 px) and model.
+  ModelSpec spec = load_model_spec(dir);
+  LlavaModel model(spec, at::kFloat, at::Device(at::kCPU));
+  ImageSpec is;
+  is.size = 28;
+  at::Tensor pixels = at::empty({2, 3, 28, 28});
+  for (int i = 0; i < 2; ++i) preprocess_image_file(images[std::size_t(i)], is, pixels[i].data_ptr<float>());
+  at::Tensor expect_vh = model.encode_images(pixels), expect_f = model.project(expect_vh);
+  std::vector<float> got(std::size_t(vh.numel()));
+  to_float32(vh, got.data());
+  EXPECT_TRUE(at::equal(at::from_blob(got.data(), {2, 4, 24}), expect_vh));
+  std::vector<float> gotf(std::size_t(feats.numel()));
+  to_float32(feats, gotf.data());
+  EXPECT_TRUE(at::equal(at::from_blob(gotf.data(), {2, 4, 32}), expect_f));
+
+  // A bare CLIPVisionModel folder gives vision_hidden only.
+  r = test::run_command(test::align2_bin() + " encode-image --threads 1 --model " + dir + "-clip --out " + out + " " +
+                        images[0]);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Checkpoint clip_only(out);
+  EXPECT_TRUE(clip_only.has("vision_hidden"));
+  EXPECT_FALSE(clip_only.has("image_features"));
+  // A bad image names itself.
+  test::write_file(root + "/bad.jpg", "not an image");
+  r = test::run_command(test::align2_bin() + " encode-image --threads 1 --model " + dir + " --out " + out + " " + root +
+                        "/bad.jpg");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("bad.jpg"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace align2

@@ -1,0 +1,73 @@
+// align2 encode-image: images → the vision tower's selected hidden states and, for a
+// LLaVA folder, the projected image features the LLM sees.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <iostream>
+#include <memory>
+
+#include "core/image_preprocess.h"
+#include "core/llava_model.h"
+#include "core/safetensors.h"
+#include "jobs/cli.h"
+
+namespace align2::cli {
+
+at::ScalarType parse_dtype(const std::string& name);
+int parse_threads(const Args& args);
+
+namespace {
+
+TensorData to_tensor_data(const std::string& name, const at::Tensor& t) {
+  at::Tensor c = t.to(at::kFloat).contiguous();
+  std::vector<float> values(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  return float_tensor(name, c.sizes().vec(), values);
+}
+
+}  // namespace
+
+int run_encode_image(const Args& args) {
+  std::string dir = args.get("model"), out = args.get("out");
+  if (dir.empty()) throw UsageError("--model is required");
+  if (out.empty()) throw UsageError("--out is required");
+  if (args.positional.empty()) throw UsageError("give at least one IMAGE");
+  parse_threads(args);
+  at::ScalarType dtype = parse_dtype(args.get("dtype", "f32"));
+  ModelSpec spec = load_model_spec(dir, args.get("vision-tower"));
+  if (!spec.has_vision) throw std::runtime_error(fmt::format("{}: this model has no vision tower", dir));
+
+  ImageSpec image;
+  image.size = spec.vision.image_size;
+  image.mean = spec.vision.image_mean;
+  image.std = spec.vision.image_std;
+  image.aspect = aspect_mode_from_name(args.get("aspect", spec.image_aspect_ratio == "pad" ? "pad" : "square"));
+  const std::int64_t n = std::int64_t(args.positional.size()), S = image.size;
+  at::Tensor pixels = at::empty({n, 3, S, S}, at::kFloat);
+  for (std::int64_t i = 0; i < n; ++i) {
+    try {
+      preprocess_image_file(args.positional[std::size_t(i)], image, pixels[i].data_ptr<float>());
+    } catch (const ImageError& e) {
+      throw std::runtime_error(fmt::format("image {} of {}: {} [{}]", i + 1, n, e.what(), e.reason_code));
+    }
+  }
+
+  // Only the vision tower and the projector are loaded: the LLM is not needed here.
+  Checkpoint vision_ckpt(spec.vision_dir);
+  ClipVisionTower tower(spec, vision_ckpt, dtype, at::Device(at::kCPU));
+  at::Tensor hidden = tower.forward(pixels);
+  std::vector<TensorData> tensors = {to_tensor_data("vision_hidden", hidden)};
+  if (spec.has_projector) {
+    std::unique_ptr<Checkpoint> own;
+    if (spec.vision_dir != spec.dir) own = std::make_unique<Checkpoint>(spec.dir);
+    Projector projector(spec, own ? *own : vision_ckpt, dtype, at::Device(at::kCPU));
+    tensors.push_back(to_tensor_data("image_features", projector.forward(hidden)));
+  }
+  write_safetensors(out, tensors, {{"model", dir}, {"aspect", aspect_mode_name(image.aspect)}});
+  std::cout << fmt::format("{}: vision_hidden [{}, {}, {}]{}\n", out, n, hidden.size(1), hidden.size(2),
+                           spec.has_projector ? fmt::format(", image_features [{}, {}, {}]", n, hidden.size(1),
+                                                            spec.llm.hidden_size)
+                                              : "");
+  return 0;
+}
+
+}  // namespace align2::cli
