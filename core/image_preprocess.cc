@@ -1,20 +1,25 @@
-// Image preprocessing for CLIP, exact to PIL + transformers after decoding; see the header.
+// Image preprocessing for CLIP, exact to PIL + transformers; see the header.
 #include "core/image_preprocess.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <cstdio>
+#include <csetjmp>
+#include <cstdio>  // before jpeglib.h, which uses FILE
 #include <cstring>
 #include <memory>
 #include <string>
 
+#include <jpeglib.h>
+#include <webp/decode.h>
+#include <webp/demux.h>
+
 #include "kernels/image_resample.h"
 
-// The one definition of stb_image in the program. Only the formats we accept are built,
-// so stb_image cannot take an unknown file for one of its signature-less formats (TGA).
+// The one definition of stb_image in the program, for PNG, BMP and GIF (JPEG is libjpeg's,
+// WebP libwebp's). Only those formats are built, so stb_image cannot take an unknown file
+// for one of its signature-less formats (TGA).
 #define STB_IMAGE_IMPLEMENTATION
-#define STBI_ONLY_JPEG
 #define STBI_ONLY_PNG
 #define STBI_ONLY_BMP
 #define STBI_ONLY_GIF
@@ -84,6 +89,238 @@ void read_jpeg_header(const std::uint8_t* b, std::size_t n, const std::string& n
   refuse("unreadable", name, "truncated or corrupt JPEG: no frame header (SOF) before the image data");
 }
 
+const char* webp_status_name(VP8StatusCode status) {
+  switch (status) {
+    case VP8_STATUS_OK: return "ok";
+    case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+    case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+    case VP8_STATUS_BITSTREAM_ERROR: return "bitstream error";
+    case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+    case VP8_STATUS_SUSPENDED: return "suspended";
+    case VP8_STATUS_USER_ABORT: return "user abort";
+    case VP8_STATUS_NOT_ENOUGH_DATA: return "not enough data";
+  }
+  return "unknown status";
+}
+
+// WebP: libwebp's header parser (no pixel is decoded). For an animation the size is the
+// canvas's.
+void read_webp_header(const std::uint8_t* b, std::size_t n, const std::string& name, ImageHeader* h) {
+  // PIL identifies a WebP only with one of these chunks first (WebPImagePlugin._accept).
+  if (!starts_with(b, n, "VP8 ", 4, 12) && !starts_with(b, n, "VP8L", 4, 12) && !starts_with(b, n, "VP8X", 4, 12))
+    refuse("unreadable", name, "truncated or corrupt WebP: no VP8, VP8L or VP8X chunk after the RIFF header");
+  WebPBitstreamFeatures features;
+  const VP8StatusCode status = WebPGetFeatures(b, n, &features);
+  if (status != VP8_STATUS_OK)
+    refuse("unreadable", name,
+           std::string("truncated or corrupt WebP header (libwebp: ") + webp_status_name(status) + ")");
+  h->width = features.width;
+  h->height = features.height;
+  h->components = features.has_alpha ? 4 : 3;
+  h->animated = features.has_animation != 0;
+}
+
+// ---- JPEG: libjpeg(-turbo) driven as PIL's JpegDecode.c drives it ----------------------
+//
+// PIL (Pillow 9.4, src/libImaging/JpegDecode.c) runs libjpeg with its default settings
+// (JDCT_ISLOW, fancy upsampling, block smoothing), out_color_space RGBX for a 3-component
+// frame (libjpeg-turbo's JCS_EXT_RGBX, the same arithmetic as JCS_RGB) and GRAYSCALE for
+// a 1-component one (convert('RGB') then replicates the grey). Its source manager
+// *suspends* when the data runs out, and ImageFile.load raises "image file is truncated"
+// if the decoder has not finished when the file ends. So: the whole file is the buffer,
+// fill_input_buffer suspends, and a suspension before the last row is "truncated"; one in
+// jpeg_finish_decompress (e.g. only the EOI marker missing) is accepted, as PIL does
+// (in practice the Huffman decoder already suspends in the last MCU without the EOI).
+// libjpeg's warnings (corrupt data it can skip) are ignored, as PIL's output_message
+// is a no-op; its errors longjmp back here instead of exit().
+//
+// setjmp/longjmp across C++ code: longjmp only ever leaves libjpeg's C frames and
+// jpeg_error_exit, and lands in jpeg_phase_* below, which hold no object with a
+// destructor; everything owned (the decompressor, the pixel buffers) lives in the
+// caller, which destroys it however the phases end.
+
+struct JpegErrorManager {
+  jpeg_error_mgr pub;  // first: libjpeg sees a jpeg_error_mgr*
+  std::jmp_buf jump;
+};
+
+void jpeg_error_exit(j_common_ptr cinfo) {
+  std::longjmp(reinterpret_cast<JpegErrorManager*>(cinfo->err)->jump, 1);
+}
+void jpeg_output_nothing(j_common_ptr) {}  // warnings are not printed (nor treated as errors)
+
+void jpeg_source_nothing(j_decompress_ptr) {}
+boolean jpeg_source_suspend(j_decompress_ptr) { return FALSE; }  // the buffer is the whole file
+void jpeg_source_skip(j_decompress_ptr cinfo, long num_bytes) {
+  jpeg_source_mgr* src = cinfo->src;
+  if (num_bytes <= 0) return;
+  const std::size_t skip = std::min(static_cast<std::size_t>(num_bytes), src->bytes_in_buffer);
+  src->next_input_byte += skip;  // skipping past the end: the next read suspends
+  src->bytes_in_buffer -= skip;
+}
+
+struct JpegDecompressor {
+  jpeg_decompress_struct cinfo;
+  JpegErrorManager err;
+  jpeg_source_mgr src;
+
+  JpegDecompressor(const std::uint8_t* bytes, std::size_t n) {
+    std::memset(&cinfo, 0, sizeof cinfo);  // cinfo.mem == nullptr: destroy is safe before create
+    cinfo.err = jpeg_std_error(&err.pub);
+    err.pub.error_exit = jpeg_error_exit;
+    err.pub.output_message = jpeg_output_nothing;
+    src.next_input_byte = bytes;
+    src.bytes_in_buffer = n;
+    src.init_source = jpeg_source_nothing;
+    src.fill_input_buffer = jpeg_source_suspend;
+    src.skip_input_data = jpeg_source_skip;
+    src.resync_to_restart = jpeg_resync_to_restart;
+    src.term_source = jpeg_source_nothing;
+  }
+  ~JpegDecompressor() { jpeg_destroy_decompress(&cinfo); }
+  JpegDecompressor(const JpegDecompressor&) = delete;
+  JpegDecompressor& operator=(const JpegDecompressor&) = delete;
+
+  std::string message() {  // libjpeg's text for the error it last raised
+    char text[JMSG_LENGTH_MAX] = {0};
+    (*err.pub.format_message)(reinterpret_cast<j_common_ptr>(&cinfo), text);
+    return text;
+  }
+};
+
+enum class JpegStatus { ok, suspended, failed };
+
+// Creates the decompressor and reads the header up to the first frame, as PIL does
+// (tables-only datastreams before it are skipped).
+JpegStatus jpeg_phase_header(JpegDecompressor* d) {
+  if (setjmp(d->err.jump)) return JpegStatus::failed;
+  jpeg_create_decompress(&d->cinfo);
+  d->cinfo.src = &d->src;
+  int status = 0;
+  do {
+    status = jpeg_read_header(&d->cinfo, FALSE);
+  } while (status == JPEG_HEADER_TABLES_ONLY);
+  return status == JPEG_SUSPENDED ? JpegStatus::suspended : JpegStatus::ok;
+}
+
+// Decodes every row into `rgb` (width * height * 3), one row at a time through `row`
+// (width * 4 bytes: RGBX, or grey in the first width bytes).
+JpegStatus jpeg_phase_pixels(JpegDecompressor* d, std::uint8_t* rgb, std::uint8_t* row) {
+  if (setjmp(d->err.jump)) return JpegStatus::failed;
+  jpeg_decompress_struct* cinfo = &d->cinfo;
+  if (!jpeg_start_decompress(cinfo)) return JpegStatus::suspended;  // progressive: the whole file is read here
+  const std::size_t width = cinfo->output_width;
+  const bool grey = cinfo->out_color_space == JCS_GRAYSCALE;
+  while (cinfo->output_scanline < cinfo->output_height) {
+    std::uint8_t* out = rgb + static_cast<std::size_t>(cinfo->output_scanline) * width * 3;
+    JSAMPROW rows[1] = {row};
+    if (jpeg_read_scanlines(cinfo, rows, 1) != 1) return JpegStatus::suspended;
+    for (std::size_t x = 0; x < width; ++x) {
+      const std::uint8_t* p = grey ? row + x : row + 4 * x;
+      out[3 * x] = p[0];
+      out[3 * x + 1] = grey ? p[0] : p[1];
+      out[3 * x + 2] = grey ? p[0] : p[2];
+    }
+  }
+  // Every row is there: a suspension while looking for EOI is accepted, as by PIL; an
+  // error (a corrupt marker after the image) is not.
+  jpeg_finish_decompress(cinfo);
+  return JpegStatus::ok;
+}
+
+RgbImage decode_jpeg(const std::uint8_t* bytes, std::size_t n, const std::string& name, const ImageHeader& h,
+                     std::uint64_t max_pixels) {
+  if (h.bit_depth != 8)
+    refuse("unreadable", name,
+           "cannot decode jpeg: " + std::to_string(h.bit_depth) + "-bit samples (PIL reads 8-bit only)");
+  if (h.components != 1 && h.components != 3)
+    refuse("unreadable", name,
+           "cannot decode jpeg: " + std::to_string(h.components) + " colour components (PIL reads 1, 3 or 4)");
+  JpegDecompressor d(bytes, n);
+  JpegStatus status = jpeg_phase_header(&d);
+  if (status == JpegStatus::failed)
+    refuse("unreadable", name, "cannot decode jpeg (libjpeg: " + d.message() + "): corrupt header");
+  if (status == JpegStatus::suspended)
+    refuse("unreadable", name, "cannot decode jpeg: truncated before the image data");
+  // libjpeg's own reading of the frame, checked again before any pixel is decoded.
+  const std::uint64_t width = d.cinfo.image_width, height = d.cinfo.image_height;
+  if (width * height > max_pixels)
+    refuse("too_large", name,
+           "jpeg of " + std::to_string(width) + "x" + std::to_string(height) + " = " + std::to_string(width * height) +
+               " pixels, above the bound of " + std::to_string(max_pixels));
+  if (d.cinfo.num_components == 4 || d.cinfo.jpeg_color_space == JCS_CMYK || d.cinfo.jpeg_color_space == JCS_YCCK)
+    refuse("cmyk", name, "CMYK JPEG not supported (4 colour components; convert it to RGB first)");
+  if (d.cinfo.num_components != 1 && d.cinfo.num_components != 3)
+    refuse("unreadable", name,
+           "cannot decode jpeg: " + std::to_string(d.cinfo.num_components) + " colour components");
+  if (width != static_cast<std::uint64_t>(h.width) || height != static_cast<std::uint64_t>(h.height))
+    refuse("unreadable", name,
+           "corrupt jpeg: libjpeg reads the frame as " + std::to_string(width) + "x" + std::to_string(height) +
+               ", the header scan as " + std::to_string(h.width) + "x" + std::to_string(h.height));
+  // PIL's settings: everything default but the output colour space.
+  d.cinfo.out_color_space = d.cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_EXT_RGBX;
+  RgbImage image;
+  image.width = static_cast<int>(width);
+  image.height = static_cast<int>(height);
+  image.pixels.resize(width * height * 3);
+  std::vector<std::uint8_t> row(width * 4);
+  status = jpeg_phase_pixels(&d, image.pixels.data(), row.data());
+  if (status == JpegStatus::failed)
+    refuse("unreadable", name,
+           "cannot decode jpeg (libjpeg: " + d.message() + "): corrupt, after " +
+               std::to_string(d.cinfo.output_scanline) + " of " + std::to_string(height) + " rows");
+  if (status == JpegStatus::suspended)
+    refuse("unreadable", name,
+           "cannot decode jpeg: truncated, the data ends after " + std::to_string(d.cinfo.output_scanline) + " of " +
+               std::to_string(height) + " rows (PIL: image file is truncated)");
+  return image;
+}
+
+// ---- WebP: libwebp's animation decoder, as PIL's _webp module uses it ------------------
+//
+// Pillow 9.4 built with WebPAnimDecoder (Debian's is) opens every WebP, still or
+// animated, through WebPAnimDecoderNew with default options (MODE_RGBA, no threads) and
+// reads frame 0 with WebPAnimDecoderGetNext: a canvas-sized, non-premultiplied RGBA
+// image (for an animation: the first frame on a transparent-black canvas). convert('RGB')
+// drops the alpha. The same calls here give the same pixels.
+RgbImage decode_webp(const std::uint8_t* bytes, std::size_t n, const std::string& name, const ImageHeader& h) {
+  WebPAnimDecoderOptions options;
+  if (!WebPAnimDecoderOptionsInit(&options))
+    refuse("unreadable", name, "cannot decode webp: libwebp version mismatch");
+  options.color_mode = MODE_RGBA;
+  options.use_threads = 0;
+  WebPData data;
+  data.bytes = bytes;
+  data.size = n;
+  std::unique_ptr<WebPAnimDecoder, void (*)(WebPAnimDecoder*)> decoder(WebPAnimDecoderNew(&data, &options),
+                                                                      WebPAnimDecoderDelete);
+  if (!decoder)
+    refuse("unreadable", name, "cannot decode webp (libwebp: the RIFF container does not parse): truncated or corrupt");
+  WebPAnimInfo info;
+  if (!WebPAnimDecoderGetInfo(decoder.get(), &info))
+    refuse("unreadable", name, "cannot decode webp (libwebp: no animation info): corrupt");
+  if (info.canvas_width != h.width || info.canvas_height != h.height)
+    refuse("unreadable", name,
+           "corrupt webp: canvas " + std::to_string(info.canvas_width) + "x" + std::to_string(info.canvas_height) +
+               ", header " + std::to_string(h.width) + "x" + std::to_string(h.height));
+  std::uint8_t* rgba = nullptr;
+  int timestamp = 0;
+  if (!WebPAnimDecoderGetNext(decoder.get(), &rgba, &timestamp) || rgba == nullptr)
+    refuse("unreadable", name,
+           "cannot decode webp (libwebp: the first frame does not decode): truncated or corrupt");
+  RgbImage image;
+  image.width = static_cast<int>(info.canvas_width);
+  image.height = static_cast<int>(info.canvas_height);
+  const std::size_t count = static_cast<std::size_t>(image.width) * image.height;
+  image.pixels.resize(count * 3);
+  for (std::size_t i = 0; i < count; ++i) {
+    image.pixels[3 * i] = rgba[4 * i];
+    image.pixels[3 * i + 1] = rgba[4 * i + 1];
+    image.pixels[3 * i + 2] = rgba[4 * i + 2];
+  }
+  return image;
+}
+
 }  // namespace
 
 ImageHeader read_image_header(const std::uint8_t* b, std::size_t n, const std::string& name) {
@@ -118,13 +355,15 @@ ImageHeader read_image_header(const std::uint8_t* b, std::size_t n, const std::s
     h.width = le16(b + 6);  // logical screen: the size PIL and stb_image give the image
     h.height = le16(b + 8);
   } else if (starts_with(b, n, "RIFF", 4) && starts_with(b, n, "WEBP", 4, 8)) {
-    refuse("unsupported_format", name, "WebP is not supported (only JPEG, PNG, BMP and GIF decode)");
+    h.format = "webp";
+    read_webp_header(b, n, name, &h);
   } else if (starts_with(b, n, "II*\0", 4) || starts_with(b, n, "MM\0*", 4)) {
-    refuse("unsupported_format", name, "TIFF is not supported (only JPEG, PNG, BMP and GIF decode)");
+    refuse("unsupported_format", name, "TIFF is not supported (only JPEG, PNG, BMP, GIF and WebP decode)");
   } else if (starts_with(b, n, "ftyp", 4, 4)) {
-    refuse("unsupported_format", name, "HEIF/AVIF is not supported (only JPEG, PNG, BMP and GIF decode)");
+    refuse("unsupported_format", name, "HEIF/AVIF is not supported (only JPEG, PNG, BMP, GIF and WebP decode)");
   } else {
-    refuse("unsupported_format", name, "not an image: unknown signature (only JPEG, PNG, BMP and GIF decode)");
+    refuse("unsupported_format", name,
+           "not an image: unknown signature (only JPEG, PNG, BMP, GIF and WebP decode)");
   }
   if (h.width <= 0 || h.height <= 0)
     refuse("unreadable", name,
@@ -141,9 +380,12 @@ RgbImage decode_rgb8(const std::uint8_t* bytes, std::size_t n, const std::string
                std::to_string(pixels) + " pixels, above the bound of " + std::to_string(max_pixels));
   if (h.format == "jpeg" && h.components == 4)
     refuse("cmyk", name, "CMYK JPEG not supported (4 colour components; convert it to RGB first)");
+  if (h.format == "jpeg") return decode_jpeg(bytes, n, name, h, max_pixels);
+  if (h.format == "webp") return decode_webp(bytes, n, name, h);
+
+  // PNG, BMP, GIF: stb_image.
   if (n > static_cast<std::size_t>(INT_MAX)) refuse("too_large", name, "file larger than 2 GiB");
   const int len = static_cast<int>(n);
-
   int x = 0, y = 0, file_channels = 0;
   if (!stbi_info_from_memory(bytes, len, &x, &y, &file_channels))
     refuse("unreadable", name, "corrupt " + h.format + " header (stb_image: " + stbi_failure_reason() + ")");

@@ -4,27 +4,44 @@
 // CLIPImageProcessor: resize the shortest side to `size` with PIL bicubic, centre crop
 // size x size, rescale by 1/255, normalise with mean/std, channel-first float32.
 //
-// Exactness: every step after decoding reproduces PIL + transformers bit for bit (the
-// resize is kernels/image_resample.h; rescale and normalise follow numpy's float64 ->
-// float32 -> float32 arithmetic). Decoding is stb_image: PNG, BMP and GIF decode to the
-// same pixels as PIL; JPEG pixels can differ from PIL's libjpeg-turbo by a few levels
-// (IDCT, chroma upsampling and YCbCr rounding differ), see image_preprocess_test.
+// Exactness: every step, decoding included, reproduces PIL + transformers bit for bit for
+// JPEG, PNG and WebP (the resize is kernels/image_resample.h; rescale and normalise follow
+// numpy's float64 -> float32 -> float32 arithmetic); image_preprocess_test checks it on
+// every image of shared/data/images and on synthetic variants.
 //
-// Decoding rules, matching PIL's Image.open(...).convert('RGB') (Pillow 9.4, Debian 12):
-//   - formats: JPEG, PNG, BMP, GIF (first frame); anything else (WebP, TIFF, HEIC, text)
-//     is refused by its signature, before stb_image can guess at it;
+// Decoders, each driven as Pillow 9.4 (Debian 12's python3-pil) drives it:
+//   - JPEG: libjpeg-turbo (the library PIL links) with PIL's settings: defaults (ISLOW
+//     IDCT, fancy upsampling, block smoothing), RGB(X) output for 3 components, grey for
+//     1. Progressive and arithmetic-coded files decode. As PIL's suspending reader, data
+//     that ends before the last row is "unreadable" (PIL: "image file is truncated"), and
+//     libjpeg's errors are refused with its message; its warnings (damaged data it can
+//     skip) are ignored, as PIL ignores them, and the pixels are then PIL's too;
+//   - WebP: libwebp's WebPAnimDecoder (RGBA), as PIL's _webp module: lossy and lossless,
+//     still or animated (the first frame, on its transparent-black canvas, as
+//     Image.open(...).convert('RGB') gives it); alpha is dropped;
+//   - PNG, BMP, GIF: stb_image; PNG decodes to PIL's pixels exactly, BMP and GIF too on
+//     the files tested (GIF transparency aside, below).
+//
+// Decoding rules, matching PIL's Image.open(...).convert('RGB'):
+//   - formats: JPEG, PNG, BMP, GIF (first frame), WebP (first frame); anything else (TIFF,
+//     HEIC, text) is refused by its signature, before any decoder can guess at it;
+//   - the size is read from the header and checked against the pixel bound before any
+//     pixel is decoded (JPEG: again from libjpeg's jpeg_read_header; WebP: WebPGetFeatures,
+//     the canvas for an animation);
 //   - grey -> RGB by replication; grey+alpha and RGBA -> RGB by DROPPING alpha (PIL's
 //     convert does not composite onto a background); palette -> its RGB colours;
 //   - 16-bit PNG: colour channels keep their high byte (PIL unpacks "RGB;16B" so), but
 //     16-bit greyscale opens as PIL mode "I" and converts to RGB by clamping the 16-bit
 //     value to 0..255 (so most of such an image is white, exactly as in LLaVA);
-//   - CMYK / YCCK JPEGs (4 components) are refused: stb_image converts them differently
-//     from PIL;
+//   - CMYK / YCCK JPEGs (4 components) are refused (PIL would convert them; we do not
+//     reproduce that conversion); JPEGs of 2 components or other than 8-bit are refused,
+//     as by PIL;
 //   - EXIF orientation is NOT applied: PIL's Image.open does not apply it and LLaVA never
 //     calls ImageOps.exif_transpose, so the model saw the stored pixel grid;
 //   - GIF transparency: stb_image leaves transparent pixels of the first frame black, PIL
-//     gives them their palette colour (the only known decode difference outside JPEG).
-// All functions are thread-safe (stb_image keeps its failure reason per thread).
+//     gives them their palette colour (the only known decode difference from PIL).
+// All functions are thread-safe (libjpeg and libwebp state is per call; stb_image keeps its
+// failure reason per thread).
 #pragma once
 
 #include <cstddef>
@@ -55,10 +72,11 @@ struct ImageSpec {
 
 // A refused image. what(): "<name>: <reason in words>". reason_code is one of
 //   empty              zero bytes
-//   unsupported_format not JPEG/PNG/BMP/GIF (WebP, TIFF, text, ...)
+//   unsupported_format not JPEG/PNG/BMP/GIF/WebP (TIFF, HEIF, text, ...)
 //   too_large          header announces more than ImageSpec::max_pixels pixels
 //   cmyk               CMYK or YCCK JPEG
-//   unreadable         truncated or corrupt (stb_image's reason in the message)
+//   unreadable         truncated or corrupt, or a JPEG kind PIL cannot read either (the
+//                      decoder's reason in the message: libjpeg's, libwebp's, stb_image's)
 //   io                 the file cannot be opened or read
 struct ImageError : std::runtime_error {
   ImageError(const std::string& reason_code, const std::string& message)
@@ -75,12 +93,14 @@ struct RgbImage {
 
 // What the file's header says, read without decoding any pixel.
 struct ImageHeader {
-  std::string format;        // "jpeg", "png", "bmp", "gif"
-  std::int64_t width = 0;    // pixels
+  std::string format;        // "jpeg", "png", "bmp", "gif", "webp"
+  std::int64_t width = 0;    // pixels (WebP animation: the canvas)
   std::int64_t height = 0;   // pixels
-  int components = 0;        // JPEG: components in the frame (1, 3, 4); PNG: samples per pixel; else 0
-  int bit_depth = 8;         // PNG: bits per sample (1, 2, 4, 8, 16); 8 otherwise
+  int components = 0;        // JPEG: components in the frame (1, 3, 4); PNG: samples per pixel;
+                             // WebP: 4 with alpha, else 3; otherwise 0
+  int bit_depth = 8;         // JPEG: sample precision; PNG: bits per sample (1, 2, 4, 8, 16); 8 otherwise
   int png_color_type = -1;   // PNG IHDR colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA)
+  bool animated = false;     // WebP: an animation (its first frame is what decodes)
 };
 
 // Identifies the format by signature and reads the dimensions. Throws ImageError

@@ -2,8 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 #include <limits>
+
+#include "kernels/gemv.h"
 
 namespace align2 {
 namespace {
@@ -27,6 +31,25 @@ at::Tensor rotate_half(const at::Tensor& x) {
 }
 
 }  // namespace
+
+at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
+  const std::int64_t K = x.size(-1), N = w.size(0);
+  if (x.numel() != K || !x.device().is_cpu()) return at::linear(x, w);
+  // One row on CPU: a matrix-vector product runs near memory bandwidth, GEMM does not.
+  std::vector<std::int64_t> shape = x.sizes().vec();
+  shape.back() = N;
+  if (x.scalar_type() == at::kFloat) return at::mv(w, x.reshape({K})).view(shape);
+  if (x.scalar_type() != at::kBFloat16 || !w.is_contiguous()) return at::linear(x, w);
+  at::Tensor xf = x.reshape({K}).to(at::kFloat).contiguous();
+  at::Tensor y = at::empty({N}, at::TensorOptions().dtype(at::kFloat));
+  const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());
+  const float* xp = xf.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, N, 64, [&](std::int64_t begin, std::int64_t end) {
+    gemv_bf16(wp + begin * K, xp, yp + begin, end - begin, K);
+  });
+  return y.to(at::kBFloat16).view(shape);
+}
 
 at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,
                        at::ScalarType dtype) {
@@ -93,9 +116,9 @@ at::Tensor LlamaModel::layer_forward(const Layer& L, const at::Tensor& x, const 
   const std::int64_t B = x.size(0), T = x.size(1), nh = cfg_.num_heads, nkv = cfg_.num_kv_heads,
                      hd = cfg_.head_dim, rep = nh / nkv;
   at::Tensor h = rms_norm(x, L.input_norm);
-  at::Tensor q = at::linear(h, L.q).view({B, T, nh, hd}).transpose(1, 2);
-  at::Tensor k = at::linear(h, L.k).view({B, T, nkv, hd}).transpose(1, 2);
-  at::Tensor v = at::linear(h, L.v).view({B, T, nkv, hd}).transpose(1, 2);
+  at::Tensor q = linear_rows(h, L.q).view({B, T, nh, hd}).transpose(1, 2);
+  at::Tensor k = linear_rows(h, L.k).view({B, T, nkv, hd}).transpose(1, 2);
+  at::Tensor v = linear_rows(h, L.v).view({B, T, nkv, hd}).transpose(1, 2);
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
 
@@ -124,9 +147,9 @@ at::Tensor LlamaModel::layer_forward(const Layer& L, const at::Tensor& x, const 
                         .view({B, nh, T, hd})
                         .transpose(1, 2)
                         .reshape({B, T, nh * hd});
-  at::Tensor out = x + at::linear(attn, L.o);
+  at::Tensor out = x + linear_rows(attn, L.o);
   at::Tensor m = rms_norm(out, L.post_norm);
-  return out + at::linear(at::silu(at::linear(m, L.gate)) * at::linear(m, L.up), L.down);
+  return out + linear_rows(at::silu(linear_rows(m, L.gate)) * linear_rows(m, L.up), L.down);
 }
 
 at::Tensor LlamaModel::forward(const at::Tensor& embeds, const at::Tensor& lengths_in, KVCache* cache,
@@ -182,7 +205,7 @@ at::Tensor LlamaModel::decode(const at::Tensor& embeds, KVCache& cache) const {
 }
 
 at::Tensor LlamaModel::logits(const at::Tensor& hidden) const {
-  return at::linear(hidden, lm_head_).to(at::kFloat);
+  return linear_rows(hidden, lm_head_).to(at::kFloat);
 }
 
 }  // namespace align2

@@ -19,6 +19,10 @@ namespace align2 {
 at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,
                        at::ScalarType dtype);
 
+// x [..., K] @ w[N, K]^T → [..., N] (at::linear without bias), taking a bandwidth-bound
+// matrix-vector path when x is a single row on CPU (kernels/gemv.h for bf16).
+at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w);
+
 // Per-sequence KV cache: for each layer, keys and values [B, kv_heads, capacity, head_dim];
 // lengths[b] = positions of sequence b already in the cache.
 struct KVCache {

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <thread>
 
+#include "core/engine_runtime.h"
 #include "core/generation.h"
 #include "core/llava_model.h"
 #include "core/safetensors.h"
@@ -23,7 +24,7 @@ at::ScalarType parse_dtype(const std::string& name) {
 int parse_threads(const Args& args) {
   int threads = std::stoi(args.get("threads", std::to_string(std::max(1u, std::thread::hardware_concurrency()))));
   if (threads < 1) throw UsageError("--threads must be at least 1");
-  at::set_num_threads(threads);
+  configure_cpu_engine(threads);
   return threads;
 }
 

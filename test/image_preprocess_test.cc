@@ -1,12 +1,14 @@
 // Image preprocessing against an independent reference: /usr/bin/python3 with PIL and
 // numpy doing LLaVA-1.5's pipeline (expand2square, then CLIPImageProcessor's resize of the
 // shortest side with PIL bicubic, centre crop, rescale, normalise), written below as a
-// small script. Every real image of shared/data/images is compared pixel by pixel in both
-// aspect modes: after decoding, the resized uint8 image must equal PIL's exactly and the
-// floats must agree to 1e-6. Decoding is compared separately (stb_image against PIL):
-// PNG/BMP/GIF exactly, JPEG within the few levels by which stb_image and libjpeg-turbo
-// differ. The resize kernel alone is swept against Image.resize. Bad inputs give their
-// reason codes, and `align2 preprocess` writes what the library computes.
+// small script. Every real image of shared/data/images (JPEG, PNG, and WebP named .jpg) is
+// compared pixel by pixel in both aspect modes, from the file bytes: the decoded and the
+// resized uint8 images must equal PIL's exactly and the floats must be identical. Decoding
+// is also checked on synthetic files (PNG/BMP/GIF/JPEG/WebP variants, animated WebP,
+// truncated and corrupt JPEG/WebP: where PIL decodes, the pixels are PIL's; where PIL
+// raises, the decoder refuses). The resize kernel alone is swept against Image.resize.
+// Bad inputs give their reason codes, and `align2 preprocess` writes what the library
+// computes.
 // PIL missing is a failure, not a skip: `bash scripts/install-deps.sh` installs it.
 #include "core/image_preprocess.h"
 
@@ -98,7 +100,7 @@ def cmd_pipeline(list_file, outdir, sizes):
     for i, path in enumerate(paths):
         im = Image.open(path)
         entry = {'path': path, 'format': im.format, 'mode': im.mode, 'width': im.size[0], 'height': im.size[1],
-                 'resized': {}}
+                 'progressive': int(bool(im.info.get('progressive'))), 'resized': {}}
         rgb = im.convert('RGB')
         np.asarray(rgb).tofile(os.path.join(outdir, 'dec_%d.u8' % i))
         for size in sizes:
@@ -162,9 +164,11 @@ def cmd_synth(outdir):
     w, h = 37, 23
     def rnd(hi, c):
         return rng.randint(0, hi, size=(h, w, c))
-    files = []  # (name, how the C++ decoder must compare: exact / jpeg)
-    def add(name, how):
+    files = []  # (name, how the C++ decoder must compare: exact / gif_transparent)
+    def add(name, how='exact'):
         files.append({'name': name, 'how': how})
+    def write(name, data):
+        open(os.path.join(outdir, name), 'wb').write(data)
     g16 = rnd(65536, 1)
     g16[:, ::2] = rnd(300, 1)[:, ::2]  # half of the values near 0..255, where clamping is visible
     png(os.path.join(outdir, 'grey16.png'), w, h, 16, 0, g16); add('grey16.png', 'exact')
@@ -189,24 +193,95 @@ def cmd_synth(outdir):
     Image.fromarray(rgb[:, :, 0]).save(os.path.join(outdir, 'grey.bmp')); add('grey.bmp', 'exact')
     Image.fromarray(rgb).quantize(50).save(os.path.join(outdir, 'palette.bmp')); add('palette.bmp', 'exact')
     Image.fromarray(rgb).quantize(50).save(os.path.join(outdir, 'palette.gif')); add('palette.gif', 'exact')
-    Image.fromarray(rgb[:, :, 1]).save(os.path.join(outdir, 'grey.jpg'), quality=90); add('grey.jpg', 'jpeg')
+    Image.fromarray(rgb[:, :, 1]).save(os.path.join(outdir, 'grey.jpg'), quality=90); add('grey.jpg')
     Image.fromarray(rgb).save(os.path.join(outdir, 'progressive.jpg'), quality=85, progressive=True)
-    add('progressive.jpg', 'jpeg')
-    Image.fromarray(rgb).save(os.path.join(outdir, 'yuv444.jpg'), quality=95, subsampling=0); add('yuv444.jpg', 'jpeg')
+    add('progressive.jpg')
+    Image.fromarray(rgb[:, :, 2]).save(os.path.join(outdir, 'grey_progressive.jpg'), progressive=True)
+    add('grey_progressive.jpg')
+    Image.fromarray(rgb).save(os.path.join(outdir, 'yuv444.jpg'), quality=95, subsampling=0); add('yuv444.jpg')
+    Image.fromarray(rgb).save(os.path.join(outdir, 'yuv422.jpg'), quality=70, subsampling=1); add('yuv422.jpg')
+    noise = pattern('noise', 45, 61, 3, 5)  # odd sizes, not a multiple of the MCU, every level used
+    Image.fromarray(noise).save(os.path.join(outdir, 'noise420.jpg'), quality=75, optimize=True)
+    add('noise420.jpg')
+    Image.fromarray(noise).save(os.path.join(outdir, 'noise_progressive.jpg'), quality=50, progressive=True)
+    add('noise_progressive.jpg')
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees to display; PIL.Image.open does not
     Image.fromarray(rgb).save(os.path.join(outdir, 'exif6.jpg'), quality=95, exif=exif.tobytes())
-    add('exif6.jpg', 'jpeg')
+    add('exif6.jpg')
+    # Damaged JPEGs: where PIL still decodes (libjpeg warnings ignored) the pixels must be
+    # the same; where it raises, the C++ decoder must refuse.
+    jpg = open(os.path.join(outdir, 'noise420.jpg'), 'rb').read()
+    pjpg = open(os.path.join(outdir, 'noise_progressive.jpg'), 'rb').read()
+    write('cut_half.jpg', jpg[:len(jpg) // 2]); add('cut_half.jpg')
+    write('cut_progressive.jpg', pjpg[:len(pjpg) * 2 // 3]); add('cut_progressive.jpg')
+    write('no_eoi.jpg', jpg[:-2]); add('no_eoi.jpg')
+    write('no_eoi_progressive.jpg', pjpg[:-2]); add('no_eoi_progressive.jpg')
+    write('trailing_bytes.jpg', jpg + b'garbage after EOI'); add('trailing_bytes.jpg')
+    sos = jpg.index(b'\xff\xda')
+    bad = bytearray(jpg)
+    for k in range(sos + 40, len(jpg) - 10, 97):  # flip entropy-coded bytes (never into a marker)
+        if bad[k] not in (0xFF, 0x00) and bad[k - 1] != 0xFF:
+            bad[k] ^= 0x55 if (bad[k] ^ 0x55) != 0xFF else 0x11
+    write('corrupt_scan.jpg', bytes(bad)); add('corrupt_scan.jpg')
+    bad = bytearray(jpg)
+    bad[sos + 60:sos + 62] = b'\xff\xd3'  # an unexpected restart marker mid-scan
+    write('stray_marker.jpg', bytes(bad)); add('stray_marker.jpg')
+    dht = jpg.index(b'\xff\xc4')
+    bad = bytearray(jpg)
+    bad[dht + 5:dht + 21] = b'\xff' * 16  # code counts summing past 256: libjpeg errors in the header
+    write('bad_huffman_table.jpg', bytes(bad)); add('bad_huffman_table.jpg')
+    second_sos = pjpg.index(b'\xff\xda', pjpg.index(b'\xff\xda') + 2)
+    bad = bytearray(pjpg)
+    ns = bad[second_sos + 4]
+    bad[second_sos + 5 + 2 * ns + 1] = 0x50  # spectral end 80 > 63: libjpeg errors while decoding
+    write('bad_progression.jpg', bytes(bad)); add('bad_progression.jpg')
+    # WebP as PIL writes it: lossy and lossless, with and without alpha, and an animation
+    # (PIL opens frame 0 of it).
+    rgba = np.concatenate([rgb, rnd(256, 1).astype(np.uint8)], axis=2)
+    rgba[:5, :, 3] = 0  # fully transparent rows: PIL keeps whatever colour libwebp gives them
+    Image.fromarray(rgb).save(os.path.join(outdir, 'lossy.webp'), quality=80); add('lossy.webp')
+    Image.fromarray(noise).save(os.path.join(outdir, 'lossy_noise.webp'), quality=60); add('lossy_noise.webp')
+    Image.fromarray(rgba).save(os.path.join(outdir, 'lossy_alpha.webp'), quality=80); add('lossy_alpha.webp')
+    Image.fromarray(rgb).save(os.path.join(outdir, 'lossless.webp'), lossless=True); add('lossless.webp')
+    Image.fromarray(rgba).save(os.path.join(outdir, 'lossless_alpha.webp'), lossless=True)
+    add('lossless_alpha.webp')
+    Image.fromarray(rgba).save(os.path.join(outdir, 'lossless_alpha_exact.webp'), lossless=True, exact=True)
+    add('lossless_alpha_exact.webp')
+    frame0 = rgba.copy()
+    frame0[:, :9, 3] = 0  # transparent columns: the encoder may crop the first frame
+    frames = [Image.fromarray(frame0)] + [Image.fromarray(np.roll(rgba, 5 * k, axis=1)) for k in (1, 2)]
+    frames[0].save(os.path.join(outdir, 'animated.webp'), save_all=True, append_images=frames[1:], duration=100,
+                   loop=0, lossless=False, quality=70)
+    add('animated.webp')
+    frames = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
+    frames[0].save(os.path.join(outdir, 'animated_lossless.webp'), save_all=True, append_images=frames[1:],
+                   duration=50, lossless=True)
+    add('animated_lossless.webp')
+    web = open(os.path.join(outdir, 'lossy_noise.webp'), 'rb').read()
+    webl = open(os.path.join(outdir, 'lossless_alpha.webp'), 'rb').read()
+    write('cut_half.webp', web[:len(web) // 2]); add('cut_half.webp')
+    write('cut_last_byte.webp', web[:-1]); add('cut_last_byte.webp')
+    write('cut_lossless.webp', webl[:len(webl) * 3 // 4]); add('cut_lossless.webp')
+    write('header_only.webp', web[:30]); add('header_only.webp')
+    bad = bytearray(web)
+    for k in range(60, len(web) - 4, 31):
+        bad[k] ^= 0x5A
+    write('corrupt.webp', bytes(bad)); add('corrupt.webp')
     gif = Image.fromarray((rgb[:, :, 0] > 128).astype(np.uint8), 'P')
     gif.putpalette([200, 10, 20, 5, 250, 7] + [0] * 762)
     gif.save(os.path.join(outdir, 'transparent.gif'), transparency=0)
     add('transparent.gif', 'gif_transparent')
     Image.new('CMYK', (40, 30), (10, 200, 30, 40)).save(os.path.join(outdir, 'cmyk.jpg'))
     for f in files:
-        im = Image.open(os.path.join(outdir, f['name']))
-        f.update(format=im.format, mode=im.mode, width=im.size[0], height=im.size[1],
-                 orientation=im.getexif().get(0x0112, 0))
-        np.asarray(im.convert('RGB')).tofile(os.path.join(outdir, f['name'] + '.u8'))
+        try:
+            im = Image.open(os.path.join(outdir, f['name']))
+            f.update(format=im.format, mode=im.mode, width=im.size[0], height=im.size[1],
+                     orientation=im.getexif().get(0x0112, 0), frames=getattr(im, 'n_frames', 1))
+            np.asarray(im.convert('RGB')).tofile(os.path.join(outdir, f['name'] + '.u8'))
+            f['pil'] = 'ok'
+        except Exception as e:  # PIL refuses it: so must the C++ decoder
+            f['pil'] = '%s: %s' % (type(e).__name__, e)
     json.dump(files, open(os.path.join(outdir, 'manifest.json'), 'w'))
 
 def cmd_readst(path, outdir):  # a .safetensors file parsed by hand: u64 LE header length, JSON, data
@@ -353,6 +428,11 @@ RgbImage reference_decoded(const RealReference& ref, std::size_t i) {
   return image;
 }
 
+RgbImage decode_rgb8_file(const std::string& path) {
+  const std::vector<std::uint8_t> bytes = read_image_file(path);
+  return decode_rgb8(bytes.data(), bytes.size(), path);
+}
+
 TEST(ImagePreprocess, PythonReferenceIsInstalled) {
   test::CommandResult r = test::run_command(std::string(kPython) + " -c 'import PIL, numpy; print(PIL.__version__)'");
   ASSERT_EQ(r.exit_code, 0) << "the reference needs /usr/bin/python3 with PIL and numpy "
@@ -412,88 +492,84 @@ TEST(ImagePreprocess, EveryRealImageMatchesPilAfterDecodingInBothModes) {
 
 TEST(ImagePreprocess, RealImagesDecodeLikePil) {
   const RealReference& ref = real_reference();
-  int png = 0, jpeg = 0, webp = 0;
-  double worst_mean = 0;
-  int worst_max = 0;
+  int png = 0, jpeg = 0, webp = 0, progressive = 0;
+  std::size_t values = 0;
   for (std::size_t i = 0; i < ref.paths.size(); ++i) {
     SCOPED_TRACE(ref.paths[i]);
     const std::string format = ref.manifest[i]["format"];
     const std::vector<std::uint8_t> bytes = read_image_file(ref.paths[i]);
-    if (format == "WEBP") {  // three RLAIF-V ".jpg" files are WebP
-      std::string message;
-      EXPECT_EQ(reason_of([&] { decode_rgb8(bytes.data(), bytes.size(), ref.paths[i]); }, &message),
-                "unsupported_format");
-      EXPECT_NE(message.find("WebP"), std::string::npos) << message;
-      ++webp;
-      continue;
-    }
+    const ImageHeader header = read_image_header(bytes.data(), bytes.size(), ref.paths[i]);
     const RgbImage mine = decode_rgb8(bytes.data(), bytes.size(), ref.paths[i]);
     const RgbImage want = reference_decoded(ref, i);
     ASSERT_EQ(mine.width, want.width);
     ASSERT_EQ(mine.height, want.height);
+    EXPECT_EQ(header.width, want.width);
+    EXPECT_EQ(header.height, want.height);
+    EXPECT_EQ(count_differences(mine.pixels, want.pixels), 0u) << format << " decodes differently from PIL";
+    values += want.pixels.size();
     if (format == "PNG") {
-      EXPECT_EQ(count_differences(mine.pixels, want.pixels), 0u);
+      EXPECT_EQ(header.format, "png");
       ++png;
-      continue;
+    } else if (format == "JPEG") {
+      EXPECT_EQ(header.format, "jpeg");
+      ++jpeg;
+      progressive += ref.manifest[i]["progressive"].get<int>();
+    } else {
+      ASSERT_EQ(format, "WEBP");  // three RLAIF-V ".jpg" files are WebP
+      EXPECT_EQ(header.format, "webp");
+      ++webp;
     }
-    ASSERT_EQ(format, "JPEG");
-    ++jpeg;
-    // stb_image and libjpeg-turbo round IDCT, chroma upsampling and YCbCr -> RGB
-    // differently: a few levels on a few percent of the values. A wrong colour conversion
-    // or channel order would be off by tens on most values.
-    int max_diff = 0;
-    double sum = 0;
-    for (std::size_t k = 0; k < want.pixels.size(); ++k) {
-      const int d = std::abs(int(mine.pixels[k]) - int(want.pixels[k]));
-      max_diff = std::max(max_diff, d);
-      sum += d;
-    }
-    const double mean = sum / want.pixels.size();
-    EXPECT_LE(max_diff, 16);
-    EXPECT_LE(mean, 0.2);
-    worst_max = std::max(worst_max, max_diff);
-    worst_mean = std::max(worst_mean, mean);
   }
   EXPECT_GT(png, 0);
   EXPECT_GT(jpeg, 0);
-  std::cout << "[ stats ] decode vs PIL: " << png << " PNG identical; " << jpeg
-            << " JPEG within max |diff| " << worst_max << " levels, worst mean " << worst_mean << "; " << webp
-            << " WebP refused\n";
+  EXPECT_GE(webp, 3);
+  EXPECT_GT(progressive, 0);
+  std::cout << "[ stats ] decode vs PIL: " << png << " PNG, " << jpeg << " JPEG (" << progressive
+            << " progressive), " << webp << " WebP: " << values << " uint8 values, all identical\n";
 }
 
-TEST(ImagePreprocess, RealImagesEndToEndFromFiles) {
+// The whole pipeline from the file's bytes (decode included) against PIL + transformers:
+// every real image, both aspect modes, every size.
+TEST(ImagePreprocess, RealImagesEndToEndFromFilesExactly) {
   const RealReference& ref = real_reference();
-  float png_worst = 0, jpeg_worst = 0;
-  double jpeg_mean_worst = 0;
+  std::size_t bytes_compared = 0, byte_differences = 0, floats_compared = 0, float_differences = 0;
+  float worst = 0;
   for (std::size_t i = 0; i < ref.paths.size(); ++i) {
-    const std::string format = ref.manifest[i]["format"];
-    if (format == "WEBP") continue;
     SCOPED_TRACE(ref.paths[i]);
-    for (AspectMode aspect : {AspectMode::pad, AspectMode::square}) {
-      ImageSpec spec;
-      spec.aspect = aspect;
-      std::vector<float> mine(3 * 336 * 336);
-      preprocess_image_file(ref.paths[i], spec, mine.data());
-      const std::vector<float> want =
-          read_floats(ref.dir + "/px_" + aspect_mode_name(aspect) + "_336_" + std::to_string(i) + ".f32");
-      ASSERT_EQ(want.size(), mine.size());
-      const float d = max_abs_difference(mine.data(), want.data(), want.size());
-      if (format == "PNG") {
-        EXPECT_LE(d, 1e-6f);
-        png_worst = std::max(png_worst, d);
-      } else {
-        double sum = 0;
-        for (std::size_t k = 0; k < want.size(); ++k) sum += std::fabs(mine[k] - want[k]);
-        // JPEG decode differences (see above), smoothed by the downscale: one level is 0.015.
-        EXPECT_LE(d, 0.15f);
-        EXPECT_LE(sum / want.size(), 0.002);
-        jpeg_worst = std::max(jpeg_worst, d);
-        jpeg_mean_worst = std::max(jpeg_mean_worst, sum / want.size());
+    const RgbImage decoded = decode_rgb8_file(ref.paths[i]);
+    for (int size : kSizes)
+      for (AspectMode aspect : {AspectMode::pad, AspectMode::square}) {
+        const std::string tag = std::string(aspect_mode_name(aspect)) + "_" + std::to_string(size);
+        SCOPED_TRACE(tag);
+        ImageSpec spec;
+        spec.size = size;
+        spec.aspect = aspect;
+        std::uint8_t colour[3];
+        pad_colour(spec, colour);
+        const RgbImage resized =
+            resize_shortest_side(aspect == AspectMode::pad ? expand_to_square(decoded, colour) : decoded, size);
+        const std::string suffix = tag + "_" + std::to_string(i);
+        const std::size_t d = count_differences(resized.pixels, read_bytes(ref.dir + "/rs_" + suffix + ".u8"));
+        EXPECT_EQ(d, 0u) << "uint8 resize of the decoded file differs from PIL's";
+        byte_differences += d;
+        bytes_compared += resized.pixels.size();
+
+        const std::vector<float> want = read_floats(ref.dir + "/px_" + suffix + ".f32");
+        std::vector<float> mine(want.size());
+        preprocess_image_file(ref.paths[i], spec, mine.data());
+        const float m = max_abs_difference(mine.data(), want.data(), want.size());
+        std::size_t differing = 0;
+        for (std::size_t k = 0; k < want.size(); ++k) differing += mine[k] != want[k];
+        EXPECT_EQ(differing, 0u) << "pixel_values differ from PIL + transformers (max |diff| " << m << ")";
+        worst = std::max(worst, m);
+        float_differences += differing;
+        floats_compared += want.size();
       }
-    }
   }
-  std::cout << "[ stats ] file -> pixel_values vs PIL: PNG max |diff| " << png_worst << "; JPEG max |diff| "
-            << jpeg_worst << " (worst image mean " << jpeg_mean_worst << ")\n";
+  std::cout << "[ stats ] file -> pixel_values vs PIL + transformers: " << ref.paths.size()
+            << " real images x 2 aspect modes x " << kSizes.size() << " sizes: " << byte_differences << " of "
+            << bytes_compared << " resized uint8 values differ, " << float_differences << " of " << floats_compared
+            << " floats differ, max |diff| " << worst << "\n";
 }
 
 TEST(ImagePreprocess, PadBandIsTheClipMeanColour) {
@@ -689,15 +765,35 @@ TEST(ImagePreprocess, SyntheticFormatsDecodeLikePil) {
   const std::string& dir = scratch.path;
   run_reference("synth " + quote(dir));
   const json manifest = json::parse(test::read_file(dir + "/manifest.json"));
-  ASSERT_GE(manifest.size(), 15u);
+  ASSERT_GE(manifest.size(), 40u);
+  std::size_t decoded = 0, refused = 0, webp = 0, jpeg = 0, animated = 0;
   for (const json& f : manifest) {
     const std::string name = f["name"];
-    SCOPED_TRACE(name + " (PIL mode " + f["mode"].get<std::string>() + ")");
     const std::vector<std::uint8_t> bytes = read_bytes(dir + "/" + name);
-    const RgbImage mine = decode_rgb8(bytes.data(), bytes.size(), name);
+    if (f["pil"] != "ok") {
+      // PIL raises on it (truncated, corrupt): the C++ decoder refuses it too.
+      SCOPED_TRACE(name + " (PIL: " + f["pil"].get<std::string>() + ")");
+      std::string message;
+      EXPECT_EQ(reason_of([&] { decode_rgb8(bytes.data(), bytes.size(), name); }, &message), "unreadable");
+      std::cout << "[ refused ] " << name << ": PIL " << f["pil"].get<std::string>() << "; here " << message << "\n";
+      ++refused;
+      continue;
+    }
+    SCOPED_TRACE(name + " (PIL " + f["format"].get<std::string>() + " mode " + f["mode"].get<std::string>() + ")");
+    RgbImage mine;
+    try {
+      mine = decode_rgb8(bytes.data(), bytes.size(), name);
+    } catch (const ImageError& e) {
+      ADD_FAILURE() << "PIL decodes it, here refused: " << e.reason_code << " " << e.what();
+      continue;
+    }
     const std::vector<std::uint8_t> want = read_bytes(dir + "/" + name + ".u8");
     ASSERT_EQ(mine.width, f["width"].get<int>());
     ASSERT_EQ(mine.height, f["height"].get<int>());
+    ++decoded;
+    jpeg += f["format"] == "JPEG";
+    webp += f["format"] == "WEBP";
+    animated += f["frames"].get<int>() > 1;
     if (f["how"] == "exact") {
       EXPECT_EQ(count_differences(mine.pixels, want), 0u);
     } else if (f["how"] == "gif_transparent") {
@@ -713,12 +809,15 @@ TEST(ImagePreprocess, SyntheticFormatsDecodeLikePil) {
       EXPECT_GT(transparent, 0u);
       EXPECT_EQ(wrong, 0u);
     } else {
-      int max_diff = 0;
-      for (std::size_t k = 0; k < want.size(); ++k)
-        max_diff = std::max(max_diff, std::abs(int(mine.pixels[k]) - int(want[k])));
-      EXPECT_LE(max_diff, 16);
+      ADD_FAILURE() << "unknown comparison " << f["how"];
     }
   }
+  EXPECT_GE(jpeg, 10u);
+  EXPECT_GE(webp, 8u);
+  EXPECT_EQ(animated, 2u);
+  EXPECT_GE(refused, 5u);  // at least the cut JPEGs and WebPs
+  std::cout << "[ stats ] synthetic files: " << decoded << " decoded exactly as PIL (" << jpeg << " JPEG, " << webp
+            << " WebP, " << animated << " animated), " << refused << " refused as PIL refuses them\n";
   // EXIF orientation 6 is in the file but not applied (the size above is the stored one).
   int exif_checked = 0;
   for (const json& f : manifest)
@@ -762,6 +861,41 @@ std::vector<std::uint8_t> bmp_header(std::uint32_t width, std::uint32_t height) 
   return b;
 }
 
+// A WebP file of one chunk `fourcc` with `payload`, the RIFF sizes consistent.
+std::vector<std::uint8_t> webp_file(const char* fourcc, std::vector<std::uint8_t> payload) {
+  auto le32 = [](std::vector<std::uint8_t>* b, std::uint32_t v) {
+    for (int s = 0; s < 32; s += 8) b->push_back(std::uint8_t(v >> s));
+  };
+  const std::uint32_t chunk = static_cast<std::uint32_t>(payload.size());
+  if (payload.size() % 2) payload.push_back(0);  // RIFF chunks are padded to even sizes
+  std::vector<std::uint8_t> b = {'R', 'I', 'F', 'F'};
+  le32(&b, static_cast<std::uint32_t>(4 + 8 + payload.size()));
+  for (const char* tag : {"WEBP", fourcc}) b.insert(b.end(), tag, tag + 4);
+  le32(&b, chunk);
+  b.insert(b.end(), payload.begin(), payload.end());
+  return b;
+}
+
+// Lossless (VP8L) header announcing width x height (each 1..16384), no image data.
+std::vector<std::uint8_t> webp_lossless_header(std::uint32_t width, std::uint32_t height) {
+  const std::uint64_t bits = std::uint64_t(width - 1) | (std::uint64_t(height - 1) << 14);  // no alpha, version 0
+  return webp_file("VP8L", {0x2F, std::uint8_t(bits), std::uint8_t(bits >> 8), std::uint8_t(bits >> 16),
+                            std::uint8_t(bits >> 24)});
+}
+
+// Lossy (VP8) key-frame header announcing width x height (each 1..16383), no image data.
+std::vector<std::uint8_t> webp_lossy_header(std::uint32_t width, std::uint32_t height) {
+  return webp_file("VP8 ", {0x10, 0, 0, 0x9D, 0x01, 0x2A, std::uint8_t(width), std::uint8_t(width >> 8),
+                            std::uint8_t(height), std::uint8_t(height >> 8)});
+}
+
+// Extended (VP8X) header of an animation on a width x height canvas (each 1..2^24).
+std::vector<std::uint8_t> webp_animation_header(std::uint32_t width, std::uint32_t height) {
+  const std::uint32_t w = width - 1, h = height - 1;
+  return webp_file("VP8X", {0x02, 0, 0, 0, std::uint8_t(w), std::uint8_t(w >> 8), std::uint8_t(w >> 16),
+                            std::uint8_t(h), std::uint8_t(h >> 8), std::uint8_t(h >> 16)});
+}
+
 TEST(ImagePreprocess, BadInputsGiveTheirReasonCodes) {
   const std::string jpg = test::shared_path("data/images/extreme_ironing.jpg");
   const std::vector<std::uint8_t> good = read_image_file(jpg);
@@ -787,8 +921,32 @@ TEST(ImagePreprocess, BadInputsGiveTheirReasonCodes) {
   EXPECT_EQ(reason(bmp_header(100000, 100000)), "too_large");
   EXPECT_EQ(reason(png_header(0, 5)), "unreadable");
   EXPECT_EQ(reason(good, 1000), "too_large");  // a real 570x380 photo under a small bound
-  const std::string webp = test::shared_path("data/images/rlaifv/multimodal_self-rewarding_0222_qa__Victoria_Falls.jpg");
-  EXPECT_EQ(reason(read_image_file(webp)), "unsupported_format");
+
+  // WebP (a real one, named .jpg, decodes; see RealImagesDecodeLikePil).
+  const std::vector<std::uint8_t> webp =
+      read_image_file(test::shared_path("data/images/rlaifv/multimodal_self-rewarding_0222_qa__Victoria_Falls.jpg"));
+  EXPECT_EQ(reason(webp), "");
+  EXPECT_EQ(reason(webp, 768 * 432 - 1, &message), "too_large");  // 768x432, checked from the header
+  EXPECT_NE(message.find("webp of 768x432 = 331776 pixels"), std::string::npos) << message;
+  EXPECT_EQ(reason(std::vector<std::uint8_t>(webp.begin(), webp.begin() + webp.size() / 2), 64'000'000, &message),
+            "unreadable");
+  EXPECT_NE(message.find("bad.img: cannot decode webp"), std::string::npos) << message;
+  EXPECT_EQ(reason(std::vector<std::uint8_t>(webp.begin(), webp.end() - 1)), "unreadable");
+  EXPECT_EQ(reason(std::vector<std::uint8_t>(webp.begin(), webp.begin() + 20)), "unreadable");
+  EXPECT_EQ(reason(std::vector<std::uint8_t>(webp.begin(), webp.begin() + 16)), "unreadable");
+  EXPECT_EQ(reason(webp_lossless_header(16384, 16384), 64'000'000, &message), "too_large");
+  EXPECT_NE(message.find("16384x16384 = 268435456 pixels"), std::string::npos) << message;
+  EXPECT_EQ(reason(webp_lossy_header(16383, 16383)), "too_large");
+  EXPECT_EQ(reason(webp_animation_header(10000, 10000), 64'000'000, &message), "too_large");
+  EXPECT_NE(message.find("10000x10000 = 100000000 pixels"), std::string::npos) << message;
+  EXPECT_EQ(reason(webp_animation_header(100000, 100000)), "unreadable");  // libwebp: canvas above 2^32 pixels
+  EXPECT_EQ(reason(webp_lossless_header(100, 100), 64'000'000, &message), "unreadable");  // no pixel data
+  EXPECT_NE(message.find("cannot decode webp"), std::string::npos) << message;
+  EXPECT_EQ(reason(webp_lossy_header(100, 100)), "unreadable");
+  EXPECT_EQ(reason(webp_animation_header(100, 100)), "unreadable");  // an animation without frames
+  EXPECT_EQ(reason(webp_file("JUNK", {1, 2, 3, 4})), "unreadable");
+  const char wave[] = "RIFF\x24\0\0\0WAVEfmt ";  // a RIFF file that is not WebP
+  EXPECT_EQ(reason(std::vector<std::uint8_t>(wave, wave + sizeof wave - 1)), "unsupported_format");
 
   // Through the file entry point: the path is named, and a missing file is io.
   std::vector<float> out(3 * 336 * 336);
