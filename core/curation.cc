@@ -61,20 +61,37 @@ PoolIndex share_index(Comm& comm, const JobConfig& config) {
   }));
 }
 
-// Scores gathered from all ranks: (pool index, score, image) per scored sample.
-std::vector<Candidate> gather_candidates(Comm& comm, const PoolIndex& index,
-                                         const std::vector<std::uint64_t>& indices,
-                                         const std::vector<double>& scores,
-                                         const std::vector<std::string>& images) {
+// This rank's scored samples of a stage: (pool index, score, image) each.
+struct ScoredSet {
+  std::vector<std::uint64_t> index;
+  std::vector<double> score;
+  std::vector<std::string> image;
+
+  void add(const Sample& s, double value) {
+    index.push_back(s.index);
+    score.push_back(value);
+    image.push_back(s.image);
+  }
+};
+
+// A stage's decision, identical on every rank.
+struct StageSelection {
+  Selection selection;
+  std::vector<std::uint8_t> kept;  // per pool index: 1 kept by this stage
+};
+
+// Gathers every rank's scores (allgatherv) and keeps the top `fraction` per subset.
+StageSelection select_stage(Comm& comm, const PoolIndex& index, const ScoredSet& mine, double fraction,
+                            bool one_per_image) {
   ByteWriter w;
-  w.u64(indices.size());
-  for (std::size_t i = 0; i < indices.size(); ++i) {
-    w.u64(indices[i]);
-    w.f64(scores[i]);
-    w.str(images[i]);
+  w.u64(mine.index.size());
+  for (std::size_t i = 0; i < mine.index.size(); ++i) {
+    w.u64(mine.index[i]);
+    w.f64(mine.score[i]);
+    w.str(mine.image[i]);
   }
   std::vector<std::vector<std::uint8_t>> all = comm.allgatherv(w.bytes);
-  std::vector<Candidate> out;
+  std::vector<Candidate> candidates;
   for (const auto& part : all) {
     ByteReader r(part);
     std::uint64_t n = r.u64();
@@ -86,9 +103,13 @@ std::vector<Candidate> gather_candidates(Comm& comm, const PoolIndex& index,
       if (c.index >= index.entries.size()) throw std::runtime_error("gathered score for an unknown record");
       c.subset = index.entries[c.index].subset;
       c.key = index.key(c.index);
-      out.push_back(std::move(c));
+      candidates.push_back(std::move(c));
     }
   }
+  StageSelection out;
+  out.selection = select_top_fraction(candidates, fraction, one_per_image);
+  out.kept.assign(index.entries.size(), 0);
+  for (std::size_t c = 0; c < candidates.size(); ++c) out.kept[candidates[c].index] = out.selection.kept[c];
   return out;
 }
 
@@ -152,9 +173,7 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
 
   auto t0 = Clock::now();
   std::vector<ShardRow> rows;
-  std::vector<std::uint64_t> scored_idx;
-  std::vector<double> scored_val;
-  std::vector<std::string> scored_img;
+  ScoredSet scored1;
   for (std::uint64_t begin = mine.begin; begin < mine.end; begin += config.batch_size) {
     std::uint64_t end = std::min(mine.end, begin + config.batch_size);
     std::vector<Sample> samples = reader.read(begin, end);
@@ -168,25 +187,21 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
       ShardRow row = base_row(s);
       if (s.status == Status::valid) {
         row.question_score = scores[v++];
-        scored_idx.push_back(s.index);
-        scored_val.push_back(row.question_score);
-        scored_img.push_back(s.image);
+        scored1.add(s, row.question_score);
       }
       rows.push_back(std::move(row));
     }
   }
   double busy1 = seconds_since(t0);
-  std::vector<Candidate> cand1 = gather_candidates(comm, index, scored_idx, scored_val, scored_img);
-  Selection sel1 = select_top_fraction(cand1, config.alpha, config.one_per_image);
-  std::vector<std::uint8_t> kept1(n, 0);
-  for (std::size_t c = 0; c < cand1.size(); ++c) kept1[cand1[c].index] = sel1.kept[c];
+  StageSelection stage1 = select_stage(comm, index, scored1, config.alpha, config.one_per_image);
+  const std::vector<std::uint8_t>& kept1 = stage1.kept;
   t0 = Clock::now();
   for (ShardRow& row : rows)
     if (row.status == "valid") row.selected_questions = std::int8_t(kept1[row.index]);
   ShardMeta meta1 = stage_meta(comm, config, scorer_fp, index, "select_questions");
-  meta1.stage_summary_json = selection_summary(index, sel1, n, config.alpha, config.one_per_image).dump();
+  meta1.stage_summary_json = selection_summary(index, stage1.selection, n, config.alpha, config.one_per_image).dump();
   busy1 += seconds_since(t0);
-  meta1.timings_json = json{{"busy_s", busy1}, {"records", mine.end - mine.begin}, {"scored", scored_idx.size()}}.dump();
+  meta1.timings_json = json{{"busy_s", busy1}, {"records", mine.end - mine.begin}, {"scored", scored1.index.size()}}.dump();
   write_shard(shard_path(config.output_dir, "select_questions", comm.rank()), meta1, rows);
   rows.clear();
 
@@ -200,9 +215,7 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
   result.stage1_kept = survivors.size();
   ShardRange mine2 = plan_shards(survivor_costs, comm.size())[std::size_t(comm.rank())];
   t0 = Clock::now();
-  scored_idx.clear();
-  scored_val.clear();
-  scored_img.clear();
+  ScoredSet scored2;
   for (std::uint64_t begin = mine2.begin; begin < mine2.end; begin += config.batch_size) {
     std::uint64_t end = std::min(mine2.end, begin + config.batch_size);
     std::vector<Sample> samples;
@@ -222,21 +235,17 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
       double sum = 0;
       for (float x : row.answer_scores) sum += double(x);
       row.answer_score = sum / double(row.answer_scores.size());
-      scored_idx.push_back(s.index);
-      scored_val.push_back(row.answer_score);
-      scored_img.push_back(s.image);
+      scored2.add(s, row.answer_score);
       rows.push_back(std::move(row));
     }
   }
   double busy2 = seconds_since(t0);
-  std::vector<Candidate> cand2 = gather_candidates(comm, index, scored_idx, scored_val, scored_img);
-  Selection sel2 = select_top_fraction(cand2, config.beta, config.one_per_image);
-  std::vector<std::uint8_t> kept2(n, 0);
-  for (std::size_t c = 0; c < cand2.size(); ++c) kept2[cand2[c].index] = sel2.kept[c];
+  StageSelection stage2 = select_stage(comm, index, scored2, config.beta, config.one_per_image);
+  const std::vector<std::uint8_t>& kept2 = stage2.kept;
   for (ShardRow& row : rows) row.selected_answers = std::int8_t(kept2[row.index]);
   for (std::uint8_t k : kept2) result.stage2_kept += k;
   ShardMeta meta2 = stage_meta(comm, config, scorer_fp, index, "select_answers");
-  meta2.stage_summary_json = selection_summary(index, sel2, survivors.size(), config.beta, config.one_per_image).dump();
+  meta2.stage_summary_json = selection_summary(index, stage2.selection, survivors.size(), config.beta, config.one_per_image).dump();
   meta2.timings_json = json{{"busy_s", busy2}, {"records", mine2.end - mine2.begin}}.dump();
   write_shard(shard_path(config.output_dir, "select_answers", comm.rank()), meta2, rows);
   rows.clear();
