@@ -10,6 +10,7 @@ int run_prompt(const Args&);
 int run_generate(const Args&);
 int run_encode_image(const Args&);
 int run_preprocess(const Args&);
+int run_pairs(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -108,6 +109,35 @@ const std::vector<Command>& commands() {
         {"dtype", "f32|bf16", "run dtype (default f32)"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_encode_image},
+      {"pairs", "--kind question|answer --input FILE [--augment-rate R] [--seed S] [--out PAIRS.jsonl]",
+       "build reward-model preference pairs from human-ranked candidates",
+       "Reads human preference annotations and writes one JSON line per (chosen, rejected) pair:\n"
+       "group_id, record, turn, image, question (answer kind), chosen_text, rejected_text (the\n"
+       "texts the reward model reads), chosen_score, rejected_score, augmented. The last line on\n"
+       "stdout is {\"groups\": G, \"pairs\": P, \"ties_dropped\": T}; with --out it is the only one.\n"
+       "\n"
+       "Input: a JSON array or JSONL (told apart by the first byte) of\n"
+       "  question groups  {\"id\", \"image\", \"questions\": [[q, ...] x K], \"score\": [K numbers]}\n"
+       "                   (Align2LLaVA's question_*.json; a candidate is a set of questions)\n"
+       "  answer groups    LLaVA records whose gpt turns hold \"value\": [K answers] and\n"
+       "                   \"score\": [K numbers] (Align2LLaVA's answer_*.json); one group per turn\n"
+       "  pairs            {\"image\", \"chosen\", \"rejected\"} (+ \"question\" for --kind answer;\n"
+       "                   for --kind question chosen/rejected are question sets), optional \"id\",\n"
+       "                   \"chosen_score\", \"rejected_score\"; passed through after validation.\n"
+       "Pairs: every ordered pair of a group's candidates whose human score is strictly higher;\n"
+       "equal scores are dropped (T counts the unordered tied pairs; G counts groups).\n"
+       "Texts: question RM \"<image>\\n\" + the questions joined by \"\\n\"; answer RM\n"
+       "\"<image>\\nQuestion: q\\nAnswer: a\" (<image> tags removed, whitespace stripped).\n"
+       "--augment-rate R adds, for each candidate with probability R, the pair (candidate,\n"
+       "corrupted copy): words shuffled or dropped (question sets also: questions duplicated),\n"
+       "drawn from a portable splitmix64 stream fixed by --seed and the candidate's position.\n"
+       "A bad record stops the command (exit 1) naming the file, record index, id and reason.",
+       {{"kind", "question|answer", "which reward model the pairs train (required)"},
+        {"input", "FILE", "annotations or pairs, JSON array or JSONL (required)"},
+        {"augment-rate", "R", "probability in [0, 1] of a corruption pair per candidate (default 0)"},
+        {"seed", "S", "seed of the augmentation draws, unsigned 64-bit (default 0)"},
+        {"out", "FILE", "write the pair lines to FILE instead of stdout"}},
+       run_pairs},
       // (engine commands are added here)
   };
   return table;
