@@ -67,11 +67,11 @@ at::Tensor ClipVisionTower::layer_forward(const Layer& L, const at::Tensor& x) c
 }
 
 at::Tensor ClipVisionTower::forward(const at::Tensor& pixel_values) const {
-  const std::int64_t N = pixel_values.size(0), H = cfg_.hidden_size;
   if (pixel_values.dim() != 4 || pixel_values.size(1) != cfg_.num_channels ||
       pixel_values.size(2) != cfg_.image_size || pixel_values.size(3) != cfg_.image_size)
     throw std::invalid_argument(fmt::format("vision tower expects pixel values [N, {}, {}, {}]", cfg_.num_channels,
                                             cfg_.image_size, cfg_.image_size));
+  const std::int64_t N = pixel_values.size(0), H = cfg_.hidden_size;
   at::Tensor x = pixel_values.to(device_).to(dtype_);
   at::Tensor patches = at::conv2d(x, patch_w_, {}, {cfg_.patch_size, cfg_.patch_size});  // [N, H, g, g]
   patches = patches.flatten(2).transpose(1, 2);                                          // [N, P, H]

@@ -44,6 +44,14 @@ class RecordScanner {
     if (!f)
       throw PoolFileError(path_, 0, 0, 0, fmt::format("cannot open the pool file: {}", std::strerror(errno)), false);
     std::vector<char> block(kBlock);
+    // A whole UTF-8 byte-order mark at the very start is skipped (a partial one is data).
+    std::size_t head = std::fread(block.data(), 1, 3, f.get());
+    if (head == 3 && std::memcmp(block.data(), "\xEF\xBB\xBF", 3) == 0) {
+      pos_ = 3;
+      column_ = 4;
+    } else {
+      for (std::size_t i = 0; i < head; ++i) step(block[i]);
+    }
     for (;;) {
       std::size_t n = std::fread(block.data(), 1, block.size(), f.get());
       if (n == 0) {
@@ -63,13 +71,25 @@ class RecordScanner {
     return PoolFileError(path_, pos_, line_, column_, what);
   }
 
+  // Keeps at most bound + 1 bytes (a JSONL line of exactly `bound` bytes plus its '\r'
+  // must survive); end_record drops the bytes of longer records.
   void keep(char c) {
-    if (current_.length < keep_bound_) current_.bytes.push_back(c);
+    if (current_.length <= keep_bound_) current_.bytes.push_back(c);
     else current_.bytes.clear();  // too large: only the length counts
     ++current_.length;
+    last_cr_ = c == '\r';
+  }
+
+  // Removes a '\r' that ended a JSONL line (CRLF line endings).
+  void strip_cr() {
+    if (!last_cr_) return;
+    if (!current_.bytes.empty()) current_.bytes.pop_back();
+    --current_.length;
+    last_cr_ = false;
   }
 
   void begin_record() {
+    last_cr_ = false;
     current_ = RawRecord{};
     current_.offset = pos_;
     current_.line = line_;
@@ -85,12 +105,6 @@ class RecordScanner {
   static bool blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
   void step(char c) {
-    // BOM at the very start is skipped.
-    if (pos_ < 3 && state_ == State::start && bom_ok_ && static_cast<unsigned char>(c) == "\xEF\xBB\xBF"[pos_]) {
-      advance(c);
-      return;
-    }
-    bom_ok_ = false;
     switch (state_) {
       case State::start:
         if (blank(c)) break;
@@ -132,10 +146,7 @@ class RecordScanner {
 
   void step_jsonl(char c) {
     if (c == '\n') {
-      if (!current_.bytes.empty() && current_.bytes.back() == '\r') {
-        current_.bytes.pop_back();
-        --current_.length;
-      }
+      strip_cr();
       if (!is_blank_line()) end_record();
       begin_record();
       current_.offset = pos_ + 1;
@@ -230,10 +241,7 @@ class RecordScanner {
       case State::start:
         return;  // empty file: no records
       case State::jsonl:
-        if (!current_.bytes.empty() && current_.bytes.back() == '\r') {
-          current_.bytes.pop_back();
-          --current_.length;
-        }
+        strip_cr();
         if (line_has_text_) end_record();
         return;
       case State::array_end:
@@ -253,7 +261,7 @@ class RecordScanner {
   std::uint64_t keep_bound_;
   std::function<void(RawRecord&)> emit_;
   State state_ = State::start;
-  bool bom_ok_ = true, in_string_ = false, escape_ = false, line_has_text_ = false;
+  bool in_string_ = false, escape_ = false, line_has_text_ = false, last_cr_ = false;
   std::string closers_;
   RawRecord current_;
   std::uint64_t pos_ = 0, line_ = 1, column_ = 1;
@@ -326,7 +334,7 @@ PoolIndex build_index(const std::vector<PoolFile>& files, const IndexOptions& op
       if (raw.in_array && s.reason == Reason::not_json) {
         std::uint64_t at = raw.offset, line = 0, column = 0;
         try {
-          (void)nlohmann::json::parse(raw.bytes);
+          nlohmann::json parsed = nlohmann::json::parse(raw.bytes);  // throws: validation saw it fail
         } catch (const nlohmann::json::parse_error& e) {
           at = raw.offset + (e.byte > 0 ? e.byte - 1 : 0);
         }
@@ -400,7 +408,10 @@ PoolIndex build_index(const std::vector<PoolFile>& files, const IndexOptions& op
 }
 
 std::string record_key(const std::string& canonical, std::uint64_t repeat) {
-  return repeat == 0 ? content_key(canonical) : content_key(canonical + "#" + std::to_string(repeat));
+  // Repeats hash in their own domain: no first-occurrence canonical form starts with
+  // "align2-repeat-v1", and the decimal count ends at the first newline.
+  if (repeat == 0) return content_key(canonical);
+  return content_key("align2-repeat-v1\n" + std::to_string(repeat) + "\n" + canonical);
 }
 
 std::vector<std::uint8_t> serialize_index(const PoolIndex& index) {

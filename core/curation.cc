@@ -175,7 +175,7 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
   std::vector<ShardRow> rows;
   ScoredSet scored1;
   for (std::uint64_t begin = mine.begin; begin < mine.end; begin += config.batch_size) {
-    std::uint64_t end = std::min(mine.end, begin + config.batch_size);
+    std::uint64_t end = begin + std::min<std::uint64_t>(config.batch_size, mine.end - begin);
     std::vector<Sample> samples = reader.read(begin, end);
     std::vector<const Sample*> valid;
     for (const Sample& s : samples)
@@ -217,7 +217,7 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
   t0 = Clock::now();
   ScoredSet scored2;
   for (std::uint64_t begin = mine2.begin; begin < mine2.end; begin += config.batch_size) {
-    std::uint64_t end = std::min(mine2.end, begin + config.batch_size);
+    std::uint64_t end = begin + std::min<std::uint64_t>(config.batch_size, mine2.end - begin);
     std::vector<Sample> samples;
     for (std::uint64_t k = begin; k < end; ++k) samples.push_back(reader.read_one(survivors[k]));
     std::vector<const Sample*> batch;

@@ -80,7 +80,7 @@ std::vector<GenerationResult> generate(const LlamaModel& model, const std::vecto
     lens.push_back(p.size(0));
     T = std::max(T, p.size(0));
   }
-  if (T + o.max_new_tokens > model.config().max_positions)
+  if (o.max_new_tokens < 0 || o.max_new_tokens > model.config().max_positions - T)
     throw std::runtime_error(fmt::format("prompt of {} tokens + {} new tokens exceeds the model's {} positions", T,
                                          o.max_new_tokens, model.config().max_positions));
   // Right-padded batch.

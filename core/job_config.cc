@@ -76,6 +76,8 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
       bad(source, key, "unknown key (see docs/running.md for the keys a job config takes)");
   json eff = defaults();
   for (auto& [key, value] : config.items()) {
+    if (eff[key].is_number_integer() && value.is_number_integer() && !value.is_number_unsigned())
+      bad(source, key, fmt::format("must not be negative, got {}", value.dump()));
     if (eff[key].is_number_float() && value.is_number()) eff[key] = value.get<double>();
     else if (eff[key].type() != value.type() &&
              !(eff[key].is_number_integer() && value.is_number_unsigned()) &&
@@ -130,8 +132,10 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
     if (!(eff[k].get<double>() >= 0.0 && eff[k].get<double>() <= 1.0)) bad(source, k, "must lie in [0, 1]");
   c.one_per_image = eff["one_per_image"].get<bool>();
   c.batch_size = eff["batch_size"].get<std::uint64_t>();
-  if (c.batch_size == 0) bad(source, "batch_size", "must be at least 1");
-  if (c.max_record_bytes == 0) bad(source, "max_record_bytes", "must be at least 1");
+  if (c.batch_size == 0 || c.batch_size > 1'000'000) bad(source, "batch_size", "must lie in 1..1000000");
+  if (c.max_record_bytes == 0 || c.max_record_bytes > (1ull << 32))
+    bad(source, "max_record_bytes", "must lie in 1..4294967296");
+  if (c.image_cost > 1'000'000) bad(source, "image_cost", "must lie in 0..1000000");
 
   // The effective config with resolved paths; the fingerprint leaves out neutral keys.
   eff["image_root"] = c.image_root;

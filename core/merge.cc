@@ -144,6 +144,9 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
       if (shards[i].meta.stage == stage) members.push_back(i);
     if (members.empty()) continue;
     int world = shards[members[0]].meta.world_size;
+    if (world < 1 || std::size_t(world) > shards.size())
+      throw std::runtime_error(fmt::format("merge: stage {}: {} says world size {}, but {} shards were given in all",
+                                           stage, shards[members[0]].path, world, shards.size()));
     std::vector<std::size_t> by_rank(std::size_t(std::max(world, 0)), SIZE_MAX);
     for (std::size_t i : members) {
       const ShardMeta& m = shards[i].meta;

@@ -145,7 +145,7 @@ Reason check_image_path(const std::string& image, const std::string& image_root,
     *detail = "image path contains a NUL byte";
     return Reason::image_path_escapes;
   }
-  if (image[0] == '/' || image[0] == '\\' || (image.size() > 1 && image[1] == ':')) {
+  if (image[0] == '/' || image[0] == '\\') {
     *detail = fmt::format("image path {} is absolute; it must be relative to the image root", json(image).dump());
     return Reason::image_path_absolute;
   }
@@ -210,15 +210,11 @@ ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin
          fmt::format("invalid UTF-8 at byte {} of the record", bad));
     return out;
   }
-  json rec = json::parse(raw.begin(), raw.end(), nullptr, /*allow_exceptions=*/false);
-  if (rec.is_discarded()) {
-    std::string why;
-    try {
-      (void)json::parse(raw.begin(), raw.end());
-    } catch (const json::parse_error& e) {
-      why = e.what();
-    }
-    fail(out, origin, Status::invalid, Reason::not_json, "not JSON: " + why);
+  json rec;
+  try {
+    rec = json::parse(raw.begin(), raw.end());
+  } catch (const json::parse_error& e) {
+    fail(out, origin, Status::invalid, Reason::not_json, std::string("not JSON: ") + e.what());
     return out;
   }
   if (!rec.is_object()) {

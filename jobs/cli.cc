@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
 namespace align2::cli {
 
 std::string Args::get(const std::string& name, const std::string& fallback) const {
@@ -12,6 +16,28 @@ std::string Args::get(const std::string& name, const std::string& fallback) cons
 std::vector<std::string> Args::all(const std::string& name) const {
   auto it = values.find(name);
   return it == values.end() ? std::vector<std::string>{} : it->second;
+}
+
+std::int64_t int_option(const Args& args, const std::string& name, std::int64_t fallback, std::int64_t min,
+                        std::int64_t max) {
+  if (!args.values.count(name)) return fallback;
+  std::string text = args.get(name);
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno == ERANGE || v < min || v > max)
+    throw UsageError(fmt::format("--{} {}: expected an integer in {}..{}", name, text, min, max));
+  return v;
+}
+
+double real_option(const Args& args, const std::string& name, double fallback, double min, double max) {
+  if (!args.values.count(name)) return fallback;
+  std::string text = args.get(name);
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !std::isfinite(v) || v < min || v > max)
+    throw UsageError(fmt::format("--{} {}: expected a number in [{}, {}]", name, text, min, max));
+  return v;
 }
 
 Args parse(const Command& command, const std::vector<std::string>& argv, bool* wants_help) {

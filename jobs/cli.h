@@ -40,6 +40,12 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Checked numeric options: the value of --name, or `fallback` when absent. A value that
+// is not a number, not finite, or outside [min, max] is a UsageError naming the option.
+std::int64_t int_option(const Args& args, const std::string& name, std::int64_t fallback, std::int64_t min,
+                        std::int64_t max);
+double real_option(const Args& args, const std::string& name, double fallback, double min, double max);
+
 // Throws UsageError for unknown options or a missing value.
 Args parse(const Command& command, const std::vector<std::string>& argv, bool* wants_help);
 std::string command_help(const Command& command);

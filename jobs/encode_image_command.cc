@@ -33,6 +33,7 @@ int run_encode_image(const Args& args) {
   if (args.positional.empty()) throw UsageError("give at least one IMAGE");
   parse_threads(args);
   at::ScalarType dtype = parse_dtype(args.get("dtype", "f32"));
+  if (dtype == at::kHalf) throw UsageError("--dtype f16 needs a CUDA build; use f32 or bf16 on CPU");
   ModelSpec spec = load_model_spec(dir, args.get("vision-tower"));
   if (!spec.has_vision) throw std::runtime_error(fmt::format("{}: this model has no vision tower", dir));
 

@@ -22,8 +22,7 @@ at::ScalarType parse_dtype(const std::string& name) {
 }
 
 int parse_threads(const Args& args) {
-  int threads = std::stoi(args.get("threads", std::to_string(std::max(1u, std::thread::hardware_concurrency()))));
-  if (threads < 1) throw UsageError("--threads must be at least 1");
+  int threads = int(int_option(args, "threads", std::max(1u, std::thread::hardware_concurrency()), 1, 4096));
   configure_cpu_engine(threads);
   return threads;
 }
@@ -45,15 +44,12 @@ int run_generate(const Args& args) {
   LlavaModel model(spec, dtype, at::Device(at::kCPU));
 
   GenerationOptions o;
-  o.max_new_tokens = std::stoll(args.get("max-new-tokens", "128"));
-  o.temperature = std::stod(args.get("temperature", "0"));
-  o.top_p = std::stod(args.get("top-p", "1"));
+  o.max_new_tokens = int_option(args, "max-new-tokens", 128, 1, spec.llm.max_positions);
+  o.temperature = real_option(args, "temperature", 0.0, 0.0, 1e6);
+  o.top_p = real_option(args, "top-p", 1.0, 1e-9, 1.0);
   o.eos_token_id = spec.llm.eos_token_id;
   o.keep_logits = args.flag("logits-out");
-  if (o.max_new_tokens < 1) throw UsageError("--max-new-tokens must be at least 1");
-  if (!(o.top_p > 0.0 && o.top_p <= 1.0)) throw UsageError("--top-p must lie in (0, 1]");
-  if (o.temperature < 0.0) throw UsageError("--temperature must be >= 0");
-  std::uint64_t seed = std::stoull(args.get("seed", "0"));
+  std::uint64_t seed = std::uint64_t(int_option(args, "seed", 0, 0, INT64_MAX));
 
   std::vector<std::int32_t> ids = tokenizer.encode(prompt, /*add_bos=*/true);
   std::vector<std::int64_t> ids64(ids.begin(), ids.end());

@@ -13,8 +13,8 @@ int run_inspect(const Args& args) {
   InspectOptions options;
   options.validation.image_root = args.get("image-root");
   options.validation.subset_field = args.get("subset-field");
-  options.validation.max_record_bytes = std::stoull(args.get("max-record-bytes", std::to_string(16u << 20)));
-  options.max_examples = std::stoull(args.get("max-examples", "20"));
+  options.validation.max_record_bytes = std::uint64_t(int_option(args, "max-record-bytes", 16 << 20, 1, 1ll << 32));
+  options.max_examples = std::size_t(int_option(args, "max-examples", 20, 0, 1'000'000));
   std::map<std::string, std::string> subsets;
   for (const std::string& item : args.all("subset")) {
     auto eq = item.find('=');
@@ -26,8 +26,9 @@ int run_inspect(const Args& args) {
   for (const std::string& path : args.positional) {
     PoolFile f{path, ""};
     for (const auto& [name, subset] : subsets)
-      if (path == name || path.size() > name.size() && path.compare(path.size() - name.size(), name.size(), name) == 0 &&
-                              path[path.size() - name.size() - 1] == '/')
+      if (path == name || (path.size() > name.size() &&
+                           path.compare(path.size() - name.size(), name.size(), name) == 0 &&
+                           path[path.size() - name.size() - 1] == '/'))
         f.subset = subset;
     files.push_back(f);
   }

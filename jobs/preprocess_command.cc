@@ -22,18 +22,8 @@ int run_preprocess(const Args& args) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(fmt::format("--aspect: {}", e.what()));
   }
-  const std::string size_text = args.get("size", "336");
-  const std::string max_text = args.get("max-pixels", "64000000");
-  try {
-    std::size_t used = 0;
-    spec.size = std::stoll(size_text, &used);
-    if (used != size_text.size() || spec.size < 1 || spec.size > 16384) throw std::invalid_argument(size_text);
-    spec.max_pixels = std::stoull(max_text, &used);
-    if (used != max_text.size() || max_text[0] == '-') throw std::invalid_argument(max_text);
-  } catch (const std::logic_error&) {
-    throw UsageError(fmt::format("--size {} / --max-pixels {}: expected positive integers (size at most 16384)",
-                                 size_text, max_text));
-  }
+  spec.size = int_option(args, "size", 336, 1, 16384);
+  spec.max_pixels = std::uint64_t(int_option(args, "max-pixels", 64'000'000, 1, INT64_MAX));
 
   const std::size_t n = args.positional.size();
   const std::size_t per_image = static_cast<std::size_t>(3 * spec.size * spec.size);  // floats

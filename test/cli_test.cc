@@ -143,6 +143,10 @@ TEST(Cli, HelpAndUsage) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("unknown option --no-such-flag"), std::string::npos);
   EXPECT_EQ(run_command(bin() + " inspect").exit_code, 2);
+  auto negative = run_command(bin() + " inspect --max-examples -1 x.json");
+  EXPECT_EQ(negative.exit_code, 2);
+  EXPECT_NE(negative.err.find("--max-examples -1"), std::string::npos) << negative.err;
+  EXPECT_EQ(run_command(bin() + " inspect --max-record-bytes 0 x.json").exit_code, 2);
 }
 
 }  // namespace

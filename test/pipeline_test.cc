@@ -129,6 +129,11 @@ TEST(JobConfig, UnknownKeysAndBadValuesAreNamed) {
   }
   EXPECT_THROW(parse_job_config({{"pools", {"a.json"}}, {"alpha", "x"}}, dir, {}, "job.json"), std::runtime_error);
   EXPECT_THROW(parse_job_config({{"pools", {"a.json"}}, {"alpha", 1.5}}, dir, {}, "job.json"), std::runtime_error);
+  // Negative or huge integers are refused, not wrapped (found in review).
+  EXPECT_THROW(parse_job_config({{"pools", {"a.json"}}, {"batch_size", -1}}, dir, {}, "job.json"), std::runtime_error);
+  EXPECT_THROW(parse_job_config({{"pools", {"a.json"}}, {"image_cost", -1}}, dir, {}, "job.json"), std::runtime_error);
+  EXPECT_THROW(parse_job_config({{"pools", {"a.json"}}}, dir, {"batch_size=9223372036854775808"}, "job.json"),
+               std::runtime_error);
   EXPECT_THROW(parse_job_config({{"pools", json::array()}}, dir, {}, "job.json"), std::runtime_error);
   EXPECT_THROW(parse_job_config({{"pools", {"a.json"}}, {"subsets", {{"b.json", "x"}}}}, dir, {}, "job.json"),
                std::runtime_error);

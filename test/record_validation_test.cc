@@ -154,8 +154,9 @@ TEST_F(ValidationTable, EveryRuleGivesItsNamedReason) {
 TEST_F(ValidationTable, WithoutImageRootNoFileIsLookedAt) {
   PoolIndex index = build_index({{pool_, ""}}, IndexOptions{});
   for (std::size_t i = 0; i < index.entries.size(); ++i) {
-    if (std::string(cases()[i].name) == "missing_image" || std::string(cases()[i].name) == "symlink_out_of_root")
+    if (std::string(cases()[i].name) == "missing_image" || std::string(cases()[i].name) == "symlink_out_of_root") {
       EXPECT_EQ(index.entries[i].status, Status::valid) << cases()[i].name;
+    }
   }
 }
 
@@ -259,6 +260,54 @@ TEST(Validation, IndexSerializationRoundTrips) {
   std::vector<std::uint8_t> bytes = serialize_index(index);
   bytes.resize(bytes.size() - 3);
   EXPECT_THROW(deserialize_index(bytes), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace align2
+
+namespace align2 {
+namespace {
+
+TEST(Validation, RepeatKeysNeverCollideWithContentKeys) {
+  // Found in review: "xyz" twice and then "xyz#1" once gave two records one key.
+  std::string dir = test::scratch_dir("repeat-keys");
+  write_file(dir + "/p.jsonl", conv("\"a\"", "", R"({"from": "human", "value": "q"}, {"from": "gpt", "value": "a"})") +
+                                   "\nxyz\nxyz\nxyz#1\n");
+  PoolIndex index = build_index({{dir + "/p.jsonl", ""}}, IndexOptions{});
+  std::set<std::string> keys;
+  for (std::size_t i = 0; i < index.entries.size(); ++i) keys.insert(index.key(i));
+  EXPECT_EQ(keys.size(), 4u);
+}
+
+TEST(Validation, ByteOrderMarkWholeOrNotAtAll) {
+  std::string dir = test::scratch_dir("bom");
+  std::string rec = conv("\"a\"", "", R"({"from": "human", "value": "q"}, {"from": "gpt", "value": "a"})");
+  write_file(dir + "/bom.jsonl", "\xEF\xBB\xBF" + rec + "\n");
+  write_file(dir + "/bom.json", "\xEF\xBB\xBF[" + rec + "]");
+  write_file(dir + "/partial.jsonl", "\xEF" + rec + "\n");
+  PoolIndex a = build_index({{dir + "/bom.jsonl", ""}}, IndexOptions{});
+  PoolIndex b = build_index({{dir + "/bom.json", ""}}, IndexOptions{});
+  PoolIndex c = build_index({{dir + "/partial.jsonl", ""}}, IndexOptions{});
+  EXPECT_EQ(a.entries[0].status, Status::valid);
+  EXPECT_EQ(a.entries[0].offset, 3u);
+  EXPECT_EQ(b.entries[0].status, Status::valid);
+  EXPECT_EQ(c.entries[0].reason, Reason::invalid_utf8);  // a lone 0xEF is data, not a mark
+  EXPECT_EQ(c.entries[0].offset, 0u);
+}
+
+TEST(Validation, CrlfLineExactlyAtTheBoundIsKept) {
+  std::string dir = test::scratch_dir("crlf");
+  std::string rec = conv("\"a\"", "", R"({"from": "human", "value": "q"}, {"from": "gpt", "value": "a"})");
+  write_file(dir + "/p.jsonl", rec + "\r\n" + rec + "x\r\n");
+  IndexOptions options;
+  options.validation.max_record_bytes = rec.size();
+  PoolIndex index = build_index({{dir + "/p.jsonl", ""}}, options);
+  ASSERT_EQ(index.entries.size(), 2u);
+  EXPECT_EQ(index.entries[0].status, Status::valid);
+  EXPECT_EQ(index.entries[0].length, rec.size());
+  EXPECT_EQ(index.entries[1].reason, Reason::record_too_large);
+  CorpusReader reader(index);
+  EXPECT_EQ(reader.read_one(0).raw, rec);
 }
 
 }  // namespace
