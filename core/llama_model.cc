@@ -209,3 +209,41 @@ at::Tensor LlamaModel::logits(const at::Tensor& hidden) const {
 }
 
 }  // namespace align2
+
+namespace align2 {
+
+at::Tensor& LlamaModel::weight(const std::string& name) {
+  if (name == "embed_tokens.weight") return embed_tokens_;
+  if (name == "norm.weight") return norm_;
+  if (name == "lm_head.weight") return lm_head_;
+  // layers.<i>.<module>.weight
+  std::size_t dot = name.find('.', 7);
+  if (name.rfind("layers.", 0) == 0 && dot != std::string::npos) {
+    std::size_t i = std::stoul(name.substr(7, dot - 7));
+    std::string rest = name.substr(dot + 1);
+    if (i < layers_.size()) {
+      Layer& L = layers_[i];
+      if (rest == "input_layernorm.weight") return L.input_norm;
+      if (rest == "self_attn.q_proj.weight") return L.q;
+      if (rest == "self_attn.k_proj.weight") return L.k;
+      if (rest == "self_attn.v_proj.weight") return L.v;
+      if (rest == "self_attn.o_proj.weight") return L.o;
+      if (rest == "post_attention_layernorm.weight") return L.post_norm;
+      if (rest == "mlp.gate_proj.weight") return L.gate;
+      if (rest == "mlp.up_proj.weight") return L.up;
+      if (rest == "mlp.down_proj.weight") return L.down;
+    }
+  }
+  throw std::out_of_range("LLaMA has no weight named " + name);
+}
+
+std::vector<std::string> LlamaModel::linear_names() const {
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < layers_.size(); ++i)
+    for (const char* m : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                          "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"})
+      names.push_back(fmt::format("layers.{}.{}.weight", i, m));
+  return names;
+}
+
+}  // namespace align2

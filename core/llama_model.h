@@ -57,6 +57,14 @@ class LlamaModel {
   // lm_head: hidden [..., hidden] → float32 logits [..., vocab].
   at::Tensor logits(const at::Tensor& hidden) const;
 
+  // The weight tensor of a canonical name ("layers.3.self_attn.q_proj.weight",
+  // "embed_tokens.weight", "norm.weight", "lm_head.weight"), for LoRA merging and
+  // training. Throws std::out_of_range for an unknown name.
+  at::Tensor& weight(const std::string& canonical);
+  // Canonical names of the linear layers of every decoder layer, in layer order
+  // (q, k, v, o, gate, up, down): LoRA's targets.
+  std::vector<std::string> linear_names() const;
+
  private:
   struct Layer {
     at::Tensor input_norm, q, k, v, o, post_norm, gate, up, down;  // weights, [out, in] for linears

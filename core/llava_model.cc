@@ -37,6 +37,10 @@ LlavaModel::LlavaModel(const ModelSpec& spec, at::ScalarType dtype, at::Device d
   if (spec.has_projector) projector_ = std::make_unique<Projector>(spec, ckpt, dtype, device);
 }
 
+void LlavaModel::replace_projector(const Checkpoint& ckpt) {
+  projector_ = std::make_unique<Projector>(spec_, ckpt, llm_->dtype(), llm_->device());
+}
+
 const ClipVisionTower& LlavaModel::vision() const {
   if (!vision_) throw std::runtime_error(fmt::format("{}: this model has no vision tower", spec_.dir));
   return *vision_;

@@ -35,6 +35,9 @@ class LlavaModel {
   const ModelSpec& spec() const { return spec_; }
   bool has_vision() const { return vision_ != nullptr; }
   const LlamaModel& llm() const { return *llm_; }
+  LlamaModel& llm() { return *llm_; }  // for LoRA merging and training
+  // Loads the projector's weights (under the spec's projector names) from `ckpt` instead.
+  void replace_projector(const Checkpoint& ckpt);
   const ClipVisionTower& vision() const;
 
   // pixel_values [N, 3, S, S] → selected vision hidden states [N, P, vision hidden].

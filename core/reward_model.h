@@ -1,0 +1,71 @@
+// A reward model: the LLaVA engine + `score = Linear(hidden, 1, bias=False)` applied to
+// the final-norm hidden state at the sequence's last token. Two kinds: the question RM
+// f(I, Q) reads question_rm_text(questions), the answer RM g(I, Q, A) reads
+// answer_rm_text(q, a) (core/preference_pairs.h).
+//
+// A reward-model folder holds:
+//   reward_config.json      {"format": "align2-reward-model", "version": 1, "kind": "question"|"answer",
+//                            "base_model": DIR (relative to this folder or absolute), "vision_tower": DIR or "",
+//                            "max_length": 2048}
+//   score_head.safetensors  "score.weight" [1, hidden]
+//   adapter_config.json + adapter_model.safetensors   optional PEFT LoRA adapter on the LLM's linear layers
+//   projector.safetensors   optional projector weights (the base model's projector tensor names)
+// Scores are computed one sequence per forward pass: with 576 image positions a single
+// sequence already fills the matrix units, and a score then never depends on which other
+// samples share a batch (the determinism contract of core/scorer.h).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/llava_model.h"
+#include "core/tokenizer.h"
+
+namespace align2 {
+
+enum class RewardKind { question, answer };
+const char* reward_kind_name(RewardKind k);
+RewardKind reward_kind_from_name(const std::string& name);  // throws std::invalid_argument
+
+struct RewardConfig {
+  RewardKind kind = RewardKind::question;
+  std::string base_model;    // resolved folder of the LLaVA (or LLaMA) base model
+  std::string vision_tower;  // resolved CLIP folder for liuhaotian bases ("" = found as docs/models.md says)
+  std::int64_t max_length = 2048;  // positions including the image's patches
+};
+
+// Reads `dir`/reward_config.json. Throws std::runtime_error naming file and key.
+RewardConfig load_reward_config(const std::string& dir);
+
+struct RewardScore {
+  float score = 0;
+  bool truncated = false;  // the sequence was cut to max_length positions
+};
+
+class RewardModel {
+ public:
+  RewardModel(const std::string& dir, at::ScalarType dtype, at::Device device);
+
+  const RewardConfig& config() const { return config_; }
+  const LlavaModel& llava() const { return *llava_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+  // pixel_values float [3, S, S] of one preprocessed image → its features [P, hidden].
+  at::Tensor image_features(const at::Tensor& pixel_values) const;
+
+  // Scores `text` (with at most one <image> tag, replaced by `features` [P, hidden];
+  // pass an undefined tensor for text-only records, whose texts carry no tag).
+  RewardScore score(const std::string& text, const at::Tensor& features) const;
+
+ private:
+  void merge_lora(const std::string& dir);
+  RewardConfig config_;
+  std::unique_ptr<LlavaModel> llava_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  at::Tensor score_w_;  // float32 [hidden]
+};
+
+}  // namespace align2

@@ -1,0 +1,189 @@
+// Reward models on a tiny random LLaVA: score head read-out, PEFT LoRA merging (equal
+// to a base whose weights already hold the update), projector override, truncation,
+// and clear errors for bad folders.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/llava_prompt.h"
+#include "core/preference_pairs.h"
+#include "core/reward_model.h"
+#include "core/safetensors.h"
+#include "test/model_fixture.h"
+#include "test/test_support.h"
+
+namespace align2 {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::vector<float> values(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kFloat).contiguous();
+  return {c.data_ptr<float>(), c.data_ptr<float>() + c.numel()};
+}
+
+struct Fixture {
+  std::string root, base;
+  Fixture() {
+    at::set_num_threads(1);
+    root = test::scratch_dir("reward");
+    base = root + "/base";
+    test::write_tiny_model(base, test::TinyLayout::llava_liuhaotian, {},
+                           test::shared_path("models/stories260K-hf/tokenizer.model"));
+  }
+  // A reward-model folder over the base; returns its path.
+  std::string rm(const std::string& name, const json& extra = json::object(), std::int64_t max_length = 2048) {
+    std::string dir = root + "/" + name;
+    fs::create_directories(dir);
+    json c = {{"format", "align2-reward-model"}, {"version", 1}, {"kind", "question"},
+              {"base_model", "../base"}, {"max_length", max_length}};
+    for (auto& [k, v] : extra.items()) c[k] = v;
+    test::write_file(dir + "/reward_config.json", c.dump(2));
+    at::manual_seed(11);
+    write_safetensors(dir + "/score_head.safetensors", {float_tensor("score.weight", {1, 32}, values(at::randn({1, 32})))});
+    return dir;
+  }
+};
+
+TEST(RewardModel, ScoreIsTheHeadOnTheLastHiddenState) {
+  Fixture f;
+  RewardModel rm(f.rm("rm"), at::kFloat, at::Device(at::kCPU));
+  at::manual_seed(2);
+  at::Tensor pixels = at::randn({3, 28, 28});
+  at::Tensor features = rm.image_features(pixels);
+  EXPECT_EQ(features.sizes(), (std::vector<std::int64_t>{4, 32}));
+  std::string text = question_rm_text({"What is in the picture?", "Why is it there?"});
+  RewardScore s = rm.score(text, features);
+  EXPECT_FALSE(s.truncated);
+  // By hand: tokens with one placeholder, spliced, last position, dot with the head.
+  const LlavaModel& m = rm.llava();
+  std::vector<std::int64_t> ids = tokenize_with_images(rm.tokenizer(), text, -200);
+  at::Tensor seq = m.splice(ids, {features});
+  EXPECT_EQ(seq.size(0), std::int64_t(ids.size()) - 1 + 4);
+  at::Tensor last = m.last_hidden({seq})[0];
+  Checkpoint head(f.root + "/rm/score_head.safetensors");
+  std::vector<float> w(32);
+  to_float32(head.get("score.weight"), w.data());
+  double expect = 0;
+  for (int i = 0; i < 32; ++i) expect += double(last[i].item<float>()) * w[std::size_t(i)];
+  EXPECT_NEAR(s.score, expect, 1e-5);
+  // Scoring other texts in between does not change a score.
+  rm.score(answer_rm_text("Q?", "A long answer about the picture."), features);
+  EXPECT_EQ(rm.score(text, features).score, s.score);
+  // Another text scores differently.
+  EXPECT_NE(rm.score(question_rm_text({"How many?"}), features).score, s.score);
+}
+
+TEST(RewardModel, TruncatesAtMaxLengthAndSaysSo) {
+  Fixture f;
+  RewardModel full(f.rm("full"), at::kFloat, at::Device(at::kCPU));
+  RewardModel cut(f.rm("cut", json::object(), 8), at::kFloat, at::Device(at::kCPU));
+  at::Tensor features = full.image_features(at::zeros({3, 28, 28}));
+  std::string text = answer_rm_text("What happens next in the story about the little girl?", "She plays with a ball.");
+  RewardScore a = full.score(text, features), b = cut.score(text, features);
+  EXPECT_FALSE(a.truncated);
+  EXPECT_TRUE(b.truncated);
+  // The cut score is the score of the first 8 positions (BOS, image's 4, 3 text tokens).
+  std::vector<std::int64_t> ids = tokenize_with_images(full.tokenizer(), text, -200);
+  at::Tensor seq = full.llava().splice(ids, {features}).narrow(0, 0, 8);
+  at::Tensor last = full.llava().last_hidden({seq})[0];
+  Checkpoint head(f.root + "/cut/score_head.safetensors");
+  std::vector<float> w(32);
+  to_float32(head.get("score.weight"), w.data());
+  double expect = 0;
+  for (int i = 0; i < 32; ++i) expect += double(last[i].item<float>()) * w[std::size_t(i)];
+  EXPECT_NEAR(b.score, expect, 1e-5);
+}
+
+TEST(RewardModel, PeftLoraAdapterEqualsMergedWeights) {
+  Fixture f;
+  std::string dir = f.rm("lora");
+  // A PEFT adapter (r = 4, alpha = 8) on q_proj and down_proj of every layer.
+  const std::int64_t r = 4;
+  const double scale = 8.0 / 4.0;
+  test::write_file(dir + "/adapter_config.json",
+                   json{{"peft_type", "LORA"}, {"r", r}, {"lora_alpha", 8}, {"lora_dropout", 0.05}, {"bias", "none"},
+                        {"target_modules", {"q_proj", "down_proj"}}, {"task_type", "CAUSAL_LM"}}
+                       .dump());
+  at::manual_seed(5);
+  std::vector<TensorData> lora;
+  std::map<std::string, at::Tensor> deltas;  // base tensor name → scale * B @ A
+  for (int l = 0; l < 2; ++l) {
+    for (auto [module, out, in] : {std::tuple<const char*, std::int64_t, std::int64_t>{"self_attn.q_proj", 32, 32},
+                                   {"mlp.down_proj", 32, 64}}) {
+      std::string name = fmt::format("model.layers.{}.{}", l, module);
+      at::Tensor A = at::randn({r, in}) * 0.1, B = at::randn({out, r}) * 0.1;
+      lora.push_back(float_tensor("base_model.model." + name + ".lora_A.weight", {r, in}, values(A)));
+      lora.push_back(float_tensor("base_model.model." + name + ".lora_B.weight", {out, r}, values(B)));
+      deltas[name + ".weight"] = scale * at::matmul(B, A);
+    }
+  }
+  write_safetensors(dir + "/adapter_model.safetensors", lora);
+
+  // The same update written into a copy of the base checkpoint.
+  std::string merged = f.root + "/merged-base";
+  fs::create_directories(merged);
+  for (const char* file : {"config.json", "tokenizer.model"}) fs::copy_file(f.base + "/" + file, merged + "/" + file);
+  Checkpoint base(f.base + "/model.safetensors");
+  std::vector<TensorData> tensors;
+  for (const std::string& name : base.names()) {
+    const TensorView& v = base.get(name);
+    std::vector<float> x(static_cast<std::size_t>(v.numel()));
+    to_float32(v, x.data());
+    at::Tensor t = at::from_blob(x.data(), v.shape, at::kFloat).clone();
+    if (deltas.count(name)) t = t + deltas[name];
+    tensors.push_back(float_tensor(name, v.shape, values(t)));
+  }
+  write_safetensors(merged + "/model.safetensors", tensors);
+  std::string plain = f.rm("plain-on-merged", {{"base_model", "../merged-base"}, {"vision_tower", "../base-clip"}});
+
+  RewardModel with_adapter(dir, at::kFloat, at::Device(at::kCPU));
+  RewardModel on_merged(plain, at::kFloat, at::Device(at::kCPU));
+  RewardModel without(f.rm("none"), at::kFloat, at::Device(at::kCPU));
+  at::Tensor features = with_adapter.image_features(at::ones({3, 28, 28}) * 0.3);
+  std::string text = question_rm_text({"Is the girl happy?"});
+  float s_adapter = with_adapter.score(text, features).score;
+  EXPECT_NEAR(s_adapter, on_merged.score(text, on_merged.image_features(at::ones({3, 28, 28}) * 0.3)).score, 1e-5);
+  EXPECT_GT(std::abs(s_adapter - without.score(text, features).score), 1e-4);  // the adapter did something
+}
+
+TEST(RewardModel, BadFoldersAreRefusedClearly) {
+  Fixture f;
+  std::string dir = f.rm("bad");
+  auto expect_error = [&](const std::string& fragment) {
+    try {
+      RewardModel rm(dir, at::kFloat, at::Device(at::kCPU));
+      ADD_FAILURE() << "expected an error containing: " << fragment;
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  test::write_file(dir + "/reward_config.json", json{{"format", "align2-reward-model"}, {"version", 1}, {"kind", "questions"},
+                                                      {"base_model", "../base"}}.dump());
+  expect_error("key \"kind\"");
+  test::write_file(dir + "/reward_config.json", json{{"format", "align2-reward-model"}, {"version", 1}, {"kind", "answer"},
+                                                      {"base_model", "../base"}, {"lr", 1}}.dump());
+  expect_error("key \"lr\": unknown key");
+  test::write_file(dir + "/reward_config.json", json{{"format", "align2-reward-model"}, {"version", 1}, {"kind", "answer"},
+                                                      {"base_model", "../base"}}.dump());
+  fs::remove(dir + "/score_head.safetensors");
+  expect_error("score_head.safetensors");
+  write_safetensors(dir + "/score_head.safetensors", {float_tensor("score.weight", {1, 16}, std::vector<float>(16))});
+  expect_error("expected [1, 32]");
+  write_safetensors(dir + "/score_head.safetensors", {float_tensor("score.weight", {1, 32}, std::vector<float>(32))});
+  test::write_file(dir + "/adapter_config.json", json{{"peft_type", "LORA"}, {"r", 2}, {"lora_alpha", 4}}.dump());
+  write_safetensors(dir + "/adapter_model.safetensors",
+                    {float_tensor("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", {2, 32}, std::vector<float>(64)),
+                     float_tensor("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", {32, 2}, std::vector<float>(64)),
+                     float_tensor("base_model.model.score.weight", {1, 32}, std::vector<float>(32))});
+  expect_error("base_model.model.score.weight is not a LoRA factor");
+}
+
+}  // namespace
+}  // namespace align2
