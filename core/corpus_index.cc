@@ -484,7 +484,7 @@ PoolIndex deserialize_index(const std::vector<std::uint8_t>& bytes) {
     r.raw(e.key, 16);
     if (e.file >= index.files.size() || e.subset >= index.subsets.size() ||
         std::uint8_t(e.status) > std::uint8_t(Status::duplicate) ||
-        std::uint8_t(e.reason) > std::uint8_t(Reason::duplicate))
+        std::uint8_t(e.reason) > std::uint8_t(kLastReason))
       throw std::runtime_error("pool index message: entry out of range");
   }
   if (!r.done()) throw std::runtime_error("pool index message: trailing bytes");

@@ -30,6 +30,7 @@ const char* reason_name(Reason r) {
     case Reason::invalid_utf8: return "invalid_utf8";
     case Reason::record_too_large: return "record_too_large";
     case Reason::duplicate: return "duplicate";
+    case Reason::bad_image: return "bad_image";
   }
   return "?";
 }
@@ -41,7 +42,7 @@ Status status_from_name(const std::string& name) {
 }
 
 Reason reason_from_name(const std::string& name) {
-  for (int r = 0; r <= int(Reason::duplicate); ++r)
+  for (int r = 0; r <= int(kLastReason); ++r)
     if (name == reason_name(Reason(r))) return Reason(r);
   throw std::invalid_argument("unknown reason code '" + name + "'");
 }

@@ -33,7 +33,9 @@ enum class Reason : std::uint8_t {
   invalid_utf8,         // bytes that are not UTF-8
   record_too_large,     // record longer than the configured bound
   duplicate,            // same content as an earlier record
+  bad_image,            // the image file exists but cannot be used (unreadable, unsupported, CMYK, too large)
 };
+constexpr Reason kLastReason = Reason::bad_image;
 
 const char* status_name(Status s);
 const char* reason_name(Reason r);

@@ -9,6 +9,7 @@ int run_tokenize(const Args&);
 int run_prompt(const Args&);
 int run_generate(const Args&);
 int run_encode_image(const Args&);
+int run_score(const Args&);
 int run_preprocess(const Args&);
 int run_pairs(const Args&);
 
@@ -138,6 +139,23 @@ const std::vector<Command>& commands() {
         {"seed", "S", "seed of the augmentation draws, unsigned 64-bit (default 0)"},
         {"out", "FILE", "write the pair lines to FILE instead of stdout"}},
        run_pairs},
+      {"score", "--kind question|answer --model DIR --input POOL --image-root DIR --output FILE.h5",
+       "score every record of a pool with a reward model",
+       "Runs the question reward model f(I, Q) (one score per record, over all its questions) or the\n"
+       "answer reward model g(I, Q, A) (one score per question-answer turn, and their mean) over\n"
+       "every valid record of POOL. Each image is preprocessed and encoded once per record; each\n"
+       "text is one forward pass, so scores never depend on other records. The output holds every\n"
+       "input record in the HDF5 schema of docs/hdf5-schema.md; records that are not valid, or\n"
+       "whose image cannot be used (status invalid, reason bad_image), keep their status and reason.",
+       {{"kind", "question|answer", "which reward model (must match the model folder's reward_config.json)"},
+        {"model", "DIR", "reward-model folder (docs/reward-models.md)"},
+        {"input", "POOL", "LLaVA JSON array or JSONL pool"},
+        {"image-root", "DIR", "folder the records' image paths are relative to"},
+        {"subset-field", "NAME", "record field naming the subset"},
+        {"output", "FILE.h5", "the HDF5 file to write"},
+        {"dtype", "f32|bf16", "run dtype (default f32)"},
+        {"threads", "N", "CPU threads (default: all cores)"}},
+       run_score},
       // (engine commands are added here)
   };
   return table;

@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -183,6 +184,75 @@ TEST(RewardModel, BadFoldersAreRefusedClearly) {
                      float_tensor("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", {32, 2}, std::vector<float>(64)),
                      float_tensor("base_model.model.score.weight", {1, 32}, std::vector<float>(32))});
   expect_error("base_model.model.score.weight is not a LoRA factor");
+}
+
+}  // namespace
+}  // namespace align2
+
+#include "core/image_preprocess.h"
+#include "core/reward_scoring.h"
+#include "core/shard_store.h"
+
+namespace align2 {
+namespace {
+
+TEST(ScoreCli, ScoresEveryRecordAndKeepsEveryStatus) {
+  Fixture f;
+  std::string qrm = f.rm("qrm"), arm = f.rm("arm", {{"kind", "answer"}});
+  std::string images = f.root + "/images";
+  fs::create_directories(images);
+  fs::copy_file(test::shared_path("data/images/extreme_ironing.jpg"), images + "/a.jpg");
+  fs::copy_file(test::shared_path("data/images/CLIP.png"), images + "/b.png");
+  test::write_file(images + "/broken.jpg", "\xFF\xD8\xFF not really");
+  auto rec = [](const std::string& id, const std::string& image, const std::string& turns) {
+    return "{\"id\": \"" + id + "\"" + (image.empty() ? "" : ", \"image\": \"" + image + "\"") +
+           ", \"conversations\": [" + turns + "]}\n";
+  };
+  std::string two = R"({"from": "human", "value": "<image>\nWhat is he doing?"}, {"from": "gpt", "value": "Ironing."}, {"from": "human", "value": "Where?"}, {"from": "gpt", "value": "On a taxi."})";
+  std::string one = R"({"from": "human", "value": "What is it?\n<image>"}, {"from": "gpt", "value": "A diagram."})";
+  std::string text = R"({"from": "human", "value": "Tell a story."}, {"from": "gpt", "value": "Once upon a time."})";
+  test::write_file(f.root + "/pool.jsonl", rec("r0", "a.jpg", two) + rec("r1", "b.png", one) + rec("r2", "", text) +
+                                               rec("r3", "broken.jpg", one) + rec("r4", "absent.jpg", one) + "{oops\n");
+  for (auto [kind, dir] : {std::pair<std::string, std::string>{"question", qrm}, {"answer", arm}}) {
+    std::string out = f.root + "/" + kind + ".h5";
+    auto r = test::run_command(test::align2_bin() + " score --threads 1 --kind " + kind + " --model " + dir + " --input " +
+                               f.root + "/pool.jsonl --image-root " + images + " --output " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ShardData d = read_shard(out);
+    ASSERT_EQ(d.rows.size(), 6u);
+    std::vector<std::string> status, reason;
+    for (const ShardRow& row : d.rows) {
+      status.push_back(row.status);
+      reason.push_back(row.reason);
+    }
+    EXPECT_EQ(status, (std::vector<std::string>{"valid", "valid", "valid", "invalid", "missing_image", "invalid"}));
+    EXPECT_EQ(reason, (std::vector<std::string>{"", "", "", "bad_image", "missing_image", "not_json"}));
+    EXPECT_NE(d.rows[3].message.find("broken.jpg"), std::string::npos) << d.rows[3].message;
+    if (kind == "question") {
+      for (int i = 0; i < 3; ++i) EXPECT_TRUE(std::isfinite(d.rows[std::size_t(i)].question_score));
+      EXPECT_TRUE(std::isnan(d.rows[3].question_score));
+      // Record 0 by hand: its image padded and encoded, its two questions joined.
+      RewardModel rm(qrm, at::kFloat, at::Device(at::kCPU));
+      ImageSpec is;
+      is.size = 28;
+      at::Tensor pixels = at::empty({3, 28, 28});
+      preprocess_image_file(images + "/a.jpg", is, pixels.data_ptr<float>());
+      float expect = rm.score(question_rm_text({"<image>\nWhat is he doing?", "Where?"}), rm.image_features(pixels)).score;
+      EXPECT_NEAR(d.rows[0].question_score, expect, 1e-5);
+      // A text-only record's text carries no image tag.
+      EXPECT_NEAR(d.rows[2].question_score, rm.score("Tell a story.", at::Tensor()).score, 1e-5);
+    } else {
+      EXPECT_EQ(d.rows[0].answer_scores.size(), 2u);
+      EXPECT_EQ(d.rows[1].answer_scores.size(), 1u);
+      EXPECT_NEAR(d.rows[0].answer_score, (d.rows[0].answer_scores[0] + d.rows[0].answer_scores[1]) / 2.0, 1e-6);
+      EXPECT_TRUE(d.rows[3].answer_scores.empty());
+    }
+  }
+  // The kind must match the folder.
+  auto r = test::run_command(test::align2_bin() + " score --threads 1 --kind answer --model " + qrm + " --input " +
+                             f.root + "/pool.jsonl --output " + f.root + "/x.h5");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("is a question reward model"), std::string::npos) << r.err;
 }
 
 }  // namespace

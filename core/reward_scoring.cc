@@ -1,0 +1,90 @@
+#include "core/reward_scoring.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+
+#include "core/corpus_reader.h"
+#include "core/image_preprocess.h"
+#include "core/preference_pairs.h"
+#include "core/record_validation.h"
+
+namespace align2 {
+
+std::string reward_text(RewardKind kind, const Sample& s, std::size_t turn) {
+  std::string text;
+  if (kind == RewardKind::question) {
+    std::vector<std::string> questions;
+    for (const Turn& t : s.turns) questions.push_back(t.question);
+    text = question_rm_text(questions);
+  } else {
+    text = answer_rm_text(s.turns.at(turn).question, s.turns.at(turn).answer);
+  }
+  static const std::string kTag = "<image>\n";
+  if (s.image.empty() && text.compare(0, kTag.size(), kTag) == 0) text.erase(0, kTag.size());
+  return text;
+}
+
+std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& index, const ScoringOptions& options) {
+  const ModelSpec& spec = model.llava().spec();
+  ImageSpec image_spec;
+  if (spec.has_vision) {
+    image_spec.size = spec.vision.image_size;
+    image_spec.mean = spec.vision.image_mean;
+    image_spec.std = spec.vision.image_std;
+    image_spec.aspect = spec.image_aspect_ratio == "pad" ? AspectMode::pad : AspectMode::square;
+  }
+  CorpusReader reader(index);
+  std::vector<ShardRow> rows;
+  const std::uint64_t n = index.entries.size();
+  for (std::uint64_t i = 0; i < n; ++i) {
+    Sample s = reader.read_one(i);
+    ShardRow row;
+    row.index = s.index;
+    row.key = s.key;
+    row.id = printable_text(s.id);
+    row.subset = printable_text(s.subset);
+    row.image = printable_text(s.image);
+    row.record = printable_text(s.raw);
+    if (s.status == Status::valid) {
+      at::Tensor features;
+      try {
+        if (!s.image.empty()) {
+          if (!spec.has_vision)
+            throw ImageError("no_vision", fmt::format("the model {} has no vision tower", spec.dir));
+          at::Tensor pixels = at::empty({3, image_spec.size, image_spec.size}, at::kFloat);
+          std::string path = (std::filesystem::path(options.image_root) / s.image).string();
+          preprocess_image_file(path, image_spec, pixels.data_ptr<float>());
+          features = model.image_features(pixels);
+        }
+      } catch (const ImageError& e) {
+        RecordOrigin origin{index.files[index.entries[i].file].path, index.entries[i].index_in_file,
+                            index.entries[i].line, ""};
+        s.status = Status::invalid;
+        s.reason = Reason::bad_image;
+        s.message = record_message(origin, s.id, fmt::format("{} [{}]", e.what(), e.reason_code));
+      }
+      if (s.status == Status::valid) {
+        if (model.config().kind == RewardKind::question) {
+          row.question_score = model.score(reward_text(RewardKind::question, s, 0), features).score;
+        } else {
+          double sum = 0;
+          for (std::size_t t = 0; t < s.turns.size(); ++t) {
+            float v = model.score(reward_text(RewardKind::answer, s, t), features).score;
+            row.answer_scores.push_back(v);
+            sum += v;
+          }
+          row.answer_score = sum / double(s.turns.size());
+        }
+      }
+    }
+    row.status = status_name(s.status);
+    row.reason = reason_name(s.reason);
+    row.message = printable_text(s.message);
+    rows.push_back(std::move(row));
+    if (options.progress) options.progress(i + 1, n);
+  }
+  return rows;
+}
+
+}  // namespace align2

@@ -1,0 +1,31 @@
+// `align2 score`: one reward model over a whole pool. Every input record becomes one row
+// (docs/hdf5-schema.md): valid records get their question score (question RM) or their
+// per-turn answer scores and mean (answer RM); records that are not valid, or whose
+// image cannot be used, keep their status, reason and message. Each sample's image is
+// decoded, preprocessed and encoded once and reused for all its turns.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/corpus_index.h"
+#include "core/reward_model.h"
+#include "core/shard_store.h"
+
+namespace align2 {
+
+struct ScoringOptions {
+  std::string image_root;  // records' image paths are relative to it
+  // Called after each record, with (records done, records in all), for progress.
+  std::function<void(std::uint64_t, std::uint64_t)> progress;
+};
+
+// The text the reward model of `kind` reads for turn `turn` (answer RM) or for all the
+// sample's questions (question RM, `turn` ignored); text-only samples carry no <image>.
+std::string reward_text(RewardKind kind, const Sample& sample, std::size_t turn);
+
+// Scores every record of `index` with `model`; rows in pool order.
+std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& index, const ScoringOptions& options);
+
+}  // namespace align2
