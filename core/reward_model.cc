@@ -81,16 +81,23 @@ RewardModel::RewardModel(const std::string& dir, at::ScalarType dtype, at::Devic
   ModelSpec spec = load_model_spec(config_.base_model, config_.vision_tower);
   llava_ = std::make_unique<LlavaModel>(spec, dtype, device);
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(config_.base_model + "/tokenizer.model"));
-  if (fs::exists(fs::path(dir) / "adapter_config.json")) merge_lora(dir);
+  at::Tensor adapter_head;
+  if (fs::exists(fs::path(dir) / "adapter_config.json")) adapter_head = merge_lora(dir);
   if (fs::exists(fs::path(dir) / "projector.safetensors")) {
     Checkpoint projector((fs::path(dir) / "projector.safetensors").string());
     llava_->replace_projector(projector);
   }
-  Checkpoint head((fs::path(dir) / "score_head.safetensors").string());
-  score_w_ = load_tensor(head, "score.weight", {1, spec.llm.hidden_size}, at::kFloat).view({-1}).to(device);
+  std::string head_path = (fs::path(dir) / "score_head.safetensors").string();
+  if (fs::exists(head_path) || !adapter_head.defined()) {
+    Checkpoint head(head_path);
+    score_w_ = load_tensor(head, "score.weight", {1, spec.llm.hidden_size}, at::kFloat);
+  } else {
+    score_w_ = adapter_head;
+  }
+  score_w_ = score_w_.view({-1}).to(device);
 }
 
-void RewardModel::merge_lora(const std::string& dir) {
+at::Tensor RewardModel::merge_lora(const std::string& dir) {
   std::string config_path = (fs::path(dir) / "adapter_config.json").string();
   json c = read_json(config_path);
   auto bad = [&](const std::string& key, const std::string& what) {
@@ -125,11 +132,18 @@ void RewardModel::merge_lora(const std::string& dir) {
     throw std::runtime_error(fmt::format("{}: no LoRA tensor matches a linear layer of {} (expected names like "
                                          "base_model.model.{}.lora_A.weight)", adapter.path(), spec.dir,
                                          spec.llm_weight("layers.0.self_attn.q_proj.weight")));
+  at::Tensor head;
+  for (const char* name : {"base_model.model.score.weight", "base_model.model.score.modules_to_save.default.weight"})
+    if (adapter.has(name)) {
+      head = load_tensor(adapter, name, {1, spec.llm.hidden_size}, at::kFloat);
+      used.insert(name);
+    }
   for (const std::string& n : adapter.names())
     if (!used.count(n))
       throw std::runtime_error(fmt::format("{}: tensor {} is not a LoRA factor of the LLM's linear layers; "
                                            "align2 merges only those (score head and projector go to "
                                            "score_head.safetensors and projector.safetensors)", adapter.path(), n));
+  return head;
 }
 
 at::Tensor RewardModel::image_features(const at::Tensor& pixel_values) const {

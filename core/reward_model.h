@@ -7,8 +7,10 @@
 //   reward_config.json      {"format": "align2-reward-model", "version": 1, "kind": "question"|"answer",
 //                            "base_model": DIR (relative to this folder or absolute), "vision_tower": DIR or "",
 //                            "max_length": 2048}
-//   score_head.safetensors  "score.weight" [1, hidden]
-//   adapter_config.json + adapter_model.safetensors   optional PEFT LoRA adapter on the LLM's linear layers
+//   score_head.safetensors  "score.weight" [1, hidden] (optional when the adapter holds the head)
+//   adapter_config.json + adapter_model.safetensors   optional PEFT LoRA adapter on the LLM's linear layers;
+//                           a head saved by PEFT's modules_to_save ("base_model.model.score.weight", as the
+//                           authors' SEQ_CLS adapters have it) is taken as the score head
 //   projector.safetensors   optional projector weights (the base model's projector tensor names)
 // Scores are computed one sequence per forward pass: with 576 image positions a single
 // sequence already fills the matrix units, and a score then never depends on which other
@@ -61,7 +63,9 @@ class RewardModel {
   RewardScore score(const std::string& text, const at::Tensor& features) const;
 
  private:
-  void merge_lora(const std::string& dir);
+  // Merges the adapter's LoRA factors into the LLM; returns the adapter's score head
+  // ([1, hidden] float32) when it holds one, else an undefined tensor.
+  at::Tensor merge_lora(const std::string& dir);
   RewardConfig config_;
   std::unique_ptr<LlavaModel> llava_;
   std::unique_ptr<Tokenizer> tokenizer_;

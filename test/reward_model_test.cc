@@ -152,6 +152,16 @@ TEST(RewardModel, PeftLoraAdapterEqualsMergedWeights) {
   float s_adapter = with_adapter.score(text, features).score;
   EXPECT_NEAR(s_adapter, on_merged.score(text, on_merged.image_features(at::ones({3, 28, 28}) * 0.3)).score, 1e-5);
   EXPECT_GT(std::abs(s_adapter - without.score(text, features).score), 1e-4);  // the adapter did something
+
+  // The authors' SEQ_CLS adapters carry the head as base_model.model.score.weight.
+  Checkpoint head(dir + "/score_head.safetensors");
+  std::vector<float> w(32);
+  to_float32(head.get("score.weight"), w.data());
+  lora.push_back(float_tensor("base_model.model.score.weight", {1, 32}, w));
+  write_safetensors(dir + "/adapter_model.safetensors", lora);
+  fs::remove(dir + "/score_head.safetensors");
+  RewardModel head_in_adapter(dir, at::kFloat, at::Device(at::kCPU));
+  EXPECT_EQ(head_in_adapter.score(text, features).score, s_adapter);
 }
 
 TEST(RewardModel, BadFoldersAreRefusedClearly) {
@@ -182,8 +192,8 @@ TEST(RewardModel, BadFoldersAreRefusedClearly) {
   write_safetensors(dir + "/adapter_model.safetensors",
                     {float_tensor("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", {2, 32}, std::vector<float>(64)),
                      float_tensor("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", {32, 2}, std::vector<float>(64)),
-                     float_tensor("base_model.model.score.weight", {1, 32}, std::vector<float>(32))});
-  expect_error("base_model.model.score.weight is not a LoRA factor");
+                     float_tensor("base_model.model.lm_head.weight", {512, 32}, std::vector<float>(512 * 32))});
+  expect_error("base_model.model.lm_head.weight is not a LoRA factor");
 }
 
 }  // namespace
