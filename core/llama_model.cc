@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "kernels/gemv.h"
@@ -54,9 +55,11 @@ at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
 at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,
                        at::ScalarType dtype) {
   const TensorView& v = ckpt.get(name, shape);
-  at::Tensor src = at::from_blob(const_cast<std::uint8_t*>(v.data), v.shape,
-                                 at::TensorOptions().dtype(aten_dtype(v.dtype)));
-  return src.to(dtype, /*non_blocking=*/false, /*copy=*/true).contiguous();
+  // Offsets inside a safetensors file are not aligned: copy the bytes into an aligned
+  // tensor of the file's dtype first, then convert.
+  at::Tensor src = at::empty(v.shape, at::TensorOptions().dtype(aten_dtype(v.dtype)));
+  if (v.nbytes) std::memcpy(src.data_ptr(), v.data, v.nbytes);
+  return dtype == src.scalar_type() ? src : src.to(dtype);
 }
 
 LlamaModel::LlamaModel(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarType dtype, at::Device device)

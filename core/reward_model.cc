@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -76,8 +77,9 @@ RewardConfig load_reward_config(const std::string& dir) {
   return c;
 }
 
-RewardModel::RewardModel(const std::string& dir, at::ScalarType dtype, at::Device device)
+RewardModel::RewardModel(const std::string& dir, at::ScalarType dtype, at::Device device, const std::string& base_model)
     : config_(load_reward_config(dir)) {
+  if (!base_model.empty()) config_.base_model = base_model;
   ModelSpec spec = load_model_spec(config_.base_model, config_.vision_tower);
   llava_ = std::make_unique<LlavaModel>(spec, dtype, device);
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(config_.base_model + "/tokenizer.model"));
@@ -163,6 +165,59 @@ RewardScore RewardModel::score(const std::string& text, const at::Tensor& featur
   at::Tensor hidden = llava_->last_hidden({embeds}).squeeze(0).to(at::kFloat);
   out.score = at::dot(hidden, score_w_).item<float>();
   return out;
+}
+
+void merge_reward_model(const std::string& base_dir, const std::string& adapter_dir, const std::string& out_dir) {
+  if (fs::exists(out_dir) && !fs::is_empty(out_dir))
+    throw std::runtime_error(fmt::format("{}: the output folder exists and is not empty", out_dir));
+  RewardModel rm(adapter_dir, at::kFloat, at::Device(at::kCPU), base_dir);
+  const ModelSpec& spec = rm.llava().spec();
+  LlamaModel& llm = const_cast<LlavaModel&>(rm.llava()).llm();
+  std::map<std::string, std::string> merged;  // checkpoint name → canonical LLM name
+  for (const std::string& canonical : llm.linear_names()) merged[spec.llm_weight(canonical)] = canonical;
+  std::unique_ptr<Checkpoint> projector;
+  if (fs::exists(fs::path(adapter_dir) / "projector.safetensors"))
+    projector = std::make_unique<Checkpoint>((fs::path(adapter_dir) / "projector.safetensors").string());
+
+  Checkpoint base(base_dir);
+  std::vector<TensorData> tensors;
+  for (const std::string& name : base.names()) {
+    const TensorView& v = base.get(name);
+    TensorData t{name, v.dtype, v.shape, {}};
+    const TensorView* source = &v;
+    if (projector && projector->has(name)) source = &projector->get(name, v.shape);
+    if (merged.count(name)) {
+      at::Tensor w = llm.weight(merged[name]).to(at::kFloat).contiguous();
+      at::ScalarType target = v.dtype == DType::bf16 ? at::kBFloat16 : v.dtype == DType::f16 ? at::kHalf : at::kFloat;
+      at::Tensor out = w.to(target).contiguous();
+      t.bytes.resize(std::size_t(out.numel()) * out.element_size());
+      std::memcpy(t.bytes.data(), out.data_ptr(), t.bytes.size());
+    } else if (source->dtype == v.dtype) {
+      t.bytes.assign(source->data, source->data + source->nbytes);
+    } else {  // a projector override in another dtype: convert through float32
+      std::vector<float> f(static_cast<std::size_t>(source->numel()));
+      to_float32(*source, f.data());
+      at::ScalarType target = v.dtype == DType::bf16 ? at::kBFloat16 : v.dtype == DType::f16 ? at::kHalf : at::kFloat;
+      at::Tensor out = at::from_blob(f.data(), v.shape, at::kFloat).to(target).contiguous();
+      t.bytes.resize(std::size_t(out.numel()) * out.element_size());
+      std::memcpy(t.bytes.data(), out.data_ptr(), t.bytes.size());
+    }
+    tensors.push_back(std::move(t));
+  }
+  fs::create_directories(out_dir);
+  write_safetensors((fs::path(out_dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  for (const char* file : {"config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                           "preprocessor_config.json", "generation_config.json"})
+    if (fs::exists(fs::path(base_dir) / file))
+      fs::copy_file(fs::path(base_dir) / file, fs::path(out_dir) / file);
+  at::Tensor head = rm.score_weight().contiguous().cpu();
+  std::vector<float> hv(head.data_ptr<float>(), head.data_ptr<float>() + head.numel());
+  write_safetensors((fs::path(out_dir) / "score_head.safetensors").string(),
+                    {float_tensor("score.weight", {1, head.numel()}, hv)});
+  json config = {{"format", "align2-reward-model"}, {"version", 1}, {"kind", reward_kind_name(rm.config().kind)},
+                 {"base_model", "."}, {"max_length", rm.config().max_length}};
+  if (spec.vision_dir != spec.dir) config["vision_tower"] = fs::absolute(spec.vision_dir).lexically_normal().string();
+  std::ofstream((fs::path(out_dir) / "reward_config.json").string()) << config.dump(2) << "\n";
 }
 
 }  // namespace align2

@@ -49,11 +49,13 @@ struct RewardScore {
 
 class RewardModel {
  public:
-  RewardModel(const std::string& dir, at::ScalarType dtype, at::Device device);
+  // `base_model`: overrides the config's base_model folder when not empty.
+  RewardModel(const std::string& dir, at::ScalarType dtype, at::Device device, const std::string& base_model = "");
 
   const RewardConfig& config() const { return config_; }
   const LlavaModel& llava() const { return *llava_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const at::Tensor& score_weight() const { return score_w_; }  // float32 [hidden]
 
   // pixel_values float [3, S, S] of one preprocessed image → its features [P, hidden].
   at::Tensor image_features(const at::Tensor& pixel_values) const;
@@ -71,5 +73,12 @@ class RewardModel {
   std::unique_ptr<Tokenizer> tokenizer_;
   at::Tensor score_w_;  // float32 [hidden]
 };
+
+// `align2 merge-lora`: writes `out_dir` as a self-contained reward-model folder: the base
+// model's files with every LoRA-adapted linear weight replaced by W + scale * B @ A (and
+// the adapter folder's projector, when it has one), in the base checkpoint's dtypes and
+// tensor names, plus score_head.safetensors and a reward_config.json whose base_model is
+// the folder itself. Its scores equal the adapter's (exactly for float32 bases).
+void merge_reward_model(const std::string& base_dir, const std::string& adapter_dir, const std::string& out_dir);
 
 }  // namespace align2

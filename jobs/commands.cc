@@ -10,6 +10,7 @@ int run_prompt(const Args&);
 int run_generate(const Args&);
 int run_encode_image(const Args&);
 int run_score(const Args&);
+int run_merge_lora(const Args&);
 int run_preprocess(const Args&);
 int run_pairs(const Args&);
 
@@ -156,6 +157,19 @@ const std::vector<Command>& commands() {
         {"dtype", "f32|bf16", "run dtype (default f32)"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_score},
+      {"merge-lora", "--base DIR --adapter DIR --output-dir DIR",
+       "merge a reward model's LoRA adapter into its base model",
+       "Reads the base model folder and a reward-model folder holding a PEFT LoRA adapter\n"
+       "(adapter_config.json + adapter_model.safetensors, and optionally projector.safetensors and\n"
+       "score_head.safetensors) and writes DIR as a self-contained reward-model folder: the base's\n"
+       "files with W + (lora_alpha / r) * B @ A for every adapted linear layer, in the base's tensor\n"
+       "names and dtypes, the score head, and a reward_config.json. Its scores equal the adapter's\n"
+       "(exactly for float32 bases; a float16/bfloat16 base rounds the merged weights once).",
+       {{"base", "DIR", "the base model folder (LLaVA or LLaMA)"},
+        {"adapter", "DIR", "the reward-model folder with the adapter"},
+        {"output-dir", "DIR", "a new (or empty) folder for the merged model"},
+        {"threads", "N", "CPU threads (default: all cores)"}},
+       run_merge_lora},
       // (engine commands are added here)
   };
   return table;

@@ -153,6 +153,18 @@ TEST(RewardModel, PeftLoraAdapterEqualsMergedWeights) {
   EXPECT_NEAR(s_adapter, on_merged.score(text, on_merged.image_features(at::ones({3, 28, 28}) * 0.3)).score, 1e-5);
   EXPECT_GT(std::abs(s_adapter - without.score(text, features).score), 1e-4);  // the adapter did something
 
+  // align2 merge-lora writes a folder whose scores equal the adapter's (float32 base: exactly).
+  std::string out = f.root + "/merged-rm";
+  auto merge = test::run_command(test::align2_bin() + " merge-lora --threads 1 --base " + f.base + " --adapter " + dir +
+                             " --output-dir " + out);
+  ASSERT_EQ(merge.exit_code, 0) << merge.err;
+  RewardModel merged_rm(out, at::kFloat, at::Device(at::kCPU));
+  EXPECT_FALSE(fs::exists(out + "/adapter_config.json"));
+  EXPECT_EQ(merged_rm.score(text, merged_rm.image_features(at::ones({3, 28, 28}) * 0.3)).score, s_adapter);
+  // A second merge into the same, now full, folder is refused.
+  EXPECT_EQ(test::run_command(test::align2_bin() + " merge-lora --threads 1 --base " + f.base + " --adapter " + dir +
+                              " --output-dir " + out).exit_code, 1);
+
   // The authors' SEQ_CLS adapters carry the head as base_model.model.score.weight.
   Checkpoint head(dir + "/score_head.safetensors");
   std::vector<float> w(32);
