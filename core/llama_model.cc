@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 
 #include <cmath>
 #include <cstring>
@@ -36,6 +38,7 @@ at::Tensor rotate_half(const at::Tensor& x) {
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
   const std::int64_t K = x.size(-1), N = w.size(0);
   if (x.numel() != K || !x.device().is_cpu()) return at::linear(x, w);
+  if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad())) return at::linear(x, w);
   // One row on CPU: a matrix-vector product runs near memory bandwidth, GEMM does not.
   std::vector<std::int64_t> shape = x.sizes().vec();
   shape.back() = N;
@@ -119,9 +122,9 @@ at::Tensor LlamaModel::layer_forward(const Layer& L, const at::Tensor& x, const 
   const std::int64_t B = x.size(0), T = x.size(1), nh = cfg_.num_heads, nkv = cfg_.num_kv_heads,
                      hd = cfg_.head_dim, rep = nh / nkv;
   at::Tensor h = rms_norm(x, L.input_norm);
-  at::Tensor q = linear_rows(h, L.q).view({B, T, nh, hd}).transpose(1, 2);
-  at::Tensor k = linear_rows(h, L.k).view({B, T, nkv, hd}).transpose(1, 2);
-  at::Tensor v = linear_rows(h, L.v).view({B, T, nkv, hd}).transpose(1, 2);
+  at::Tensor q = project(h, L.q, li, 0).view({B, T, nh, hd}).transpose(1, 2);
+  at::Tensor k = project(h, L.k, li, 1).view({B, T, nkv, hd}).transpose(1, 2);
+  at::Tensor v = project(h, L.v, li, 2).view({B, T, nkv, hd}).transpose(1, 2);
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
 
@@ -150,9 +153,9 @@ at::Tensor LlamaModel::layer_forward(const Layer& L, const at::Tensor& x, const 
                         .view({B, nh, T, hd})
                         .transpose(1, 2)
                         .reshape({B, T, nh * hd});
-  at::Tensor out = x + linear_rows(attn, L.o);
+  at::Tensor out = x + project(attn, L.o, li, 3);
   at::Tensor m = rms_norm(out, L.post_norm);
-  return out + linear_rows(at::silu(linear_rows(m, L.gate)) * linear_rows(m, L.up), L.down);
+  return out + project(at::silu(project(m, L.gate, li, 4)) * project(m, L.up, li, 5), L.down, li, 6);
 }
 
 at::Tensor LlamaModel::forward(const at::Tensor& embeds, const at::Tensor& lengths_in, KVCache* cache,
@@ -247,6 +250,27 @@ std::vector<std::string> LlamaModel::linear_names() const {
                           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"})
       names.push_back(fmt::format("layers.{}.{}.weight", i, m));
   return names;
+}
+
+}  // namespace align2
+
+namespace align2 {
+
+at::Tensor LlamaModel::project(const at::Tensor& x, const at::Tensor& w, std::size_t layer, int module) const {
+  at::Tensor y = linear_rows(x, w);
+  if (!lora_) return y;
+  std::size_t index = layer * 7 + std::size_t(module);
+  if (index >= lora_->A.size() || !lora_->A[index].defined()) return y;
+  at::Tensor input = x;
+  if (lora_->training && lora_->dropout > 0) {
+    // A mask from its own generator: the same for any rank, batch or resume.
+    std::uint64_t seed = lora_->dropout_seed * 0x9e3779b97f4a7c15ull + index + 1;
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    at::Tensor keep = at::bernoulli(at::full(x.sizes(), 1.0 - lora_->dropout, x.options().requires_grad(false)), gen);
+    input = x * keep / (1.0 - lora_->dropout);
+  }
+  at::Tensor update = at::linear(at::linear(input.to(lora_->A[index].scalar_type()), lora_->A[index]), lora_->B[index]);
+  return y + (lora_->scale * update).to(y.scalar_type());
 }
 
 }  // namespace align2

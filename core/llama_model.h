@@ -23,6 +23,18 @@ at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const st
 // matrix-vector path when x is a single row on CPU (kernels/gemv.h for bf16).
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w);
 
+// LoRA on the decoder's linear layers: y = x W^T + scale * (dropout(x) A^T) B^T.
+// Linear k of layer l has index l * 7 + k, k in (q, k, v, o, gate, up, down) order
+// (LlamaModel::linear_names()). A and B may need gradients (training).
+struct LoraWeights {
+  std::vector<at::Tensor> A;  // per linear index: [r, in], undefined when the linear is not adapted
+  std::vector<at::Tensor> B;  // per linear index: [out, r]
+  double scale = 1.0;         // lora_alpha / r
+  double dropout = 0.0;       // probability, applied only when `training`
+  bool training = false;
+  std::uint64_t dropout_seed = 0;  // masks come from generators seeded by (dropout_seed, linear index)
+};
+
 // Per-sequence KV cache: for each layer, keys and values [B, kv_heads, capacity, head_dim];
 // lengths[b] = positions of sequence b already in the cache.
 struct KVCache {
@@ -65,6 +77,9 @@ class LlamaModel {
   // (q, k, v, o, gate, up, down): LoRA's targets.
   std::vector<std::string> linear_names() const;
 
+  // Applies `lora` (not owned; must outlive its use) in every forward; nullptr removes it.
+  void set_lora(const LoraWeights* lora) { lora_ = lora; }
+
  private:
   struct Layer {
     at::Tensor input_norm, q, k, v, o, post_norm, gate, up, down;  // weights, [out, in] for linears
@@ -83,6 +98,9 @@ class LlamaModel {
   at::Device device_;
   at::Tensor embed_tokens_, norm_, lm_head_;
   at::Tensor inv_freq_;  // float32 [head_dim / 2]
+  const LoraWeights* lora_ = nullptr;
+  // x @ W^T of linear `index` of `layer`, plus its LoRA update when one is set.
+  at::Tensor project(const at::Tensor& x, const at::Tensor& w, std::size_t layer, int module) const;
   std::vector<Layer> layers_;
 };
 

@@ -19,6 +19,16 @@ Projector::Projector(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarTy
   }
 }
 
+std::vector<std::pair<std::string, at::Tensor*>> Projector::parameters(const ModelSpec& spec) {
+  std::vector<std::pair<std::string, at::Tensor*>> out = {{spec.projector_weight(0, "weight"), &w0_},
+                                                          {spec.projector_weight(0, "bias"), &b0_}};
+  if (w1_.defined()) {
+    out.push_back({spec.projector_weight(1, "weight"), &w1_});
+    out.push_back({spec.projector_weight(1, "bias"), &b1_});
+  }
+  return out;
+}
+
 at::Tensor Projector::forward(const at::Tensor& vision_hidden) const {
   at::Tensor x = at::linear(vision_hidden.to(dtype_), w0_, b0_);
   if (w1_.defined()) x = at::linear(at::gelu(x), w1_, b1_);

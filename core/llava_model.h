@@ -21,6 +21,9 @@ class Projector {
   // vision hidden [N, P, vision hidden] → image features [N, P, LLM hidden] in `dtype`.
   at::Tensor forward(const at::Tensor& vision_hidden) const;
 
+  // The weights with their checkpoint names (spec.projector_weight), for training and saving.
+  std::vector<std::pair<std::string, at::Tensor*>> parameters(const ModelSpec& spec);
+
  private:
   at::ScalarType dtype_;
   at::Tensor w0_, b0_, w1_, b1_;  // w1_ undefined for a linear projector
@@ -36,6 +39,7 @@ class LlavaModel {
   bool has_vision() const { return vision_ != nullptr; }
   const LlamaModel& llm() const { return *llm_; }
   LlamaModel& llm() { return *llm_; }  // for LoRA merging and training
+  Projector* projector() { return projector_.get(); }  // null without a projector
   // Loads the projector's weights (under the spec's projector names) from `ckpt` instead.
   void replace_projector(const Checkpoint& ckpt);
   const ClipVisionTower& vision() const;

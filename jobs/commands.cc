@@ -11,6 +11,7 @@ int run_generate(const Args&);
 int run_encode_image(const Args&);
 int run_score(const Args&);
 int run_merge_lora(const Args&);
+int run_train_reward(const Args&);
 int run_preprocess(const Args&);
 int run_pairs(const Args&);
 
@@ -170,6 +171,42 @@ const std::vector<Command>& commands() {
         {"output-dir", "DIR", "a new (or empty) folder for the merged model"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_merge_lora},
+      {"train-reward", "--kind question|answer --base MODEL_DIR --data FILE [--eval FILE] --image-root DIR --output-dir DIR",
+       "train a question or answer reward model on human preference pairs",
+       "Bradley-Terry loss -log sigmoid(s_chosen - s_rejected) over every strictly ordered pair of\n"
+       "candidates (`align2 pairs` shows them), LoRA on every linear layer of the LLM, the score head\n"
+       "trained fully, the projector with its own learning rate, the vision tower frozen. AdamW with\n"
+       "a cosine schedule and warm-up, gradient accumulation and clipping, float32. Under mpirun/srun\n"
+       "the ranks split each step's pairs and sum gradients. Writes a reward-model folder (PEFT\n"
+       "adapter, score head, projector, reward_config.json), train_log.jsonl, and eval.json with the\n"
+       "pairwise accuracy on --eval. See docs/reward-models.md.",
+       {{"kind", "question|answer", "which reward model"},
+        {"base", "DIR", "base LLaVA (or LLaMA) folder"},
+        {"vision-tower", "DIR", "CLIP folder of a liuhaotian base (default: found as docs/models.md says)"},
+        {"data", "FILE", "preference file: the authors' question/answer format or generic pairs JSONL"},
+        {"eval", "FILE", "held-out preference file for pairwise accuracy"},
+        {"image-root", "DIR", "folder the pairs' image paths are relative to"},
+        {"output-dir", "DIR", "where the reward model and checkpoints go"},
+        {"lora-r", "N", "LoRA rank (default 128)"},
+        {"lora-alpha", "A", "LoRA alpha (default 256)"},
+        {"lora-dropout", "P", "LoRA dropout (default 0.05)"},
+        {"lr", "LR", "learning rate of LoRA and the score head (default 2e-5)"},
+        {"projector-lr", "LR", "learning rate of the projector (default: --lr)"},
+        {"freeze-projector", "", "do not train the projector"},
+        {"weight-decay", "W", "AdamW weight decay (default 0)"},
+        {"warmup-ratio", "R", "share of steps with linear warm-up (default 0.03)"},
+        {"max-grad-norm", "N", "clip the global gradient norm (default 1; 0 = off)"},
+        {"epochs", "N", "passes over the pairs (default 1)"},
+        {"batch-size", "N", "pairs per rank per accumulation step (default 1)"},
+        {"grad-accum", "N", "accumulation steps per optimizer step (default 1)"},
+        {"save-every", "N", "checkpoint every N optimizer steps (default 0 = never)"},
+        {"max-steps", "N", "stop after N optimizer steps (the schedule still spans all epochs)"},
+        {"resume", "", "continue from the newest checkpoint in --output-dir"},
+        {"max-length", "N", "positions per sequence, image patches included (default 2048)"},
+        {"augment-rate", "R", "share of candidates that also get a corrupted-copy negative (default 0)"},
+        {"seed", "S", "seed of every random draw (default 0)"},
+        {"threads", "N", "CPU threads (default: all cores)"}},
+       run_train_reward},
       // (engine commands are added here)
   };
   return table;

@@ -1,0 +1,79 @@
+// align2 train-reward: a reward model from human preference pairs, on one process or
+// under mpirun / srun (data parallel: gradients summed over ranks).
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+
+#include "core/reward_training.h"
+#include "distributed/launch.h"
+#include "distributed/mpi_comm.h"
+#include "jobs/cli.h"
+
+namespace align2::cli {
+
+int parse_threads(const Args& args);
+
+int run_train_reward(const Args& args) {
+  RewardTrainOptions o;
+  try {
+    o.kind = reward_kind_from_name(args.get("kind"));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("--kind: {}", e.what()));
+  }
+  o.base_model = args.get("base");
+  o.vision_tower = args.get("vision-tower");
+  o.data = args.get("data");
+  o.eval = args.get("eval");
+  o.image_root = args.get("image-root");
+  o.output_dir = args.get("output-dir");
+  if (o.base_model.empty() || o.data.empty() || o.output_dir.empty())
+    throw UsageError("--base, --data and --output-dir are required");
+  o.lora_r = int_option(args, "lora-r", 128, 1, 4096);
+  o.lora_alpha = real_option(args, "lora-alpha", 256, 0, 1e6);
+  o.lora_dropout = real_option(args, "lora-dropout", 0.05, 0, 0.99);
+  o.lr = real_option(args, "lr", 2e-5, 0, 10);
+  o.projector_lr = real_option(args, "projector-lr", o.lr, 0, 10);
+  o.weight_decay = real_option(args, "weight-decay", 0, 0, 10);
+  o.warmup_ratio = real_option(args, "warmup-ratio", 0.03, 0, 1);
+  o.max_grad_norm = real_option(args, "max-grad-norm", 1.0, 0, 1e9);
+  o.epochs = int_option(args, "epochs", 1, 1, 1000);
+  o.batch_size = int_option(args, "batch-size", 1, 1, 1 << 20);
+  o.grad_accum = int_option(args, "grad-accum", 1, 1, 1 << 20);
+  o.save_every = int_option(args, "save-every", 0, 0, 1ll << 40);
+  o.max_steps = int_option(args, "max-steps", 0, 0, 1ll << 40);
+  o.max_length = int_option(args, "max-length", 2048, 2, 1 << 20);
+  o.seed = std::uint64_t(int_option(args, "seed", 0, 0, INT64_MAX));
+  o.augment_rate = real_option(args, "augment-rate", 0, 0, 1);
+  o.train_projector = !args.flag("freeze-projector");
+  o.resume = args.flag("resume");
+  parse_threads(args);
+
+  // Under a launcher (mpirun, srun) the ranks train together; alone, one process.
+  bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("SLURM_NTASKS");
+  std::unique_ptr<MpiSession> session;
+  std::unique_ptr<Comm> comm;
+  if (launched) {
+    session = std::make_unique<MpiSession>(nullptr, nullptr);
+    check_world();
+    comm = std::make_unique<MpiComm>();
+  } else {
+    comm = std::make_unique<LocalComm>();
+  }
+  try {
+    RewardTrainResult r = train_reward_model(*comm, o, [](const std::string& line) { std::cout << line << "\n"; });
+    if (comm->rank() == 0) {
+      std::cout << fmt::format("{}: {} reward model, {} steps, last loss {:.4f}", o.output_dir, reward_kind_name(o.kind),
+                               r.steps, r.last_loss);
+      if (!o.eval.empty()) std::cout << fmt::format(", pairwise accuracy {:.4f} on {} pairs", r.eval_accuracy, r.eval_pairs);
+      std::cout << "\n";
+    }
+  } catch (const std::exception& e) {
+    if (launched && comm->size() > 1) abort_job(comm.get(), "train-reward", e.what());
+    throw;
+  }
+  return 0;
+}
+
+}  // namespace align2::cli
