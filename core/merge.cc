@@ -50,10 +50,12 @@ void take_stage_columns(const std::string& stage, ShardRow& into, ShardRow& from
   if (stage == "select_questions") {
     into.question_score = from.question_score;
     into.selected_questions = from.selected_questions;
+    into.truncated = from.truncated;
   } else if (stage == "select_answers") {
     into.answer_scores = std::move(from.answer_scores);
     into.answer_score = from.answer_score;
     into.selected_answers = from.selected_answers;
+    if (from.truncated == 1) into.truncated = 1;
   } else if (stage == "rewrite") {
     into.rewritten_questions = std::move(from.rewritten_questions);
     into.rewritten_answers = std::move(from.rewritten_answers);

@@ -66,13 +66,17 @@ std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& inde
       }
       if (s.status == Status::valid) {
         if (model.config().kind == RewardKind::question) {
-          row.question_score = model.score(reward_text(RewardKind::question, s, 0), features).score;
+          RewardScore r = model.score(reward_text(RewardKind::question, s, 0), features);
+          row.question_score = r.score;
+          row.truncated = r.truncated ? 1 : 0;
         } else {
           double sum = 0;
+          row.truncated = 0;
           for (std::size_t t = 0; t < s.turns.size(); ++t) {
-            float v = model.score(reward_text(RewardKind::answer, s, t), features).score;
-            row.answer_scores.push_back(v);
-            sum += v;
+            RewardScore r = model.score(reward_text(RewardKind::answer, s, t), features);
+            row.answer_scores.push_back(r.score);
+            sum += r.score;
+            if (r.truncated) row.truncated = 1;
           }
           row.answer_score = sum / double(s.turns.size());
         }

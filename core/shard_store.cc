@@ -316,7 +316,7 @@ void write_shard_file(const std::string& path, const std::string& tmp_path, cons
   const std::size_t n = rows.size();
   std::vector<std::uint64_t> index(n);
   std::vector<double> question_score(n), answer_score(n);
-  std::vector<std::int8_t> selected_questions(n), selected_answers(n), kept(n);
+  std::vector<std::int8_t> selected_questions(n), selected_answers(n), kept(n), truncated(n);
   std::vector<std::int64_t> global_rank(n);
   for (std::size_t i = 0; i < n; ++i) {
     index[i] = rows[i].index;
@@ -324,6 +324,7 @@ void write_shard_file(const std::string& path, const std::string& tmp_path, cons
     answer_score[i] = rows[i].answer_score;
     selected_questions[i] = rows[i].selected_questions;
     selected_answers[i] = rows[i].selected_answers;
+    truncated[i] = rows[i].truncated;
     kept[i] = rows[i].kept;
     global_rank[i] = rows[i].global_rank;
   }
@@ -348,6 +349,7 @@ void write_shard_file(const std::string& path, const std::string& tmp_path, cons
   write_dataset(path, f, "selected_questions", H5T_STD_I8LE, H5T_NATIVE_INT8, selected_questions.data(), n, false);
   write_dataset(path, f, "selected_answers", H5T_STD_I8LE, H5T_NATIVE_INT8, selected_answers.data(), n, false);
   write_dataset(path, f, "kept", H5T_STD_I8LE, H5T_NATIVE_INT8, kept.data(), n, false);
+  write_dataset(path, f, "truncated", H5T_STD_I8LE, H5T_NATIVE_INT8, truncated.data(), n, false);
   write_dataset(path, f, "global_rank", H5T_STD_I64LE, H5T_NATIVE_INT64, global_rank.data(), n, true);
 
   // --- ragged: answer_scores [total turns] + answer_scores_offsets [n + 1]
@@ -719,6 +721,7 @@ ShardData read_shard(const std::string& path, const ShardReadOptions& options) {
   read_int8_column("selected_questions", &ShardRow::selected_questions);
   read_int8_column("selected_answers", &ShardRow::selected_answers);
   read_int8_column("kept", &ShardRow::kept);
+  read_int8_column("truncated", &ShardRow::truncated);
 
   {
     Column column = open_column(shard, "global_rank", H5T_INTEGER);

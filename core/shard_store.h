@@ -45,6 +45,7 @@ struct ShardRow {
   std::int8_t selected_questions = -1;  // stage 1 decision: 1 kept, 0 dropped, -1 not considered
   std::int8_t selected_answers = -1;    // stage 2 decision, same coding
   std::int8_t kept = -1;                // final decision of the run, same coding
+  std::int8_t truncated = -1;           // 1 when a reward-model input was cut to max_length, 0 when not, -1 unscored
   std::int64_t global_rank = -1;        // 0-based position among kept records in curated.json; -1 if not kept
 
   // Rewrite stage: per turn, the text that ends in curated.json. Empty until that stage runs.

@@ -250,6 +250,8 @@ TEST(ScoreCli, ScoresEveryRecordAndKeepsEveryStatus) {
     EXPECT_EQ(status, (std::vector<std::string>{"valid", "valid", "valid", "invalid", "missing_image", "invalid"}));
     EXPECT_EQ(reason, (std::vector<std::string>{"", "", "", "bad_image", "missing_image", "not_json"}));
     EXPECT_NE(d.rows[3].message.find("broken.jpg"), std::string::npos) << d.rows[3].message;
+    EXPECT_EQ(d.rows[0].truncated, 0);
+    EXPECT_EQ(d.rows[3].truncated, -1);
     if (kind == "question") {
       for (int i = 0; i < 3; ++i) EXPECT_TRUE(std::isfinite(d.rows[std::size_t(i)].question_score));
       EXPECT_TRUE(std::isnan(d.rows[3].question_score));
