@@ -4,12 +4,13 @@
 
 namespace align2 {
 
-Projector::Projector(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarType dtype, at::Device device)
+Projector::Projector(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarType dtype, at::Device device,
+                     const std::string& prefix)
     : dtype_(dtype) {
   if (!spec.has_projector) throw std::runtime_error(fmt::format("{}: this model has no projector", spec.dir));
   const std::int64_t Hv = spec.vision.hidden_size, H = spec.llm.hidden_size;
   auto load = [&](int layer, const char* kind, std::vector<std::int64_t> shape) {
-    return load_tensor(ckpt, spec.projector_weight(layer, kind), shape, dtype).to(device);
+    return load_tensor(ckpt, prefix + spec.projector_weight(layer, kind), shape, dtype).to(device);
   };
   w0_ = load(0, "weight", {H, Hv});
   b0_ = load(0, "bias", {H});
@@ -47,8 +48,8 @@ LlavaModel::LlavaModel(const ModelSpec& spec, at::ScalarType dtype, at::Device d
   if (spec.has_projector) projector_ = std::make_unique<Projector>(spec, ckpt, dtype, device);
 }
 
-void LlavaModel::replace_projector(const Checkpoint& ckpt) {
-  projector_ = std::make_unique<Projector>(spec_, ckpt, llm_->dtype(), llm_->device());
+void LlavaModel::replace_projector(const Checkpoint& ckpt, const std::string& prefix) {
+  projector_ = std::make_unique<Projector>(spec_, ckpt, llm_->dtype(), llm_->device(), prefix);
 }
 
 const ClipVisionTower& LlavaModel::vision() const {

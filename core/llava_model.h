@@ -17,7 +17,10 @@ namespace align2 {
 // The multimodal projector: linear, or mlp2x_gelu (linear, exact GELU, linear).
 class Projector {
  public:
-  Projector(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarType dtype, at::Device device);
+  // Weights under spec.projector_weight(...) names, each with `prefix` in front
+  // (e.g. "base_model.model." in the authors' non_lora_trainables files).
+  Projector(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarType dtype, at::Device device,
+            const std::string& prefix = "");
   // vision hidden [N, P, vision hidden] → image features [N, P, LLM hidden] in `dtype`.
   at::Tensor forward(const at::Tensor& vision_hidden) const;
 
@@ -41,7 +44,7 @@ class LlavaModel {
   LlamaModel& llm() { return *llm_; }  // for LoRA merging and training
   Projector* projector() { return projector_.get(); }  // null without a projector
   // Loads the projector's weights (under the spec's projector names) from `ckpt` instead.
-  void replace_projector(const Checkpoint& ckpt);
+  void replace_projector(const Checkpoint& ckpt, const std::string& prefix = "");
   const ClipVisionTower& vision() const;
 
   // pixel_values [N, 3, S, S] → selected vision hidden states [N, P, vision hidden].

@@ -88,6 +88,10 @@ RewardModel::RewardModel(const std::string& dir, at::ScalarType dtype, at::Devic
   if (fs::exists(fs::path(dir) / "projector.safetensors")) {
     Checkpoint projector((fs::path(dir) / "projector.safetensors").string());
     llava_->replace_projector(projector);
+  } else if (fs::exists(fs::path(dir) / "non_lora_trainables.safetensors")) {
+    // The authors' trained projector, converted from their pickle with names unchanged.
+    Checkpoint projector((fs::path(dir) / "non_lora_trainables.safetensors").string());
+    llava_->replace_projector(projector, "base_model.model.");
   }
   std::string head_path = (fs::path(dir) / "score_head.safetensors").string();
   if (fs::exists(head_path) || !adapter_head.defined()) {

@@ -11,7 +11,8 @@
 //   adapter_config.json + adapter_model.safetensors   optional PEFT LoRA adapter on the LLM's linear layers;
 //                           a head saved by PEFT's modules_to_save ("base_model.model.score.weight", as the
 //                           authors' SEQ_CLS adapters have it) is taken as the score head
-//   projector.safetensors   optional projector weights (the base model's projector tensor names)
+//   projector.safetensors   optional projector weights (the base model's projector tensor names), or
+//   non_lora_trainables.safetensors  the authors' file converted as is ("base_model.model." + those names)
 // Scores are computed one sequence per forward pass: with 576 image positions a single
 // sequence already fills the matrix units, and a score then never depends on which other
 // samples share a batch (the determinism contract of core/scorer.h).

@@ -281,3 +281,31 @@ TEST(ScoreCli, ScoresEveryRecordAndKeepsEveryStatus) {
 
 }  // namespace
 }  // namespace align2
+
+namespace align2 {
+namespace {
+
+TEST(RewardModel, ProjectorFromEitherFileName) {
+  Fixture f;
+  std::string a = f.rm("proj-a"), b = f.rm("proj-b"), none = f.rm("proj-none");
+  at::manual_seed(8);
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> names = {
+      {"model.mm_projector.0.weight", {32, 24}}, {"model.mm_projector.0.bias", {32}},
+      {"model.mm_projector.2.weight", {32, 32}}, {"model.mm_projector.2.bias", {32}}};
+  std::vector<TensorData> plain, authors;
+  for (auto& [name, shape] : names) {
+    std::vector<float> v = values(at::randn(shape) * 0.1);
+    plain.push_back(float_tensor(name, shape, v));
+    authors.push_back(float_tensor("base_model.model." + name, shape, v));
+  }
+  write_safetensors(a + "/projector.safetensors", plain);
+  write_safetensors(b + "/non_lora_trainables.safetensors", authors);
+  RewardModel ra(a, at::kFloat, at::Device(at::kCPU)), rb(b, at::kFloat, at::Device(at::kCPU)),
+      rn(none, at::kFloat, at::Device(at::kCPU));
+  at::Tensor pixels = at::ones({3, 28, 28}) * 0.2;
+  EXPECT_TRUE(at::equal(ra.image_features(pixels), rb.image_features(pixels)));
+  EXPECT_FALSE(at::equal(ra.image_features(pixels), rn.image_features(pixels)));
+}
+
+}  // namespace
+}  // namespace align2
