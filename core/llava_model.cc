@@ -20,6 +20,12 @@ Projector::Projector(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarTy
   }
 }
 
+void Projector::to(at::ScalarType dtype) {
+  dtype_ = dtype;
+  for (at::Tensor* t : {&w0_, &b0_, &w1_, &b1_})
+    if (t->defined()) *t = t->to(dtype);
+}
+
 std::vector<std::pair<std::string, at::Tensor*>> Projector::parameters(const ModelSpec& spec) {
   std::vector<std::pair<std::string, at::Tensor*>> out = {{spec.projector_weight(0, "weight"), &w0_},
                                                           {spec.projector_weight(0, "bias"), &b0_}};

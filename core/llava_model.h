@@ -24,6 +24,10 @@ class Projector {
   // vision hidden [N, P, vision hidden] → image features [N, P, LLM hidden] in `dtype`.
   at::Tensor forward(const at::Tensor& vision_hidden) const;
 
+  // Converts the weights (and the output) to `dtype`: training keeps float32 master weights
+  // even when the rest of the model runs in bfloat16.
+  void to(at::ScalarType dtype);
+
   // The weights with their checkpoint names (spec.projector_weight), for training and saving.
   std::vector<std::pair<std::string, at::Tensor*>> parameters(const ModelSpec& spec);
 

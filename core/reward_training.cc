@@ -54,7 +54,8 @@ class Trainer {
  public:
   Trainer(Comm& comm, const RewardTrainOptions& o) : comm_(comm), o_(o) {
     ModelSpec spec = load_model_spec(o.base_model, o.vision_tower);
-    model_ = std::make_unique<LlavaModel>(spec, at::kFloat, at::Device(at::kCPU));
+    model_ = std::make_unique<LlavaModel>(spec, o.bf16 ? at::kBFloat16 : at::kFloat, at::Device(at::kCPU));
+    if (model_->projector()) model_->projector()->to(at::kFloat);  // float32 master weights
     tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(o.base_model + "/tokenizer.model"));
     init_parameters();
     model_->llm().set_lora(&lora_);
@@ -182,7 +183,7 @@ std::string Trainer::fingerprint() const {
             {"alpha", o_.lora_alpha}, {"dropout", o_.lora_dropout}, {"lr", o_.lr}, {"projector_lr", o_.projector_lr},
             {"wd", o_.weight_decay}, {"warmup", o_.warmup_ratio}, {"clip", o_.max_grad_norm}, {"epochs", o_.epochs},
             {"batch", o_.batch_size}, {"accum", o_.grad_accum}, {"world", comm_.size()}, {"max_length", o_.max_length},
-            {"seed", o_.seed}, {"augment", o_.augment_rate}, {"projector", o_.train_projector}};
+            {"seed", o_.seed}, {"augment", o_.augment_rate}, {"projector", o_.train_projector}, {"bf16", o_.bf16}};
   return j.dump();
 }
 

@@ -3,7 +3,7 @@
 // score head trained fully, the projector trainable with its own learning rate, the vision
 // tower frozen. AdamW (decoupled weight decay, as torch.optim.AdamW), cosine schedule with
 // linear warm-up (as transformers' get_cosine_schedule_with_warmup), gradient accumulation,
-// global-norm clipping, float32 on CPU.
+// global-norm clipping; the model in float32 or bfloat16, trained weights always float32.
 //
 // Data parallel: every rank of `comm` takes its share of each optimizer step's pairs
 // (position j of the step goes to rank j mod world); gradients and losses are summed with
@@ -48,6 +48,7 @@ struct RewardTrainOptions {
   std::uint64_t seed = 0;
   double augment_rate = 0;      // corruption negatives (core/preference_pairs.h)
   bool train_projector = true;
+  bool bf16 = false;            // run the frozen model in bfloat16 (LoRA, head, projector stay float32)
   bool resume = false;          // continue from the newest checkpoint in output_dir
 };
 

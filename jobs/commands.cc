@@ -205,6 +205,7 @@ const std::vector<Command>& commands() {
         {"max-length", "N", "positions per sequence, image patches included (default 2048)"},
         {"augment-rate", "R", "share of candidates that also get a corrupted-copy negative (default 0)"},
         {"seed", "S", "seed of every random draw (default 0)"},
+        {"dtype", "f32|bf16", "run dtype of the frozen model (default f32); trained weights stay float32"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_train_reward},
       // (engine commands are added here)

@@ -47,6 +47,9 @@ int run_train_reward(const Args& args) {
   o.seed = std::uint64_t(int_option(args, "seed", 0, 0, INT64_MAX));
   o.augment_rate = real_option(args, "augment-rate", 0, 0, 1);
   o.train_projector = !args.flag("freeze-projector");
+  std::string dtype = args.get("dtype", "f32");
+  if (dtype != "f32" && dtype != "bf16") throw UsageError("--dtype " + dtype + ": expected f32 or bf16");
+  o.bf16 = dtype == "bf16";
   o.resume = args.flag("resume");
   parse_threads(args);
 

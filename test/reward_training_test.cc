@@ -98,6 +98,19 @@ TEST(RewardTraining, LearnsAPreferenceOfTheAnswerText) {
   EXPECT_DOUBLE_EQ(merged_acc, after.eval_accuracy);
 }
 
+TEST(RewardTraining, Bfloat16ModelLearnsToo) {
+  TrainSetup s;
+  LocalComm comm;
+  RewardTrainOptions o = s.options(s.root + "/bf16");
+  o.bf16 = true;
+  RewardTrainResult r = train_reward_model(comm, o, {});
+  std::cout << "bf16 held-out pairwise accuracy " << r.eval_accuracy << "\n";
+  EXPECT_GE(r.eval_accuracy, 0.85);
+  // Trained weights are saved in float32.
+  Checkpoint adapter(s.root + "/bf16/adapter_model.safetensors");
+  EXPECT_EQ(adapter.get("base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight").dtype, DType::f32);
+}
+
 TEST(RewardTraining, ResumeGivesTheSameWeightsAsAnUninterruptedRun) {
   TrainSetup s;
   LocalComm comm;
