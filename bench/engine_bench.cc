@@ -17,45 +17,12 @@
 #include "core/engine_runtime.h"
 #include "core/generation.h"
 #include "core/llava_model.h"
+#include "bench/machine_limits.h"
 #include "test/model_fixture.h"
 
 using namespace align2;
+using namespace align2::bench;
 namespace fs = std::filesystem;
-
-namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Best of `reps` timings of fn().
-template <class F>
-double best_time(int reps, F fn) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    double t0 = now_s();
-    fn();
-    best = std::min(best, now_s() - t0);
-  }
-  return best;
-}
-
-double matmul_peak(at::ScalarType dtype) {
-  const std::int64_t n = 2048;
-  at::Tensor a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
-  at::matmul(a, b);
-  double t = best_time(3, [&] { at::matmul(a, b); });
-  return 2.0 * double(n) * n * n / t;
-}
-
-double copy_bandwidth() {
-  at::Tensor a = at::randn({64 << 20}), b = at::empty_like(a);  // 256 MB each
-  b.copy_(a);
-  double t = best_time(5, [&] { b.copy_(a); });
-  return 2.0 * double(a.numel()) * 4 / t;  // bytes read + written
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   int threads = argc > 1 ? std::stoi(argv[1]) : int(std::thread::hardware_concurrency());

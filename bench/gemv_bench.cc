@@ -10,33 +10,15 @@
 #include <thread>
 
 #include "core/engine_runtime.h"
+#include "bench/machine_limits.h"
 #include "kernels/gemv.h"
 
-namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-template <class F>
-double best_time(int reps, F fn) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    double t0 = now_s();
-    fn();
-    best = std::min(best, now_s() - t0);
-  }
-  return best;
-}
-
-}  // namespace
+using namespace align2::bench;
 
 int main(int argc, char** argv) {
   int threads = argc > 1 ? std::stoi(argv[1]) : int(std::thread::hardware_concurrency());
   align2::configure_cpu_engine(threads);
-  at::Tensor a = at::randn({64 << 20}), b = at::empty_like(a);
-  b.copy_(a);
-  double bw = 2.0 * double(a.numel()) * 4 / best_time(5, [&] { b.copy_(a); });
+  double bw = copy_bandwidth();
   fmt::print("threads {}; copy bandwidth {:.1f} GB/s\n", threads, bw / 1e9);
   // 24 matrices of each shape: larger than the caches, as in decode.
   for (auto [N, K] : {std::pair<std::int64_t, std::int64_t>{2816, 1024}, {1024, 2816}, {4096, 4096}}) {

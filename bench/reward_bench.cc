@@ -20,35 +20,14 @@
 
 #include "core/engine_runtime.h"
 #include "core/llava_model.h"
+#include "bench/machine_limits.h"
 #include "test/model_fixture.h"
 
 using namespace align2;
+using namespace align2::bench;
 namespace fs = std::filesystem;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-template <class F>
-double best_time(int reps, F fn) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    double t0 = now_s();
-    fn();
-    best = std::min(best, now_s() - t0);
-  }
-  return best;
-}
-
-double matmul_peak_fp32() {
-  const std::int64_t n = 2048;
-  at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
-  at::matmul(a, b);
-  double t = best_time(3, [&] { at::matmul(a, b); });
-  return 2.0 * double(n) * n * n / t;
-}
 
 struct Times {
   double vision = 0, projector = 0, llm = 0, total = 0;
@@ -64,7 +43,7 @@ int main(int argc, char** argv) {
   at::manual_seed(0);
   fmt::print("threads: {}\n", threads);
 
-  const double peak = matmul_peak_fp32();
+  const double peak = matmul_peak(at::kFloat);
   fmt::print("measured fp32 matmul peak (2048^3 GEMM, best of 3): {:.1f} GFLOP/s\n", peak / 1e9);
 
   test::TinyModelOptions o;

@@ -142,19 +142,6 @@ ShardMeta stage_meta(Comm& comm, const JobConfig& config, const std::string& sco
   return m;
 }
 
-ShardRow base_row(const Sample& s) {
-  ShardRow row;
-  row.index = s.index;
-  row.key = s.key;
-  row.id = printable_text(s.id);
-  row.subset = printable_text(s.subset);
-  row.status = status_name(s.status);
-  row.reason = reason_name(s.reason);
-  row.message = printable_text(s.message);
-  row.image = printable_text(s.image);
-  row.record = printable_text(s.raw);  // valid records are UTF-8 without NUL: verbatim
-  return row;
-}
 
 }  // namespace
 
@@ -184,7 +171,7 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
     if (!valid.empty()) scorer.score_questions(valid, scores.data());
     std::size_t v = 0;
     for (Sample& s : samples) {
-      ShardRow row = base_row(s);
+      ShardRow row = sample_row(s);
       if (s.status == Status::valid) {
         row.question_score = scores[v++];
         scored1.add(s, row.question_score);
@@ -229,7 +216,7 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
       if (turn_scores[k].size() != s.turns.size())
         throw std::runtime_error(fmt::format("scorer returned {} answer scores for record {} with {} turns",
                                              turn_scores[k].size(), s.index, s.turns.size()));
-      ShardRow row = base_row(s);
+      ShardRow row = sample_row(s);
       row.record.clear();  // the merge takes record texts from stage 1
       row.answer_scores = turn_scores[k];
       double sum = 0;

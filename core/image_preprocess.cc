@@ -587,4 +587,13 @@ void preprocess_image_file(const std::string& path, const ImageSpec& spec, float
   preprocess_image(bytes.data(), bytes.size(), spec, out, path);
 }
 
+ImageSpec image_spec_for(const ModelSpec& spec) {
+  ImageSpec image;
+  image.size = spec.vision.image_size;
+  image.mean = spec.vision.image_mean;
+  image.std = spec.vision.image_std;
+  image.aspect = spec.image_aspect_ratio == "pad" ? AspectMode::pad : AspectMode::square;
+  return image;
+}
+
 }  // namespace align2

@@ -44,6 +44,8 @@
 // failure reason per thread).
 #pragma once
 
+#include "core/model_config.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -78,6 +80,10 @@ struct ImageSpec {
 //   unreadable         truncated or corrupt, or a JPEG kind PIL cannot read either (the
 //                      decoder's reason in the message: libjpeg's, libwebp's, stb_image's)
 //   io                 the file cannot be opened or read
+// The preprocessing a model expects: its vision tower's image size, mean and std, and its
+// aspect mode ("pad" for liuhaotian LLaVA-1.5, "square" otherwise).
+ImageSpec image_spec_for(const ModelSpec& spec);
+
 struct ImageError : std::runtime_error {
   ImageError(const std::string& reason_code, const std::string& message)
       : std::runtime_error(message), reason_code(reason_code) {}

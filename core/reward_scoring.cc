@@ -27,25 +27,13 @@ std::string reward_text(RewardKind kind, const Sample& s, std::size_t turn) {
 
 std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& index, const ScoringOptions& options) {
   const ModelSpec& spec = model.llava().spec();
-  ImageSpec image_spec;
-  if (spec.has_vision) {
-    image_spec.size = spec.vision.image_size;
-    image_spec.mean = spec.vision.image_mean;
-    image_spec.std = spec.vision.image_std;
-    image_spec.aspect = spec.image_aspect_ratio == "pad" ? AspectMode::pad : AspectMode::square;
-  }
+  ImageSpec image_spec = image_spec_for(spec);
   CorpusReader reader(index);
   std::vector<ShardRow> rows;
   const std::uint64_t n = index.entries.size();
   for (std::uint64_t i = 0; i < n; ++i) {
     Sample s = reader.read_one(i);
-    ShardRow row;
-    row.index = s.index;
-    row.key = s.key;
-    row.id = printable_text(s.id);
-    row.subset = printable_text(s.subset);
-    row.image = printable_text(s.image);
-    row.record = printable_text(s.raw);
+    ShardRow row = sample_row(s);
     if (s.status == Status::valid) {
       at::Tensor features;
       try {
@@ -82,7 +70,7 @@ std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& inde
         }
       }
     }
-    row.status = status_name(s.status);
+    row.status = status_name(s.status);  // a bad image found here changes the status
     row.reason = reason_name(s.reason);
     row.message = printable_text(s.message);
     rows.push_back(std::move(row));

@@ -59,12 +59,7 @@ class Trainer {
     tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(o.base_model + "/tokenizer.model"));
     init_parameters();
     model_->llm().set_lora(&lora_);
-    if (spec.has_vision) {
-      image_.size = spec.vision.image_size;
-      image_.mean = spec.vision.image_mean;
-      image_.std = spec.vision.image_std;
-      image_.aspect = spec.image_aspect_ratio == "pad" ? AspectMode::pad : AspectMode::square;
-    }
+    image_ = image_spec_for(spec);
   }
   ~Trainer() { model_->llm().set_lora(nullptr); }
 
@@ -393,14 +388,7 @@ double evaluate_reward_model(const std::string& model_dir, const std::string& pa
   PairOptions po;
   po.kind = rm.config().kind == RewardKind::question ? PairKind::question : PairKind::answer;
   std::vector<PreferencePair> pairs = build_preference_pairs(pairs_file, po).pairs;
-  ImageSpec image;
-  const ModelSpec& spec = rm.llava().spec();
-  if (spec.has_vision) {
-    image.size = spec.vision.image_size;
-    image.mean = spec.vision.image_mean;
-    image.std = spec.vision.image_std;
-    image.aspect = spec.image_aspect_ratio == "pad" ? AspectMode::pad : AspectMode::square;
-  }
+  ImageSpec image = image_spec_for(rm.llava().spec());
   std::int64_t correct = 0;
   for (const PreferencePair& p : pairs) {
     at::Tensor f;

@@ -8,6 +8,9 @@
 // innermost HDF5 error message is copied into the exception instead.
 #include "core/shard_store.h"
 
+#include "core/record_validation.h"
+#include "core/sample.h"
+
 #include <fcntl.h>
 #include <hdf5.h>
 #include <unistd.h>
@@ -787,6 +790,20 @@ std::vector<std::string> read_shard_records(const std::string& path, const std::
   std::vector<std::string> result(rows.size());
   for (std::size_t i = 0; i < order.size(); ++i) result[order[i]] = std::move(sorted[i]);
   return result;
+}
+
+ShardRow sample_row(const Sample& s) {
+  ShardRow row;
+  row.index = s.index;
+  row.key = s.key;
+  row.id = printable_text(s.id);
+  row.subset = printable_text(s.subset);
+  row.status = status_name(s.status);
+  row.reason = reason_name(s.reason);
+  row.message = printable_text(s.message);
+  row.image = printable_text(s.image);
+  row.record = printable_text(s.raw);  // valid records are UTF-8 without NUL: verbatim
+  return row;
 }
 
 }  // namespace align2

@@ -11,6 +11,8 @@
 
 namespace align2 {
 
+struct Sample;  // core/sample.h
+
 constexpr int kShardSchemaVersion = 1;
 
 // File-level attributes.
@@ -52,6 +54,10 @@ struct ShardRow {
   std::vector<std::string> rewritten_questions;
   std::vector<std::string> rewritten_answers;
 };
+
+// The row of a sample with its identity and status columns filled (id, subset, image,
+// message and the record text made storable by printable_text); score columns unset.
+ShardRow sample_row(const Sample& sample);
 
 struct ShardData {
   ShardMeta meta;

@@ -37,11 +37,8 @@ int run_encode_image(const Args& args) {
   ModelSpec spec = load_model_spec(dir, args.get("vision-tower"));
   if (!spec.has_vision) throw std::runtime_error(fmt::format("{}: this model has no vision tower", dir));
 
-  ImageSpec image;
-  image.size = spec.vision.image_size;
-  image.mean = spec.vision.image_mean;
-  image.std = spec.vision.image_std;
-  image.aspect = aspect_mode_from_name(args.get("aspect", spec.image_aspect_ratio == "pad" ? "pad" : "square"));
+  ImageSpec image = image_spec_for(spec);
+  if (args.flag("aspect")) image.aspect = aspect_mode_from_name(args.get("aspect"));
   const std::int64_t n = std::int64_t(args.positional.size()), S = image.size;
   at::Tensor pixels = at::empty({n, 3, S, S}, at::kFloat);
   for (std::int64_t i = 0; i < n; ++i) {
