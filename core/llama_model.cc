@@ -266,7 +266,8 @@ at::Tensor LlamaModel::project(const at::Tensor& x, const at::Tensor& w, std::si
     // A mask from its own generator: the same for any rank, batch or resume.
     std::uint64_t seed = lora_->dropout_seed * 0x9e3779b97f4a7c15ull + index + 1;
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-    at::Tensor keep = at::bernoulli(at::full(x.sizes(), 1.0 - lora_->dropout, x.options().requires_grad(false)), gen);
+    at::Tensor keep = at::bernoulli(at::full(x.sizes(), 1.0 - lora_->dropout, at::TensorOptions().dtype(at::kFloat)), gen)
+                          .to(x.scalar_type());
     input = x * keep / (1.0 - lora_->dropout);
   }
   at::Tensor update = at::linear(at::linear(input.to(lora_->A[index].scalar_type()), lora_->A[index]), lora_->B[index]);

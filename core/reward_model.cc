@@ -179,9 +179,15 @@ void merge_reward_model(const std::string& base_dir, const std::string& adapter_
   LlamaModel& llm = const_cast<LlavaModel&>(rm.llava()).llm();
   std::map<std::string, std::string> merged;  // checkpoint name → canonical LLM name
   for (const std::string& canonical : llm.linear_names()) merged[spec.llm_weight(canonical)] = canonical;
+  // The trained projector, from either file RewardModel reads (the authors' names carry a prefix).
   std::unique_ptr<Checkpoint> projector;
-  if (fs::exists(fs::path(adapter_dir) / "projector.safetensors"))
+  std::string projector_prefix;
+  if (fs::exists(fs::path(adapter_dir) / "projector.safetensors")) {
     projector = std::make_unique<Checkpoint>((fs::path(adapter_dir) / "projector.safetensors").string());
+  } else if (fs::exists(fs::path(adapter_dir) / "non_lora_trainables.safetensors")) {
+    projector = std::make_unique<Checkpoint>((fs::path(adapter_dir) / "non_lora_trainables.safetensors").string());
+    projector_prefix = "base_model.model.";
+  }
 
   Checkpoint base(base_dir);
   std::vector<TensorData> tensors;
@@ -189,7 +195,7 @@ void merge_reward_model(const std::string& base_dir, const std::string& adapter_
     const TensorView& v = base.get(name);
     TensorData t{name, v.dtype, v.shape, {}};
     const TensorView* source = &v;
-    if (projector && projector->has(name)) source = &projector->get(name, v.shape);
+    if (projector && projector->has(projector_prefix + name)) source = &projector->get(projector_prefix + name, v.shape);
     if (merged.count(name)) {
       at::Tensor w = llm.weight(merged[name]).to(at::kFloat).contiguous();
       at::ScalarType target = v.dtype == DType::bf16 ? at::kBFloat16 : v.dtype == DType::f16 ? at::kHalf : at::kFloat;

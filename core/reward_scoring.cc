@@ -20,8 +20,10 @@ std::string reward_text(RewardKind kind, const Sample& s, std::size_t turn) {
   } else {
     text = answer_rm_text(s.turns.at(turn).question, s.turns.at(turn).answer);
   }
+  // Text-only records read no image line ("<image>" alone when every question was empty).
   static const std::string kTag = "<image>\n";
   if (s.image.empty() && text.compare(0, kTag.size(), kTag) == 0) text.erase(0, kTag.size());
+  if (s.image.empty() && text == "<image>") text.clear();
   return text;
 }
 

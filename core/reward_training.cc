@@ -47,6 +47,7 @@ struct Param {
 std::string pair_text(const std::string& text, bool has_image) {
   static const std::string kTag = "<image>\n";
   if (!has_image && text.compare(0, kTag.size(), kTag) == 0) return text.substr(kTag.size());
+  if (!has_image && text == "<image>") return "";  // an empty question set
   return text;
 }
 
@@ -174,7 +175,9 @@ double Trainer::accuracy(const std::vector<PreferencePair>& pairs, std::int64_t*
 }
 
 std::string Trainer::fingerprint() const {
-  json j = {{"kind", reward_kind_name(o_.kind)}, {"base", o_.base_model}, {"data", o_.data}, {"r", o_.lora_r},
+  auto absolute = [](const std::string& p) { return p.empty() ? p : fs::absolute(p).lexically_normal().string(); };
+  json j = {{"kind", reward_kind_name(o_.kind)}, {"base", absolute(o_.base_model)}, {"vision", absolute(o_.vision_tower)},
+            {"data", absolute(o_.data)}, {"r", o_.lora_r},
             {"alpha", o_.lora_alpha}, {"dropout", o_.lora_dropout}, {"lr", o_.lr}, {"projector_lr", o_.projector_lr},
             {"wd", o_.weight_decay}, {"warmup", o_.warmup_ratio}, {"clip", o_.max_grad_norm}, {"epochs", o_.epochs},
             {"batch", o_.batch_size}, {"accum", o_.grad_accum}, {"world", comm_.size()}, {"max_length", o_.max_length},
@@ -207,7 +210,9 @@ std::int64_t Trainer::load_checkpoint() {
   fs::path root = fs::path(o_.output_dir) / "checkpoints";
   std::int64_t best = -1;
   fs::path best_dir;
-  if (fs::is_directory(root))
+  // Rank 0 chooses; every rank then loads that checkpoint (output_dir must be shared).
+  std::string error;
+  if (comm_.rank() == 0 && fs::is_directory(root)) try {
     for (const auto& e : fs::directory_iterator(root)) {
       fs::path state = e.path() / "state.json";
       if (!fs::exists(state)) continue;
@@ -222,6 +227,19 @@ std::int64_t Trainer::load_checkpoint() {
         best_dir = e.path();
       }
     }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  std::vector<std::uint8_t> choice;
+  if (comm_.rank() == 0) {
+    std::string text = error.empty() ? std::to_string(best) + "\n" + best_dir.string() : "!" + error;
+    choice.assign(text.begin(), text.end());
+  }
+  comm_.broadcast(choice, 0);
+  std::string text(choice.begin(), choice.end());
+  if (!text.empty() && text[0] == '!') throw std::runtime_error(text.substr(1));
+  best = std::stoll(text.substr(0, text.find('\n')));
+  best_dir = text.substr(text.find('\n') + 1);
   if (best < 0) return 0;
   Checkpoint ckpt((best_dir / "state.safetensors").string());
   at::NoGradGuard no_grad;
@@ -287,7 +305,20 @@ RewardTrainResult Trainer::run(const std::function<void(const std::string&)>& lo
   std::ofstream train_log;
   if (comm_.rank() == 0) {
     fs::create_directories(o_.output_dir);
-    train_log.open((fs::path(o_.output_dir) / "train_log.jsonl").string(), start ? std::ios::app : std::ios::trunc);
+    // On resume keep only the lines of steps up to the checkpoint (later ones are redone).
+    fs::path log_path = fs::path(o_.output_dir) / "train_log.jsonl";
+    std::string kept;
+    if (start > 0) {
+      std::ifstream in(log_path);
+      std::string line;
+      while (std::getline(in, line)) {
+        json j = json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.value("step", std::int64_t(0)) <= start) kept += line + "\n";
+      }
+    }
+    train_log.open(log_path.string(), std::ios::trunc);
+    train_log << kept;
+    if (!train_log) throw std::runtime_error(fmt::format("{}: cannot write the training log", log_path.string()));
   }
   std::vector<std::int64_t> order;
   std::int64_t order_epoch = -1;
@@ -317,22 +348,28 @@ RewardTrainResult Trainer::run(const std::function<void(const std::string&)>& lo
       loss.backward();
       loss_sum += loss.item<double>() * double(count);
     }
-    // Sum gradients and losses over ranks in one buffer.
+    // Sum gradients and losses over ranks in one float32 buffer (the loss last).
     std::vector<std::int64_t> sizes;
-    std::vector<double> flat;
+    std::size_t total_size = 1;
+    for (const Param& p : params_) total_size += std::size_t(p.value->numel());
+    std::vector<float> flat;
+    flat.reserve(total_size);
     for (Param& p : params_) {
-      at::Tensor g = p.value->grad().defined() ? p.value->grad() : at::zeros_like(p.value->detach());
-      std::vector<float> v = to_vector(g);
-      sizes.push_back(std::int64_t(v.size()));
-      flat.insert(flat.end(), v.begin(), v.end());
+      sizes.push_back(p.value->numel());
+      if (p.value->grad().defined()) {
+        at::Tensor g = p.value->grad().to(at::kFloat).contiguous();
+        flat.insert(flat.end(), g.data_ptr<float>(), g.data_ptr<float>() + g.numel());
+      } else {
+        flat.insert(flat.end(), std::size_t(p.value->numel()), 0.0f);
+      }
     }
-    flat.push_back(loss_sum);
-    comm_.allreduce(flat.data(), flat.size(), ReduceOp::sum);
+    flat.push_back(float(loss_sum));
+    if (world > 1) comm_.allreduce(flat.data(), flat.size(), ReduceOp::sum);
     double norm2 = 0;
-    for (std::size_t i = 0; i + 1 < flat.size(); ++i) norm2 += flat[i] * flat[i];
+    for (std::size_t i = 0; i + 1 < flat.size(); ++i) norm2 += double(flat[i]) * flat[i];
     double norm = std::sqrt(norm2), clip = o_.max_grad_norm > 0 ? std::min(1.0, o_.max_grad_norm / (norm + 1e-6)) : 1.0;
     // Learning rate: linear warm-up, then cosine to zero.
-    double factor = step < warmup ? double(step + 1) / double(std::max<std::int64_t>(1, warmup))
+    double factor = step < warmup ? double(step) / double(std::max<std::int64_t>(1, warmup))
                                    : 0.5 * (1.0 + std::cos(M_PI * double(step - warmup) /
                                                            double(std::max<std::int64_t>(1, total - warmup))));
     {
@@ -340,12 +377,13 @@ RewardTrainResult Trainer::run(const std::function<void(const std::string&)>& lo
       std::size_t offset = 0, k = 0;
       const double t = double(step + 1), bc1 = 1 - std::pow(kBeta1, t), bc2 = 1 - std::pow(kBeta2, t);
       for (Param& p : params_) {
-        std::vector<double> g(flat.begin() + std::ptrdiff_t(offset), flat.begin() + std::ptrdiff_t(offset + sizes[k]));
+        at::Tensor grad = at::from_blob(flat.data() + offset, p.value->sizes(), at::kFloat) * clip;
         offset += std::size_t(sizes[k++]);
-        at::Tensor grad = at::from_blob(g.data(), p.value->sizes(), at::kDouble).to(at::kFloat) * clip;
         double lr = (p.projector ? o_.projector_lr : o_.lr) * factor;
         at::Tensor& w = *p.value;
-        w.mul_(1 - lr * o_.weight_decay);
+        // Decoupled weight decay, not on biases (as transformers' Trainer groups parameters).
+        bool bias = p.name.size() >= 5 && p.name.compare(p.name.size() - 5, 5, ".bias") == 0;
+        if (!bias) w.mul_(1 - lr * o_.weight_decay);
         p.m.mul_(kBeta1).add_(grad, 1 - kBeta1);
         p.v.mul_(kBeta2).addcmul_(grad, grad, 1 - kBeta2);
         at::Tensor denom = (p.v.sqrt() / std::sqrt(bc2)).add_(kEps);

@@ -305,6 +305,12 @@ TEST(RewardModel, ProjectorFromEitherFileName) {
   at::Tensor pixels = at::ones({3, 28, 28}) * 0.2;
   EXPECT_TRUE(at::equal(ra.image_features(pixels), rb.image_features(pixels)));
   EXPECT_FALSE(at::equal(ra.image_features(pixels), rn.image_features(pixels)));
+  // merge-lora carries the authors' projector into the merged folder too.
+  auto r = test::run_command(test::align2_bin() + " merge-lora --threads 1 --base " + f.base + " --adapter " + b +
+                             " --output-dir " + f.root + "/proj-merged");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  RewardModel merged(f.root + "/proj-merged", at::kFloat, at::Device(at::kCPU));
+  EXPECT_TRUE(at::equal(merged.image_features(pixels), rb.image_features(pixels)));
 }
 
 }  // namespace
