@@ -208,7 +208,6 @@ const std::vector<Command>& commands() {
         {"dtype", "f32|bf16", "run dtype of the frozen model (default f32); trained weights stay float32"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_train_reward},
-      // (engine commands are added here)
   };
   return table;
 }
