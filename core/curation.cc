@@ -165,15 +165,28 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
     std::uint64_t end = begin + std::min<std::uint64_t>(config.batch_size, mine.end - begin);
     std::vector<Sample> samples = reader.read(begin, end);
     std::vector<const Sample*> valid;
-    for (const Sample& s : samples)
-      if (s.status == Status::valid) valid.push_back(&s);
+    std::vector<std::size_t> valid_at;  // valid[i] is samples[valid_at[i]]
+    for (std::size_t k = 0; k < samples.size(); ++k)
+      if (samples[k].status == Status::valid) {
+        valid.push_back(&samples[k]);
+        valid_at.push_back(k);
+      }
     std::vector<float> scores(valid.size());
-    if (!valid.empty()) scorer.score_questions(valid, scores.data());
-    std::size_t v = 0;
-    for (Sample& s : samples) {
+    std::vector<double> score_of(samples.size(), 0.0);
+    std::vector<ScoreFailure> failures;
+    if (!valid.empty()) scorer.score_questions(valid, scores.data(), &failures);
+    for (std::size_t i = 0; i < valid.size(); ++i) score_of[valid_at[i]] = scores[i];
+    for (const ScoreFailure& f : failures) {  // e.g. an image that cannot be decoded
+      Sample& s = samples[valid_at.at(f.sample)];
+      s.status = Status::invalid;
+      s.reason = f.reason;
+      s.message = f.message;
+    }
+    for (std::size_t k = 0; k < samples.size(); ++k) {
+      const Sample& s = samples[k];
       ShardRow row = sample_row(s);
       if (s.status == Status::valid) {
-        row.question_score = scores[v++];
+        row.question_score = score_of[k];
         scored1.add(s, row.question_score);
       }
       rows.push_back(std::move(row));
@@ -210,9 +223,21 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer)
     std::vector<const Sample*> batch;
     for (const Sample& s : samples) batch.push_back(&s);
     std::vector<std::vector<float>> turn_scores(samples.size());
-    scorer.score_answers(batch, &turn_scores);
+    std::vector<ScoreFailure> failures;
+    scorer.score_answers(batch, &turn_scores, &failures);
+    std::vector<const ScoreFailure*> failed(samples.size(), nullptr);
+    for (const ScoreFailure& f : failures) failed.at(f.sample) = &f;
     for (std::size_t k = 0; k < samples.size(); ++k) {
       const Sample& s = samples[k];
+      if (failed[k]) {  // a survivor of stage 1 that cannot be scored now: dropped, with its reason
+        ShardRow row = sample_row(s);
+        row.record.clear();
+        row.status = status_name(Status::invalid);
+        row.reason = reason_name(failed[k]->reason);
+        row.message = printable_text(failed[k]->message);
+        rows.push_back(std::move(row));
+        continue;
+      }
       if (turn_scores[k].size() != s.turns.size())
         throw std::runtime_error(fmt::format("scorer returned {} answer scores for record {} with {} turns",
                                              turn_scores[k].size(), s.index, s.turns.size()));

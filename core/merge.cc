@@ -52,6 +52,11 @@ void take_stage_columns(const std::string& stage, ShardRow& into, ShardRow& from
     into.selected_questions = from.selected_questions;
     into.truncated = from.truncated;
   } else if (stage == "select_answers") {
+    if (from.status != "valid") {  // could not be scored in this stage
+      into.status = from.status;
+      into.reason = from.reason;
+      into.message = from.message;
+    }
     into.answer_scores = std::move(from.answer_scores);
     into.answer_score = from.answer_score;
     into.selected_answers = from.selected_answers;

@@ -13,15 +13,27 @@
 
 namespace align2 {
 
+// A sample the scorer could not score (its image cannot be decoded, say): it leaves the
+// cascade with status invalid and this reason; nothing else of it is read.
+struct ScoreFailure {
+  std::size_t sample = 0;  // position in the `samples` argument
+  Reason reason = Reason::bad_image;
+  std::string message;     // names the record and what is wrong
+};
+
 class Scorer {
  public:
   virtual ~Scorer() = default;
 
   // One score per sample: out[i] for samples[i]. `out` has samples.size() entries.
-  virtual void score_questions(const std::vector<const Sample*>& samples, float* out) = 0;
+  // Samples that cannot be scored are appended to `failures` (their out[i] is ignored).
+  virtual void score_questions(const std::vector<const Sample*>& samples, float* out,
+                               std::vector<ScoreFailure>* failures) = 0;
 
-  // One score per (question, answer) turn: out[i] gets samples[i]->turns.size() values.
-  virtual void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out) = 0;
+  // One score per (question, answer) turn: out[i] gets samples[i]->turns.size() values,
+  // except for samples appended to `failures`.
+  virtual void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
+                             std::vector<ScoreFailure>* failures) = 0;
 
   // Identifies the models (weights, settings); part of every shard's config fingerprint.
   virtual std::string fingerprint() const = 0;

@@ -105,6 +105,23 @@ TEST(Pipeline, CascadeAccountsForEveryRecordAndIsBatchIndependent) {
             test::summary_without_timings(ra.merged.summary_path));
 }
 
+TEST(Pipeline, ARecordTheScorerCannotScoreEndsWithItsReason) {
+  std::string dir = test::scratch_dir("pipeline-fail");
+  LocalComm comm;
+  test::TestScorer scorer;
+  scorer.fail_image = "000000379143.jpg";  // the first record of llava_instruct_60.json
+  CurationResult r = run_curation(comm, test::pipeline_config(dir, dir + "/out", 4), scorer);
+  ShardData scores = read_shard(r.merged.scores_path);
+  ASSERT_EQ(scores.rows.size(), 197u);
+  EXPECT_EQ(scores.rows[0].status, "invalid");
+  EXPECT_EQ(scores.rows[0].reason, "bad_image");
+  EXPECT_NE(scores.rows[0].message.find("000000379143.jpg"), std::string::npos);
+  EXPECT_EQ(scores.rows[0].kept, -1);
+  json summary = json::parse(test::read_file(r.merged.summary_path));
+  EXPECT_EQ(summary["by_status"]["invalid"], 7);
+  EXPECT_EQ(summary["stages"]["select_questions"]["by_subset"]["conversation"]["scored"], 59);
+}
+
 TEST(Pipeline, BrokenJsonArrayFailsWithItsPosition) {
   std::string dir = test::scratch_dir("pipeline-bad");
   test::write_file(dir + "/pool.json", "[{\"id\": 1}\n{\"id\": 2}]");

@@ -15,17 +15,23 @@ float unit_hash(const std::string& text) {
 
 }  // namespace
 
-void TestScorer::score_questions(const std::vector<const Sample*>& samples, float* out) {
+void TestScorer::score_questions(const std::vector<const Sample*>& samples, float* out,
+                                 std::vector<ScoreFailure>* failures) {
   ++calls;
   largest_batch = std::max(largest_batch, samples.size());
   for (std::size_t i = 0; i < samples.size(); ++i) {
+    if (!fail_image.empty() && samples[i]->image == fail_image) {
+      failures->push_back({i, Reason::bad_image, "test scorer: image " + fail_image + " refused"});
+      continue;
+    }
     std::string questions;
     for (const Turn& t : samples[i]->turns) questions += t.question + "\n";
     out[i] = unit_hash("q:" + samples[i]->image + "\n" + questions);
   }
 }
 
-void TestScorer::score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out) {
+void TestScorer::score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
+                               std::vector<ScoreFailure>* failures) {
   ++calls;
   largest_batch = std::max(largest_batch, samples.size());
   out->assign(samples.size(), {});

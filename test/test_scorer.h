@@ -9,12 +9,15 @@ namespace align2::test {
 
 class TestScorer : public Scorer {
  public:
-  void score_questions(const std::vector<const Sample*>& samples, float* out) override;
-  void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out) override;
+  void score_questions(const std::vector<const Sample*>& samples, float* out,
+                       std::vector<ScoreFailure>* failures) override;
+  void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
+                     std::vector<ScoreFailure>* failures) override;
   std::string fingerprint() const override { return "test-scorer-v1"; }
 
   std::size_t calls = 0;          // number of score_* calls
   std::size_t largest_batch = 0;  // most samples in one call
+  std::string fail_image;         // samples with this image fail (bad_image), to test that path
 };
 
 }  // namespace align2::test
