@@ -21,13 +21,15 @@ const json& defaults() {
       {"image_root", ""},        {"output_dir", "align2-out"}, {"max_record_bytes", 16u << 20},
       {"image_cost", 576},       {"alpha", 0.30},              {"beta", 0.30},
       {"one_per_image", true},   {"batch_size", 8},
+      {"question_model", ""},    {"answer_model", ""},        {"dtype", "f32"},
+      {"threads", 0},
   };
   return d;
 }
 
 // Keys that do not change results: left out of the fingerprint.
 const std::set<std::string>& neutral_keys() {
-  static const std::set<std::string> k = {"output_dir", "batch_size"};
+  static const std::set<std::string> k = {"output_dir", "batch_size", "threads"};
   return k;
 }
 
@@ -123,6 +125,12 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
   if (!c.image_root.empty() && !fs::is_directory(c.image_root))
     bad(source, "image_root", fmt::format("{} is not a folder", c.image_root));
   c.subset_field = eff["subset_field"].get<std::string>();
+  c.question_model = resolve(eff["question_model"].get<std::string>(), base_for("question_model"));
+  c.answer_model = resolve(eff["answer_model"].get<std::string>(), base_for("answer_model"));
+  c.dtype = eff["dtype"].get<std::string>();
+  if (c.dtype != "f32" && c.dtype != "bf16") bad(source, "dtype", "expected \"f32\" or \"bf16\"");
+  c.threads = eff["threads"].get<std::uint64_t>();
+  if (c.threads > 4096) bad(source, "threads", "must lie in 0..4096");
   c.output_dir = resolve(eff["output_dir"].get<std::string>(), base_for("output_dir"));
   c.max_record_bytes = eff["max_record_bytes"].get<std::uint64_t>();
   c.image_cost = eff["image_cost"].get<std::uint64_t>();
@@ -139,6 +147,8 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
 
   // The effective config with resolved paths; the fingerprint leaves out neutral keys.
   eff["image_root"] = c.image_root;
+  eff["question_model"] = c.question_model;
+  eff["answer_model"] = c.answer_model;
   eff["output_dir"] = c.output_dir;
   json resolved_pools = json::array();
   for (const PoolFile& f : c.pools) resolved_pools.push_back({{"path", f.path}, {"subset", f.subset}});

@@ -26,6 +26,10 @@ struct JobConfig {
   double beta = 0.30;              // stage 2 keeps floor(beta * N1) per subset
   bool one_per_image = true;       // the authors' rule: one sample per image per subset
   std::uint64_t batch_size = 8;    // samples per scorer call
+  std::string question_model;      // question reward-model folder (align2 curate)
+  std::string answer_model;        // answer reward-model folder (align2 curate)
+  std::string dtype = "f32";       // engine run dtype: f32 or bf16
+  std::uint64_t threads = 0;       // CPU threads per rank (0 = all cores / ranks on the node)
 
   nlohmann::json effective;        // the whole config after defaults and overrides
   std::string fingerprint;         // 64 hex chars over the keys that change results

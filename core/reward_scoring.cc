@@ -27,9 +27,17 @@ std::string reward_text(RewardKind kind, const Sample& s, std::size_t turn) {
   return text;
 }
 
-std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& index, const ScoringOptions& options) {
+at::Tensor sample_features(const RewardModel& model, const Sample& s, const std::string& image_root) {
+  if (s.image.empty()) return at::Tensor();
   const ModelSpec& spec = model.llava().spec();
-  ImageSpec image_spec = image_spec_for(spec);
+  if (!spec.has_vision) throw ImageError("no_vision", fmt::format("the model {} has no vision tower", spec.dir));
+  ImageSpec image = image_spec_for(spec);
+  at::Tensor pixels = at::empty({3, image.size, image.size}, at::kFloat);
+  preprocess_image_file((std::filesystem::path(image_root) / s.image).string(), image, pixels.data_ptr<float>());
+  return model.image_features(pixels);
+}
+
+std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& index, const ScoringOptions& options) {
   CorpusReader reader(index);
   std::vector<ShardRow> rows;
   const std::uint64_t n = index.entries.size();
@@ -39,14 +47,7 @@ std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& inde
     if (s.status == Status::valid) {
       at::Tensor features;
       try {
-        if (!s.image.empty()) {
-          if (!spec.has_vision)
-            throw ImageError("no_vision", fmt::format("the model {} has no vision tower", spec.dir));
-          at::Tensor pixels = at::empty({3, image_spec.size, image_spec.size}, at::kFloat);
-          std::string path = (std::filesystem::path(options.image_root) / s.image).string();
-          preprocess_image_file(path, image_spec, pixels.data_ptr<float>());
-          features = model.image_features(pixels);
-        }
+        features = sample_features(model, s, options.image_root);
       } catch (const ImageError& e) {
         RecordOrigin origin{index.files[index.entries[i].file].path, index.entries[i].index_in_file,
                             index.entries[i].line, ""};

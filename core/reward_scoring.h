@@ -25,6 +25,10 @@ struct ScoringOptions {
 // sample's questions (question RM, `turn` ignored); text-only samples carry no <image>.
 std::string reward_text(RewardKind kind, const Sample& sample, std::size_t turn);
 
+// The image features [P, hidden] a sample's texts are scored with (undefined for a
+// text-only sample). Throws ImageError (core/image_preprocess.h) when the image cannot be used.
+at::Tensor sample_features(const RewardModel& model, const Sample& sample, const std::string& image_root);
+
 // Scores every record of `index` with `model`; rows in pool order.
 std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& index, const ScoringOptions& options);
 

@@ -12,11 +12,23 @@ int run_encode_image(const Args&);
 int run_score(const Args&);
 int run_merge_lora(const Args&);
 int run_train_reward(const Args&);
+int run_curate(const Args&);
 int run_preprocess(const Args&);
 int run_pairs(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
+      {"curate", "--config job.json [--set key=value ...]",
+       "run the Align2LLaVA cascade over a pool (alone, or under mpirun / srun)",
+       "Rank 0 indexes the pool and every rank scores its cost-balanced share. Stage 1 keeps the\n"
+       "top alpha of each subset by the question reward model (one sample per image), stage 2\n"
+       "re-shards the survivors and keeps the top beta by the mean answer-model score over turns.\n"
+       "Scores travel between ranks so every rank computes the same thresholds; each rank writes\n"
+       "its HDF5 shards and rank 0 merges them into output_dir: curated.json, scores.h5 and\n"
+       "summary.json. Every key of the job config is in docs/running.md; --set overrides any.",
+       {{"config", "FILE", "the job config (JSON)"},
+        {"set", "KEY=VALUE", "override a config key (value read as JSON when it parses)", true}},
+       run_curate},
       {"inspect", "[--image-root DIR] [--json] [options] POOL...",
        "count records per subset and status, and show what is wrong with the invalid ones",
        "Reads LLaVA pool files (JSON arrays or JSONL, told apart by their first byte) in one\n"

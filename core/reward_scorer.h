@@ -1,0 +1,32 @@
+// The reward models as the cascade's Scorer (core/scorer.h): the question RM scores each
+// sample's questions, the answer RM each (question, answer) turn; a sample's image is
+// encoded once per stage. A sample whose image cannot be used fails with reason bad_image.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/reward_model.h"
+#include "core/scorer.h"
+
+namespace align2 {
+
+class RewardScorer : public Scorer {
+ public:
+  RewardScorer(const std::string& question_model, const std::string& answer_model, const std::string& image_root,
+               at::ScalarType dtype);
+
+  void score_questions(const std::vector<const Sample*>& samples, float* out,
+                       std::vector<ScoreFailure>* failures) override;
+  void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
+                     std::vector<ScoreFailure>* failures) override;
+  // SHA-256 over both folders' small files (configs, score heads) and the names and sizes of
+  // their weight files.
+  std::string fingerprint() const override { return fingerprint_; }
+
+ private:
+  std::unique_ptr<RewardModel> question_, answer_;
+  std::string image_root_, fingerprint_;
+};
+
+}  // namespace align2
