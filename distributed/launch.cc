@@ -1,4 +1,5 @@
 #include "distributed/launch.h"
+#include "distributed/mpi_comm.h"
 
 #include <mpi.h>
 
@@ -191,5 +192,18 @@ void abort_job(const Comm* comm, const std::string& stage, const std::string& me
 // declared for everyone (nccl_comm.h), so CPU code can ask without #ifdefs.
 int cuda_device_count() { return 0; }
 #endif
+
+World open_world() {
+  World world;
+  bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("SLURM_NTASKS");
+  if (launched) {
+    world.session = std::make_unique<MpiSession>(nullptr, nullptr);
+    check_world();
+    world.comm = std::make_unique<MpiComm>();
+  } else {
+    world.comm = std::make_unique<LocalComm>();
+  }
+  return world;
+}
 
 }  // namespace align2

@@ -3,6 +3,7 @@
 // mpi.h stays out of this header: everything here takes plain ints and strings.
 #pragma once
 
+#include <memory>
 #include <string>
 
 namespace align2 {
@@ -30,6 +31,16 @@ class MpiSession {
  private:
   int thread_level_ = 0;
 };
+
+// This process's place in the job. Under a launcher (OMPI_COMM_WORLD_SIZE, PMI_SIZE or
+// SLURM_NTASKS set) MPI is started (`session` keeps it alive: it is declared first, so it
+// is destroyed last), the world size is checked (check_world) and `comm` is an MpiComm over
+// MPI_COMM_WORLD; otherwise `comm` is a LocalComm and MPI is never started.
+struct World {
+  std::unique_ptr<MpiSession> session;
+  std::unique_ptr<Comm> comm;
+};
+World open_world();
 
 // What the launcher's environment variables say. Empty string = variable not set.
 struct LaunchEnv {

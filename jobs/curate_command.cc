@@ -11,7 +11,6 @@
 #include "core/engine_runtime.h"
 #include "core/reward_scorer.h"
 #include "distributed/launch.h"
-#include "distributed/mpi_comm.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {
@@ -19,16 +18,8 @@ namespace align2::cli {
 int run_curate(const Args& args) {
   std::string config_path = args.get("config");
   if (config_path.empty()) throw UsageError("--config is required");
-  bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("SLURM_NTASKS");
-  std::unique_ptr<MpiSession> session;
-  std::unique_ptr<Comm> comm;
-  if (launched) {
-    session = std::make_unique<MpiSession>(nullptr, nullptr);
-    check_world();
-    comm = std::make_unique<MpiComm>();
-  } else {
-    comm = std::make_unique<LocalComm>();
-  }
+  World world = open_world();  // under mpirun / srun the ranks work together; alone, one process
+  std::unique_ptr<Comm>& comm = world.comm;
   std::string stage = "config";
   try {
     JobConfig config = load_job_config(config_path, args.all("set"));

@@ -8,7 +8,6 @@
 
 #include "core/reward_training.h"
 #include "distributed/launch.h"
-#include "distributed/mpi_comm.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {
@@ -53,17 +52,8 @@ int run_train_reward(const Args& args) {
   o.resume = args.flag("resume");
   parse_threads(args);
 
-  // Under a launcher (mpirun, srun) the ranks train together; alone, one process.
-  bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("SLURM_NTASKS");
-  std::unique_ptr<MpiSession> session;
-  std::unique_ptr<Comm> comm;
-  if (launched) {
-    session = std::make_unique<MpiSession>(nullptr, nullptr);
-    check_world();
-    comm = std::make_unique<MpiComm>();
-  } else {
-    comm = std::make_unique<LocalComm>();
-  }
+  World world = open_world();  // under mpirun / srun the ranks work together; alone, one process
+  std::unique_ptr<Comm>& comm = world.comm;
   try {
     RewardTrainResult r = train_reward_model(*comm, o, [](const std::string& line) { std::cout << line << "\n"; });
     if (comm->rank() == 0) {
@@ -73,7 +63,7 @@ int run_train_reward(const Args& args) {
       std::cout << "\n";
     }
   } catch (const std::exception& e) {
-    if (launched && comm->size() > 1) abort_job(comm.get(), "train-reward", e.what());
+    if (comm->size() > 1) abort_job(comm.get(), "train-reward", e.what());
     throw;
   }
   return 0;
