@@ -52,6 +52,16 @@ struct Fixture {
   }
 };
 
+// The score by hand: the folder's score head dotted with a hidden state [32], in double.
+double head_dot(const std::string& rm_dir, const at::Tensor& hidden) {
+  Checkpoint head(rm_dir + "/score_head.safetensors");
+  std::vector<float> w(32);
+  to_float32(head.get("score.weight"), w.data());
+  double dot = 0;
+  for (int i = 0; i < 32; ++i) dot += double(hidden[i].item<float>()) * w[std::size_t(i)];
+  return dot;
+}
+
 TEST(RewardModel, ScoreIsTheHeadOnTheLastHiddenState) {
   Fixture f;
   RewardModel rm(f.rm("rm"), at::kFloat, at::Device(at::kCPU));
@@ -67,13 +77,7 @@ TEST(RewardModel, ScoreIsTheHeadOnTheLastHiddenState) {
   std::vector<std::int64_t> ids = tokenize_with_images(rm.tokenizer(), text, -200);
   at::Tensor seq = m.splice(ids, {features});
   EXPECT_EQ(seq.size(0), std::int64_t(ids.size()) - 1 + 4);
-  at::Tensor last = m.last_hidden({seq})[0];
-  Checkpoint head(f.root + "/rm/score_head.safetensors");
-  std::vector<float> w(32);
-  to_float32(head.get("score.weight"), w.data());
-  double expect = 0;
-  for (int i = 0; i < 32; ++i) expect += double(last[i].item<float>()) * w[std::size_t(i)];
-  EXPECT_NEAR(s.score, expect, 1e-5);
+  EXPECT_NEAR(s.score, head_dot(f.root + "/rm", m.last_hidden({seq})[0]), 1e-5);
   // Scoring other texts in between does not change a score.
   rm.score(answer_rm_text("Q?", "A long answer about the picture."), features);
   EXPECT_EQ(rm.score(text, features).score, s.score);
@@ -93,13 +97,7 @@ TEST(RewardModel, TruncatesAtMaxLengthAndSaysSo) {
   // The cut score is the score of the first 8 positions (BOS, image's 4, 3 text tokens).
   std::vector<std::int64_t> ids = tokenize_with_images(full.tokenizer(), text, -200);
   at::Tensor seq = full.llava().splice(ids, {features}).narrow(0, 0, 8);
-  at::Tensor last = full.llava().last_hidden({seq})[0];
-  Checkpoint head(f.root + "/cut/score_head.safetensors");
-  std::vector<float> w(32);
-  to_float32(head.get("score.weight"), w.data());
-  double expect = 0;
-  for (int i = 0; i < 32; ++i) expect += double(last[i].item<float>()) * w[std::size_t(i)];
-  EXPECT_NEAR(b.score, expect, 1e-5);
+  EXPECT_NEAR(b.score, head_dot(f.root + "/cut", full.llava().last_hidden({seq})[0]), 1e-5);
 }
 
 TEST(RewardModel, PeftLoraAdapterEqualsMergedWeights) {
