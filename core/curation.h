@@ -22,8 +22,16 @@ struct CurationResult {
   std::uint64_t stage2_kept = 0;
 };
 
-// Collective: every rank of `comm` calls it. Throws on bad input (a pool file that
+struct CurationOptions {
+  bool force = false;     // discard another run's state in output_dir instead of refusing (--force)
+  bool progress = true;   // rank 0 shows per-stage progress on stderr (bar on a TTY, else lines)
+};
+
+// Collective: every rank of `comm` calls it. Work is committed in chunks under
+// <output_dir>/work (core/work_dir.h): rerunning after a kill resumes; an output_dir that
+// holds another run (config, model or pool changed) is refused unless options.force. Throws on bad input (a pool file that
 // cannot be read) on every rank alike, or on I/O failure on the rank that saw it.
-CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer);
+CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
+                            const CurationOptions& options = {});
 
 }  // namespace align2

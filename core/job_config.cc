@@ -20,16 +20,16 @@ const json& defaults() {
       {"pools", json::array()},  {"subsets", json::object()}, {"subset_field", ""},
       {"image_root", ""},        {"output_dir", "align2-out"}, {"max_record_bytes", 16u << 20},
       {"image_cost", 576},       {"alpha", 0.30},              {"beta", 0.30},
-      {"one_per_image", true},   {"batch_size", 8},
+      {"one_per_image", true},   {"batch_size", 8},            {"batch_tokens", 8192},
       {"question_model", ""},    {"answer_model", ""},        {"dtype", "f32"},
-      {"threads", 0},
+      {"threads", 0},            {"chunk_records", 256},       {"progress_seconds", 30},
   };
   return d;
 }
 
 // Keys that do not change results: left out of the fingerprint.
 const std::set<std::string>& neutral_keys() {
-  static const std::set<std::string> k = {"output_dir", "batch_size", "threads"};
+  static const std::set<std::string> k = {"output_dir", "batch_size", "batch_tokens", "threads", "chunk_records", "progress_seconds"};
   return k;
 }
 
@@ -141,6 +141,12 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
   c.one_per_image = eff["one_per_image"].get<bool>();
   c.batch_size = eff["batch_size"].get<std::uint64_t>();
   if (c.batch_size == 0 || c.batch_size > 1'000'000) bad(source, "batch_size", "must lie in 1..1000000");
+  c.batch_tokens = eff["batch_tokens"].get<std::uint64_t>();
+  if (c.batch_tokens > 1'000'000'000) bad(source, "batch_tokens", "must lie in 0..1000000000");
+  c.chunk_records = eff["chunk_records"].get<std::uint64_t>();
+  if (c.chunk_records == 0 || c.chunk_records > 100'000'000) bad(source, "chunk_records", "must lie in 1..100000000");
+  c.progress_seconds = eff["progress_seconds"].get<std::uint64_t>();
+  if (c.progress_seconds > 86400) bad(source, "progress_seconds", "must lie in 0..86400");
   if (c.max_record_bytes == 0 || c.max_record_bytes > (1ull << 32))
     bad(source, "max_record_bytes", "must lie in 1..4294967296");
   if (c.image_cost > 1'000'000) bad(source, "image_cost", "must lie in 0..1000000");

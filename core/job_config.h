@@ -25,11 +25,14 @@ struct JobConfig {
   double alpha = 0.30;             // stage 1 keeps floor(alpha * N) per subset
   double beta = 0.30;              // stage 2 keeps floor(beta * N1) per subset
   bool one_per_image = true;       // the authors' rule: one sample per image per subset
-  std::uint64_t batch_size = 8;    // samples per scorer call
+  std::uint64_t batch_size = 8;    // samples per scorer call, at most
+  std::uint64_t batch_tokens = 8192;  // estimated tokens per scorer call, at most (0 = no bound)
   std::string question_model;      // question reward-model folder (align2 curate)
   std::string answer_model;        // answer reward-model folder (align2 curate)
   std::string dtype = "f32";       // engine run dtype: f32 or bf16
   std::uint64_t threads = 0;       // CPU threads per rank (0 = all cores / ranks on the node)
+  std::uint64_t chunk_records = 256;   // items per committed chunk (the unit of resume)
+  std::uint64_t progress_seconds = 30; // seconds between progress lines when stderr is not a TTY (0 = none)
 
   nlohmann::json effective;        // the whole config after defaults and overrides
   std::string fingerprint;         // 64 hex chars over the keys that change results

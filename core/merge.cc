@@ -1,17 +1,37 @@
+// The merge streams the stage shards (see core/merge.h for what it checks and
+// docs/architecture.md for its memory model):
+//
+//  1. the first stage's shards, block by block without record texts: per pool index the
+//     key (16 bytes), the final score, the stage decisions and flags; where its row is
+//     (only when the shards are not in pool-index order);
+//  2. each later stage the same way: it must hold exactly the survivors of the stage
+//     before; per row its pool index and position;
+//  3. the kept records ordered by (final score desc, key asc);
+//  4. scores.h5 by streaming the first stage's rows in pool-index order, joined with the
+//     later stages' rows, through ShardWriter; summary counters on the way. Rows are
+//     fetched by position in windows of a block, so any row order in the shards works;
+//     the order curation writes (ranks' shards cover the pool in order) reads each shard
+//     once, front to back;
+//  5. curated.json by reading the kept records' texts back from scores.h5 in global order,
+//     a block at a time, into an AtomicFileWriter; then summary.json and report.html.
 #include "core/merge.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <limits>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <unordered_map>
 
-#include "core/ranking.h"
+#include "core/report.h"
 #include "core/shard_store.h"
 
 namespace align2 {
@@ -20,15 +40,12 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
+// Rows read, joined and written per step; record texts of one block are in memory at a time.
+constexpr std::uint64_t kBlockRows = 4096;
+
 struct ShardInfo {
   std::string path;
   ShardMeta meta;
-};
-
-// Where a record's verbatim text lives: the first-stage shard and row.
-struct RecordLocation {
-  std::size_t shard = 0;
-  std::uint64_t row = 0;
 };
 
 json parse_meta_json(const std::string& text, const std::string& path, const char* what) {
@@ -38,11 +55,164 @@ json parse_meta_json(const std::string& text, const std::string& path, const cha
   return j;
 }
 
-std::string list_some(const std::vector<std::string>& items, std::size_t max = 10) {
-  std::string s;
-  for (std::size_t i = 0; i < items.size() && i < max; ++i) s += (i ? ", " : "") + items[i];
-  if (items.size() > max) s += fmt::format(", ... ({} in all)", items.size());
-  return s;
+// The first few names of a list and how many there are, for error messages:
+// "a, b, c" or "a, ..., j, ... (123 in all)".
+class NameList {
+ public:
+  static constexpr std::size_t kShown = 10;
+
+  void add(std::string name) {
+    if (first_.size() < kShown) first_.push_back(std::move(name));
+    ++count_;
+  }
+  bool full() const { return first_.size() >= kShown; }  // further names are only counted
+  void count_one() { ++count_; }
+  bool empty() const { return count_ == 0; }
+  std::uint64_t count() const { return count_; }
+  std::string str() const {
+    std::string s;
+    for (std::size_t i = 0; i < first_.size(); ++i) s += (i ? ", " : "") + first_[i];
+    if (count_ > kShown) s += fmt::format(", ... ({} in all)", count_);
+    return s;
+  }
+
+ private:
+  std::vector<std::string> first_;
+  std::uint64_t count_ = 0;
+};
+
+// Record keys by pool index. A key of 32 lowercase hex characters (every key align2
+// computes) is stored as its 16 bytes, whose byte order is the text's order; any other
+// key (hand-made shards) is kept as text aside.
+class KeyTable {
+ public:
+  explicit KeyTable(std::uint64_t n) : packed_(n), is_text_(n, false) {}
+
+  void set(std::uint64_t i, const std::string& key) {
+    if (pack(key, packed_[i])) {
+      is_text_[i] = false;
+      text_.erase(i);
+    } else {
+      is_text_[i] = true;
+      text_[i] = key;
+    }
+  }
+
+  std::string get(std::uint64_t i) const {
+    if (is_text_[i]) return text_.at(i);
+    static const char* const kHex = "0123456789abcdef";
+    std::string key(32, '0');
+    for (std::size_t b = 0; b < 16; ++b) {
+      key[2 * b] = kHex[packed_[i][b] >> 4];
+      key[2 * b + 1] = kHex[packed_[i][b] & 15];
+    }
+    return key;
+  }
+
+  bool equals(std::uint64_t i, const std::string& key) const {
+    Packed p;
+    if (!pack(key, p)) return is_text_[i] && text_.at(i) == key;
+    return !is_text_[i] && p == packed_[i];
+  }
+
+  // <0, 0, >0 as the keys' texts compare.
+  int compare(std::uint64_t a, std::uint64_t b) const {
+    if (!is_text_[a] && !is_text_[b]) return std::memcmp(packed_[a].data(), packed_[b].data(), 16);
+    return get(a).compare(get(b));
+  }
+
+ private:
+  using Packed = std::array<std::uint8_t, 16>;
+
+  static bool pack(const std::string& key, Packed& out) {
+    if (key.size() != 32) return false;
+    auto nibble = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    for (std::size_t b = 0; b < 16; ++b) {
+      int hi = nibble(key[2 * b]), lo = nibble(key[2 * b + 1]);
+      if (hi < 0 || lo < 0) return false;
+      out[b] = std::uint8_t(hi << 4 | lo);
+    }
+    return true;
+  }
+
+  std::vector<Packed> packed_;                             // [n]
+  std::vector<bool> is_text_;                              // [n]
+  std::unordered_map<std::uint64_t, std::string> text_;    // keys that are not 32 lowercase hex
+};
+
+// The rows of one stage: its shards in rank order, read as one sequence of "positions"
+// (rank 0's rows first). Rows are fetched by position in blocks; one shard is open at a time.
+class StageRows {
+ public:
+  StageRows(std::vector<std::string> paths, std::vector<std::uint64_t> base)
+      : paths_(std::move(paths)), base_(std::move(base)) {}
+
+  // The rows at `positions` (any order), in the order asked. Reads each needed stretch of
+  // a shard in windows of at most kBlockRows rows.
+  std::vector<ShardRow> fetch(const std::vector<std::uint64_t>& positions, bool records) {
+    std::vector<std::size_t> order(positions.size());  // positions sorted
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return positions[a] < positions[b]; });
+    std::vector<ShardRow> out(positions.size());
+    for (std::size_t i = 0; i < order.size();) {
+      const std::uint64_t first = positions[order[i]];
+      const std::size_t shard = shard_of(first);
+      const std::uint64_t limit = std::min(base_[shard + 1], first + kBlockRows);
+      std::size_t j = i;
+      while (j < order.size() && positions[order[j]] < limit) ++j;
+      const std::uint64_t last = positions[order[j - 1]];
+      std::vector<ShardRow> window =
+          reader(shard).read_rows(first - base_[shard], last + 1 - base_[shard], ShardReadOptions{records});
+      for (std::size_t t = i; t < j; ++t) {
+        ShardRow& row = window[positions[order[t]] - first];
+        if (t + 1 < j && positions[order[t + 1]] == positions[order[t]]) out[order[t]] = row;  // asked again
+        else out[order[t]] = std::move(row);
+      }
+      i = j;
+    }
+    return out;
+  }
+
+ private:
+  std::size_t shard_of(std::uint64_t position) const {
+    if (position >= base_.back()) throw std::logic_error("merge: row position past the stage's rows");
+    return std::size_t(std::upper_bound(base_.begin(), base_.end(), position) - base_.begin()) - 1;
+  }
+  const ShardReader& reader(std::size_t shard) {
+    if (open_ != shard) {
+      reader_.reset();
+      reader_.emplace(paths_[shard]);
+      open_ = shard;
+    }
+    return *reader_;
+  }
+
+  std::vector<std::string> paths_;
+  std::vector<std::uint64_t> base_;  // [shards + 1]: first position of each shard, then the total
+  std::size_t open_ = SIZE_MAX;
+  std::optional<ShardReader> reader_;
+};
+
+// Calls visit(position, row_in_shard, shard_path, row) for every row of the stage's shards in
+// position order, a block at a time, without record texts. Returns the positions' bases.
+template <class Visit>
+std::vector<std::uint64_t> scan_stage(const std::vector<std::string>& paths, Visit visit) {
+  std::vector<std::uint64_t> base = {0};
+  std::uint64_t position = 0;
+  for (const std::string& path : paths) {
+    ShardReader reader(path);
+    for (std::uint64_t b = 0; b < reader.rows(); b += kBlockRows) {
+      std::vector<ShardRow> rows =
+          reader.read_rows(b, std::min(reader.rows(), b + kBlockRows), ShardReadOptions{/*records=*/false});
+      for (std::uint64_t r = 0; r < rows.size(); ++r) visit(position++, b + r, path, rows[r]);
+    }
+    base.push_back(position);
+  }
+  return base;
 }
 
 // Copies one stage's columns of `from` into the combined row.
@@ -102,29 +272,70 @@ std::vector<std::string> find_shards(const std::string& output_dir) {
   return out;
 }
 
-void write_file_atomic(const std::string& path, const std::string& content) {
+// ---------------------------------------------------------------------------
+// AtomicFileWriter
+
+AtomicFileWriter::AtomicFileWriter(const std::string& path)
+    : path_(path), tmp_(fmt::format("{}.tmp-{}", path, getpid())) {
   fs::path p(path);
   if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  std::string tmp = fmt::format("{}.tmp-{}", path, getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(content.data(), std::streamsize(content.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw std::runtime_error(fmt::format("{}: cannot write (disk full?)", path));
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw std::runtime_error(fmt::format("{}: cannot rename the finished file into place: {}", path, ec.message()));
-  }
+  file_ = std::fopen(tmp_.c_str(), "wb");
+  if (file_ == nullptr) fail_write();
 }
 
+AtomicFileWriter::~AtomicFileWriter() {
+  if (committed_) return;
+  if (file_ != nullptr) std::fclose(file_);
+  std::error_code ec;
+  fs::remove(tmp_, ec);
+}
+
+void AtomicFileWriter::fail_write() {
+  if (file_ != nullptr) std::fclose(file_);
+  file_ = nullptr;
+  std::error_code ec;
+  fs::remove(tmp_, ec);
+  throw std::runtime_error(fmt::format("{}: cannot write (disk full?)", path_));
+}
+
+void AtomicFileWriter::write(std::string_view bytes) {
+  if (committed_) throw std::logic_error(fmt::format("AtomicFileWriter {}: write after commit", path_));
+  if (file_ == nullptr) fail_write();  // an earlier write failed
+  if (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size()) fail_write();
+  bytes_ += bytes.size();
+}
+
+void AtomicFileWriter::commit() {
+  if (committed_) throw std::logic_error(fmt::format("AtomicFileWriter {}: committed twice", path_));
+  if (file_ == nullptr) fail_write();
+  bool failed = std::fflush(file_) != 0 || std::ferror(file_) != 0;
+  failed = std::fclose(file_) != 0 || failed;
+  file_ = nullptr;
+  if (failed) fail_write();
+  std::error_code ec;
+  fs::rename(tmp_, path_, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp_, ignored);
+    throw std::runtime_error(fmt::format("{}: cannot rename the finished file into place: {}", path_, ec.message()));
+  }
+  committed_ = true;
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  AtomicFileWriter out(path);
+  out.write(content);
+  out.commit();
+}
+
+// ---------------------------------------------------------------------------
+
 MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std::string& output_dir) {
+  return merge_shards(shard_paths, output_dir, MergeOptions{});
+}
+
+MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std::string& output_dir,
+                         const MergeOptions& options) {
   if (shard_paths.empty()) throw std::runtime_error("merge: no shard files given");
   std::vector<ShardInfo> shards;
   for (const std::string& p : shard_paths) shards.push_back({p, read_shard_meta(p)});
@@ -174,46 +385,85 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
   if (stages.front() != stage_order().front())
     throw std::runtime_error(fmt::format("merge: no {} shards: the first stage holds every input record",
                                          stage_order().front()));
+  auto stage_paths = [&](const std::string& stage) {
+    std::vector<std::string> paths;
+    for (std::size_t si : by_stage[stage]) paths.push_back(shards[si].path);
+    return paths;
+  };
 
+  // Final decision: the last selection stage's flag; final score: its score.
+  const std::string last_selection = std::find(stages.begin(), stages.end(), "select_answers") != stages.end()
+                                         ? "select_answers" : "select_questions";
+  const bool by_answer = last_selection == "select_answers";
+
+  // ---- Per pool index: small fixed-size state only.
   const std::uint64_t n = first.input_records;
-  std::vector<ShardRow> rows(n);
-  std::vector<std::uint8_t> seen(n, 0);
-  std::vector<RecordLocation> where(n);
-  std::unordered_map<std::string, std::uint64_t> key_owner;
-  std::vector<std::string> repeated;
+  constexpr std::uint8_t kSeen = 1, kValid = 2;  // kValid: the combined row's status is "valid"
+  KeyTable keys(n);
+  std::vector<std::uint8_t> flags(n, 0);
+  std::vector<std::int8_t> selected_questions(n, -1), selected_answers(n, -1);
+  std::vector<double> final_score(n, std::numeric_limits<double>::quiet_NaN());
+  // Position (in the first stage's rows) of each pool index's row; empty while every row
+  // so far sat at its own pool index (the shards of a run cover the pool in order).
+  std::vector<std::uint64_t> where;
+  auto where_of = [&](std::uint64_t i) { return where.empty() ? i : where[i]; };
+  auto decision = [&](const std::string& stage, std::uint64_t i) -> std::int8_t {
+    if (stage == "select_questions") return selected_questions[i];
+    if (stage == "select_answers") return selected_answers[i];
+    throw std::logic_error("merge: no stage follows " + stage);
+  };
 
   // First stage: every input record exactly once.
   const std::string& stage0 = stages.front();
-  for (std::size_t si : by_stage[stage0]) {
-    ShardData data = read_shard(shards[si].path, ShardReadOptions{/*records=*/false});
-    for (std::uint64_t r = 0; r < data.rows.size(); ++r) {
-      ShardRow& row = data.rows[r];
-      if (row.index >= n)
-        throw std::runtime_error(fmt::format("merge: {} row {}: pool index {} outside the input's {} records",
-                                             shards[si].path, r, row.index, n));
-      auto [it, fresh] = key_owner.emplace(row.key, row.index);
-      if (!fresh || seen[row.index]) {
-        repeated.push_back(fmt::format("{} (pool index {})", row.key, row.index));
-        continue;
-      }
-      seen[row.index] = 1;
-      where[row.index] = {si, r};
-      rows[row.index] = std::move(row);
-    }
+  NameList repeated;
+  const std::vector<std::uint64_t> base0 = scan_stage(
+      stage_paths(stage0), [&](std::uint64_t position, std::uint64_t r, const std::string& path, const ShardRow& row) {
+        if (row.index >= n)
+          throw std::runtime_error(fmt::format("merge: {} row {}: pool index {} outside the input's {} records",
+                                               path, r, row.index, n));
+        const std::uint64_t i = row.index;
+        if (flags[i] & kSeen) {
+          repeated.add(fmt::format("{} (pool index {})", row.key, i));
+          return;
+        }
+        flags[i] = std::uint8_t(kSeen | (row.status == "valid" ? kValid : 0));
+        keys.set(i, row.key);
+        selected_questions[i] = row.selected_questions;
+        selected_answers[i] = row.selected_answers;
+        final_score[i] = by_answer ? row.answer_score : row.question_score;
+        if (position != i && where.empty()) {
+          where.resize(n);
+          for (std::uint64_t k = 0; k < n; ++k) where[k] = k;
+        }
+        if (!where.empty()) where[i] = position;
+      });
+  {  // keys repeated under different pool indices (the first by pool index stays)
+    std::vector<std::uint64_t> by_key;
+    for (std::uint64_t i = 0; i < n; ++i)
+      if (flags[i] & kSeen) by_key.push_back(i);
+    std::sort(by_key.begin(), by_key.end(), [&](std::uint64_t a, std::uint64_t b) {
+      int c = keys.compare(a, b);
+      return c != 0 ? c < 0 : a < b;
+    });
+    for (std::size_t k = 1; k < by_key.size(); ++k)
+      if (keys.compare(by_key[k - 1], by_key[k]) == 0)
+        repeated.add(fmt::format("{} (pool index {})", keys.get(by_key[k]), by_key[k]));
   }
-  std::vector<std::string> missing;
+  NameList missing;
   for (std::uint64_t i = 0; i < n; ++i)
-    if (!seen[i]) missing.push_back(std::to_string(i));
+    if (!(flags[i] & kSeen)) missing.add(std::to_string(i));
   if (!repeated.empty())
     throw std::runtime_error(fmt::format("merge: stage {}: records appear more than once: keys {}", stage0,
-                                         list_some(repeated)));
+                                         repeated.str()));
   if (!missing.empty())
     throw std::runtime_error(fmt::format("merge: stage {}: {} input records are missing: pool indices {}", stage0,
-                                         missing.size(), list_some(missing)));
+                                         missing.count(), missing.str()));
 
-  // Later stages: exactly the records the stage before kept.
+  // Later stages: exactly the records the stage before kept. Per row: (pool index, position).
   json stages_json = json::object();
   json timings = json::object();
+  std::vector<std::vector<std::pair<std::uint64_t, std::uint64_t>>> later_rows(stages.size());
+  std::vector<std::vector<std::uint64_t>> later_base(stages.size());
   for (std::size_t k = 0; k < stages.size(); ++k) {
     const std::string& stage = stages[k];
     json summary;
@@ -233,84 +483,58 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
 
     const std::string& before = stages[k - 1];
     std::vector<std::uint8_t> got(n, 0);
-    std::vector<std::string> unexpected;
-    for (std::size_t si : by_stage[stage]) {
-      ShardData data = read_shard(shards[si].path, ShardReadOptions{/*records=*/false});
-      for (ShardRow& row : data.rows) {
-        if (row.index >= n || stage_decision(before, rows[row.index]) != 1 || got[row.index] ||
-            row.key != rows[row.index].key) {
-          unexpected.push_back(fmt::format("{} (pool index {}, {})", row.key, row.index, shards[si].path));
-          continue;
-        }
-        got[row.index] = 1;
-        take_stage_columns(stage, rows[row.index], row);
-      }
-    }
+    NameList unexpected;
+    auto& at = later_rows[k];
+    later_base[k] = scan_stage(
+        stage_paths(stage), [&](std::uint64_t position, std::uint64_t, const std::string& path, const ShardRow& row) {
+          const std::uint64_t i = row.index;
+          if (i >= n || decision(before, i) != 1 || got[i] || !keys.equals(i, row.key)) {
+            unexpected.add(fmt::format("{} (pool index {}, {})", row.key, row.index, path));
+            return;
+          }
+          got[i] = 1;
+          at.emplace_back(i, position);
+          if (stage == "select_answers") {
+            if (row.status != "valid") flags[i] = std::uint8_t(flags[i] & ~kValid);
+            selected_answers[i] = row.selected_answers;
+            if (by_answer) final_score[i] = row.answer_score;
+          }
+        });
     if (!unexpected.empty())
       throw std::runtime_error(fmt::format("merge: stage {}: records that {} did not keep, or repeated: {}", stage,
-                                           before, list_some(unexpected)));
-    std::vector<std::string> absent;
+                                           before, unexpected.str()));
+    NameList absent;
     for (std::uint64_t i = 0; i < n; ++i)
-      if (stage_decision(before, rows[i]) == 1 && !got[i]) absent.push_back(rows[i].key);
+      if (decision(before, i) == 1 && !got[i]) {
+        if (absent.full()) absent.count_one();
+        else absent.add(keys.get(i));
+      }
     if (!absent.empty())
       throw std::runtime_error(fmt::format("merge: stage {}: {} records kept by {} are missing: keys {}", stage,
-                                           absent.size(), before, list_some(absent)));
+                                           absent.count(), before, absent.str()));
+    if (!std::is_sorted(at.begin(), at.end())) std::sort(at.begin(), at.end());
   }
 
-  // Final decision: the last selection stage's flag; final score: its score.
-  std::string last_selection = std::find(stages.begin(), stages.end(), "select_answers") != stages.end()
-                                   ? "select_answers" : "select_questions";
-  auto final_score = [&](const ShardRow& r) {
-    return last_selection == "select_answers" ? r.answer_score : r.question_score;
-  };
-  std::vector<std::uint64_t> kept;
-  for (std::uint64_t i = 0; i < n; ++i) {
-    rows[i].kept = rows[i].status == "valid" ? (stage_decision(last_selection, rows[i]) == 1 ? 1 : 0) : -1;
-    if (rows[i].kept == 1) kept.push_back(i);
-  }
+  // Kept records in global order: final score descending, then key ascending (NaN last).
+  std::vector<std::uint64_t> kept;  // pool indices, in curated.json order
+  for (std::uint64_t i = 0; i < n; ++i)
+    if ((flags[i] & kValid) && decision(last_selection, i) == 1) kept.push_back(i);
   std::sort(kept.begin(), kept.end(), [&](std::uint64_t a, std::uint64_t b) {
-    return ranks_before(final_score(rows[a]), rows[a].key, final_score(rows[b]), rows[b].key);
+    const double sa = final_score[a], sb = final_score[b];
+    const bool nan_a = std::isnan(sa), nan_b = std::isnan(sb);
+    if (nan_a != nan_b) return nan_b;
+    if (!nan_a && sa != sb) return sa > sb;
+    return keys.compare(a, b) < 0;
   });
-  for (std::uint64_t pos = 0; pos < kept.size(); ++pos) rows[kept[pos]].global_rank = std::int64_t(pos);
-
-  // Record texts from the first-stage shards (every record is there).
-  std::map<std::size_t, std::vector<std::uint64_t>> wanted;  // shard -> pool indices in row order
-  for (std::uint64_t i = 0; i < n; ++i) wanted[where[i].shard].push_back(i);
-  for (auto& [si, indices] : wanted) {
-    std::vector<std::uint64_t> positions;
-    for (std::uint64_t i : indices) positions.push_back(where[i].row);
-    std::vector<std::string> texts = read_shard_records(shards[si].path, positions);
-    for (std::size_t j = 0; j < indices.size(); ++j) rows[indices[j]].record = std::move(texts[j]);
-  }
-
-  // curated.json: kept records in global order, each verbatim.
-  std::string curated = "[";
-  for (std::uint64_t pos = 0; pos < kept.size(); ++pos) {
-    curated += pos ? ",\n" : "\n";
-    curated += rows[kept[pos]].record;
-  }
-  curated += kept.empty() ? "]\n" : "\n]\n";
-
-  // summary.json
-  std::map<std::string, std::uint64_t> by_status, by_reason;
-  std::map<std::string, std::map<std::string, std::uint64_t>> by_subset;
-  for (const ShardRow& r : rows) {
-    ++by_status[r.status];
-    if (!r.reason.empty()) ++by_reason[r.reason];
-    auto& s = by_subset[r.subset];
-    ++s["input"];
-    s["valid"] += r.status == "valid";
-    s["kept"] += r.kept == 1;
-  }
-  json summary = {{"input_records", n},
-                  {"by_status", by_status},
-                  {"by_reason", by_reason},
-                  {"kept", kept.size()},
-                  {"by_subset", by_subset},
-                  {"stages", stages_json},
-                  {"timings", timings},
-                  {"config_fingerprint", first.config_fingerprint},
-                  {"input_fingerprint", first.input_fingerprint}};
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> rank_of(kept.size());  // (pool index, global rank)
+  for (std::uint64_t pos = 0; pos < kept.size(); ++pos) rank_of[pos] = {kept[pos], pos};
+  std::sort(rank_of.begin(), rank_of.end());
+  // Only positions are needed from here on.
+  keys = KeyTable(0);
+  std::vector<std::uint8_t>().swap(flags);
+  std::vector<std::int8_t>().swap(selected_questions);
+  std::vector<std::int8_t>().swap(selected_answers);
+  std::vector<double>().swap(final_score);
 
   MergeResult result;
   result.input_records = n;
@@ -319,15 +543,99 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
   result.scores_path = (fs::path(output_dir) / "scores.h5").string();
   result.summary_path = (fs::path(output_dir) / "summary.json").string();
 
-  ShardMeta meta = first;
-  meta.stage = "merged";
-  meta.rank = 0;
-  meta.world_size = shards[by_stage[stage0].front()].meta.world_size;
-  meta.stage_summary_json = summary.dump();
-  meta.timings_json = timings.dump();
-  write_shard(result.scores_path, meta, rows);
-  write_file_atomic(result.curated_path, curated);
-  write_file_atomic(result.summary_path, summary.dump(2) + "\n");  // last: its presence means done
+  // ---- scores.h5: the first stage's rows in pool-index order, joined with the later stages';
+  // summary.json's counts on the way.
+  json summary;
+  {
+    std::map<std::string, std::uint64_t> by_status, by_reason;
+    std::map<std::string, std::map<std::string, std::uint64_t>> by_subset;
+    ShardWriter scores(result.scores_path, n);
+    StageRows rows0(stage_paths(stage0), base0);
+    std::vector<std::optional<StageRows>> later(stages.size());
+    std::vector<std::size_t> cursor(stages.size(), 0);  // next entry of later_rows[k]
+    for (std::size_t k = 1; k < stages.size(); ++k) later[k].emplace(stage_paths(stages[k]), later_base[k]);
+    std::size_t rank_cursor = 0;
+
+    for (std::uint64_t b = 0; b < n; b += kBlockRows) {
+      const std::uint64_t e = std::min(n, b + kBlockRows);
+      std::vector<std::uint64_t> positions(e - b);
+      for (std::uint64_t i = b; i < e; ++i) positions[i - b] = where_of(i);
+      std::vector<ShardRow> block = rows0.fetch(positions, /*records=*/true);
+      for (std::uint64_t i = b; i < e; ++i)
+        if (block[i - b].index != i)
+          throw std::runtime_error(fmt::format("merge: stage {}: the shards changed while being merged", stage0));
+
+      for (std::size_t k = 1; k < stages.size(); ++k) {
+        const auto& at = later_rows[k];
+        std::vector<std::uint64_t> indices, wanted;
+        for (std::size_t& c = cursor[k]; c < at.size() && at[c].first < e; ++c) {
+          indices.push_back(at[c].first);
+          wanted.push_back(at[c].second);
+        }
+        std::vector<ShardRow> joined = later[k]->fetch(wanted, /*records=*/false);
+        for (std::size_t j = 0; j < joined.size(); ++j) {
+          if (joined[j].index != indices[j])
+            throw std::runtime_error(fmt::format("merge: stage {}: the shards changed while being merged", stages[k]));
+          take_stage_columns(stages[k], block[indices[j] - b], joined[j]);
+        }
+      }
+
+      for (ShardRow& row : block) {
+        row.kept = row.status == "valid" ? (stage_decision(last_selection, row) == 1 ? 1 : 0) : -1;
+        const bool ranked = rank_cursor < rank_of.size() && rank_of[rank_cursor].first == row.index;
+        if (ranked != (row.kept == 1)) throw std::logic_error("merge: kept flags disagree between passes");
+        if (ranked) row.global_rank = std::int64_t(rank_of[rank_cursor++].second);
+        ++by_status[row.status];
+        if (!row.reason.empty()) ++by_reason[row.reason];
+        auto& s = by_subset[row.subset];
+        ++s["input"];
+        s["valid"] += row.status == "valid";
+        s["kept"] += row.kept == 1;
+      }
+      scores.append(block);
+    }
+
+    summary = {{"input_records", n},
+               {"by_status", by_status},
+               {"by_reason", by_reason},
+               {"kept", kept.size()},
+               {"by_subset", by_subset},
+               {"stages", stages_json},
+               {"timings", timings},
+               {"config_fingerprint", first.config_fingerprint},
+               {"input_fingerprint", first.input_fingerprint}};
+    ShardMeta meta = first;
+    meta.stage = "merged";
+    meta.rank = 0;
+    meta.world_size = shards[by_stage[stage0].front()].meta.world_size;
+    meta.stage_summary_json = summary.dump();
+    meta.timings_json = timings.dump();
+    scores.commit(meta);
+  }
+  std::vector<std::uint64_t>().swap(where);
+  later_rows.clear();
+  std::vector<std::pair<std::uint64_t, std::uint64_t>>().swap(rank_of);
+
+  // ---- curated.json: kept records in global order, each verbatim, read back from scores.h5
+  // (row i is pool index i) a block at a time.
+  {
+    AtomicFileWriter curated(result.curated_path);
+    curated.write("[");
+    for (std::uint64_t b = 0; b < kept.size(); b += kBlockRows) {
+      std::vector<std::uint64_t> rows(kept.begin() + std::ptrdiff_t(b),
+                                      kept.begin() + std::ptrdiff_t(std::min<std::uint64_t>(kept.size(), b + kBlockRows)));
+      std::vector<std::string> texts = read_shard_records(result.scores_path, rows);
+      for (std::size_t j = 0; j < texts.size(); ++j) {
+        curated.write(b + j ? ",\n" : "\n");
+        curated.write(texts[j]);
+      }
+    }
+    curated.write(kept.empty() ? "]\n" : "\n]\n");
+    curated.commit();
+  }
+
+  write_file_atomic(result.summary_path, summary.dump(2) + "\n");  // its presence means the data is done
+  if (options.report) result.report_path = write_report(output_dir);
   return result;
 }
 

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/corpus_index.h"
+
 namespace align2 {
 
 namespace {
@@ -554,6 +556,220 @@ std::string pair_to_json_line(const PreferencePair& pair, PairKind kind) {
   j["rejected_score"] =
       std::isnan(pair.rejected_score) ? nlohmann::ordered_json() : nlohmann::ordered_json(pair.rejected_score);
   j["augmented"] = pair.augmented;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// ----------------------------------------------------------------------------------------
+// Pairs from a pool, with negatives made from the pool itself.
+
+const char* negative_name(Negative n) {
+  switch (n) {
+    case Negative::shuffle:
+      return "shuffle";
+    case Negative::drop:
+      return "drop";
+    case Negative::duplicate:
+      return "duplicate";
+    case Negative::other_record:
+      return "other_record";
+  }
+  return "?";
+}
+
+Negative negative_from_name(const std::string& name) {
+  for (Negative n : {Negative::shuffle, Negative::drop, Negative::duplicate, Negative::other_record})
+    if (name == negative_name(n)) return n;
+  throw std::invalid_argument(
+      fmt::format("unknown negative '{}' (expected shuffle, drop, duplicate or other_record)", name));
+}
+
+namespace {
+
+// Stream tags, so that the split and the per-record draws never share a stream.
+constexpr std::uint64_t kSplitTag = 0x53504c4954ULL;  // "SPLIT"
+constexpr std::uint64_t kPairTag = 0x5041495253ULL;   // "PAIRS"
+
+std::vector<std::string> questions_of(const Sample& s) {
+  std::vector<std::string> q;
+  for (const Turn& t : s.turns) q.push_back(t.question);
+  return q;
+}
+
+struct PoolBuilder {
+  const PoolPairOptions& o;
+  const std::vector<const Sample*>& records;  // valid records, pool order
+  PoolPairSet& set;
+  std::vector<Negative> modes;
+  std::vector<std::vector<std::size_t>> split_members;  // [0] training, [1] held out: positions in `records`
+  std::vector<int> split_of;                            // per position in `records`
+
+  // A record of the same split, not `self`; SIZE_MAX when there is none.
+  std::size_t other_in_split(std::size_t self, SplitMix64& rng) const {
+    const std::vector<std::size_t>& members = split_members[split_of[self]];
+    if (members.size() < 2) return SIZE_MAX;
+    std::size_t k = static_cast<std::size_t>(rng.below(members.size() - 1));
+    if (members[k] == self) k = members.size() - 1;  // the last member stands in for self
+    return members[k];
+  }
+
+  // Fills the rejected side of `p` with negative `mode`; false when it cannot change the candidate.
+  bool negative(Negative mode, std::size_t self, SplitMix64& rng, PoolPair* p) const {
+    const bool questions = o.kind == PairKind::question;
+    if (mode == Negative::other_record) {
+      for (int attempt = 0; attempt < 8; ++attempt) {
+        const std::size_t other = other_in_split(self, rng);
+        if (other == SIZE_MAX) return false;
+        const Sample& r = *records[other];
+        if (questions) {
+          std::vector<std::string> q = questions_of(r);
+          if (question_rm_text(q) == question_rm_text(p->chosen_questions)) continue;
+          p->rejected_questions = std::move(q);
+        } else {
+          const std::string& a = r.turns[static_cast<std::size_t>(rng.below(r.turns.size()))].answer;
+          if (answer_rm_text(p->question, a) == answer_rm_text(p->question, p->chosen_answer)) continue;
+          p->rejected_answer = a;
+        }
+        p->negative = mode;
+        p->other_record = r.index;
+        return true;
+      }
+      return false;
+    }
+    const Corruption c = mode == Negative::shuffle ? Corruption::shuffle
+                         : mode == Negative::drop  ? Corruption::drop
+                                                   : Corruption::duplicate;
+    const bool changed = questions ? corrupt_questions(p->chosen_questions, c, rng, &p->rejected_questions)
+                                   : corrupt_text(p->chosen_answer, c, rng, &p->rejected_answer);
+    if (changed) p->negative = mode;
+    return changed;
+  }
+
+  // The candidate's pairs: the r-th starts at the drawn negative + r, so that a candidate
+  // with as many pairs as allowed negatives gets one of each (when each can change it).
+  void add(const PoolPair& p, std::size_t self, std::uint64_t turn) {
+    SplitMix64 rng = candidate_rng(o.seed ^ kPairTag, records[self]->index, turn);
+    const std::uint64_t first = rng.below(modes.size());
+    for (std::uint64_t r = 0; r < o.per_candidate; ++r) {
+      bool made = false;
+      for (std::size_t t = 0; t < modes.size() && !made; ++t) {
+        PoolPair q = p;
+        if (negative(modes[(first + r + t) % modes.size()], self, rng, &q)) {
+          ++set.by_negative[static_cast<int>(q.negative)];
+          (split_of[self] ? set.held_out : set.train).push_back(std::move(q));
+          made = true;
+        }
+      }
+      if (!made) ++set.no_negative;
+    }
+  }
+
+  void run() {
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      const Sample& s = *records[i];
+      if (o.kind == PairKind::question) {
+        PoolPair p;
+        p.id = s.id;
+        p.record = s.index;
+        p.image = s.image;
+        p.chosen_questions = questions_of(s);
+        add(p, i, 0);
+      } else {
+        for (std::size_t t = 0; t < s.turns.size(); ++t) {
+          PoolPair p;
+          p.id = fmt::format("{}#{}", s.id, t);
+          p.record = s.index;
+          p.turn = t;
+          p.image = s.image;
+          p.question = s.turns[t].question;
+          p.chosen_answer = s.turns[t].answer;
+          add(p, i, t);
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+PoolPairSet build_pool_pairs_from_samples(const std::vector<Sample>& samples, const PoolPairOptions& o) {
+  if (!(o.holdout >= 0 && o.holdout < 1))
+    throw std::invalid_argument(fmt::format("held-out share {} is not in [0, 1)", o.holdout));
+  if (o.per_candidate < 1 || o.per_candidate > 64)
+    throw std::invalid_argument(fmt::format("{} pairs per candidate: expected 1 to 64", o.per_candidate));
+  std::vector<Negative> modes = o.negatives;
+  if (modes.empty())
+    modes = o.kind == PairKind::question
+                ? std::vector<Negative>{Negative::shuffle, Negative::drop, Negative::duplicate, Negative::other_record}
+                : std::vector<Negative>{Negative::shuffle, Negative::drop, Negative::other_record};
+  for (std::size_t i = 0; i < modes.size(); ++i) {
+    if (modes[i] == Negative::duplicate && o.kind == PairKind::answer)
+      throw std::invalid_argument("the duplicate negative repeats questions of a question set: question kind only");
+    for (std::size_t j = 0; j < i; ++j)
+      if (modes[i] == modes[j])
+        throw std::invalid_argument(fmt::format("negative {} given twice", negative_name(modes[i])));
+  }
+
+  PoolPairSet set;
+  std::vector<const Sample*> records;
+  for (const Sample& s : samples) {
+    ++set.records;
+    if (s.status == Status::valid && !s.turns.empty()) records.push_back(&s);
+    else ++set.skipped_records;
+  }
+  set.valid_records = records.size();
+
+  // The held-out split: the first k of a seeded permutation of the valid records.
+  const std::size_t n = records.size();
+  std::size_t k = 0;
+  if (o.holdout > 0 && n >= 2)
+    k = std::min(n - 1, std::max<std::size_t>(1, static_cast<std::size_t>(std::floor(o.holdout * double(n) + 0.5))));
+  std::vector<int> split_of(n, 0);
+  {
+    SplitMix64 rng(mix(o.seed ^ kSplitTag));
+    for (std::uint64_t idx : sample_indices(n, k, rng)) split_of[idx] = 1;
+  }
+  std::vector<std::vector<std::size_t>> members(2);
+  for (std::size_t i = 0; i < n; ++i) members[split_of[i]].push_back(i);
+  set.held_out_records = k;
+
+  PoolBuilder b{o, records, set, modes, members, split_of};
+  b.run();
+  return set;
+}
+
+PoolPairSet build_pool_pairs(const std::vector<std::string>& pools, const PoolPairOptions& o) {
+  if (pools.empty()) throw std::invalid_argument("no pool files given");
+  std::vector<PoolFile> files;
+  for (const std::string& p : pools) files.push_back(PoolFile{p, ""});
+  IndexOptions io;
+  io.validation.image_root = o.image_root;
+  io.validation.subset_field = o.subset_field;
+  std::vector<Sample> samples;
+  io.on_record = [&](const Sample& s, const IndexEntry&) {
+    Sample copy = s;
+    copy.raw.clear();  // the pairs need the turns only
+    samples.push_back(std::move(copy));
+  };
+  build_index(files, io);
+  return build_pool_pairs_from_samples(samples, o);
+}
+
+std::string pool_pair_to_json_line(const PoolPair& p, PairKind kind) {
+  nlohmann::ordered_json j;
+  j["id"] = p.id;
+  j["image"] = p.image;
+  if (kind == PairKind::answer) {
+    j["question"] = p.question;
+    j["chosen"] = p.chosen_answer;
+    j["rejected"] = p.rejected_answer;
+  } else {
+    j["chosen"] = p.chosen_questions;
+    j["rejected"] = p.rejected_questions;
+  }
+  j["negative"] = negative_name(p.negative);
+  j["record"] = p.record;
+  if (kind == PairKind::answer) j["turn"] = p.turn;
+  if (p.negative == Negative::other_record) j["other_record"] = p.other_record;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -47,6 +47,8 @@
 #include <string>
 #include <vector>
 
+#include "core/sample.h"
+
 namespace align2 {
 
 enum class PairKind { question, answer };
@@ -133,5 +135,86 @@ bool corrupt_questions(const std::vector<std::string>& questions, Corruption c, 
 // kind only), chosen_text, rejected_text, chosen_score, rejected_score (null when NaN),
 // augmented.
 std::string pair_to_json_line(const PreferencePair& pair, PairKind kind);
+
+// ---------------------------------------------------------------------------------------
+// Pairs straight from a LLaVA pool, without human scores: every negative is made from the
+// pool itself (for demos and smoke tests; the paper's reward models learn from human
+// rankings, which a pool does not hold).
+//
+//   question kind   per valid record (the candidate): chosen = the record's question set
+//                   (every human turn), rejected = a negative of it
+//   answer kind     per (question, answer) turn of a valid record (the candidate): chosen =
+//                   the real answer, rejected = a negative of it, for the same question
+//
+// Each candidate gives per_candidate pairs. Negatives: the first pair draws one uniformly
+// among those allowed, the r-th pair takes the one r places after it in the list (so with
+// per_candidate = the number allowed, one of each); when a negative cannot change the
+// candidate the next ones are tried in order, and a pair none can make is not made
+// (counted in `no_negative`):
+//   shuffle       the words in another order      (corrupt_text / corrupt_questions)
+//   drop          a random 1..n-1 of the n words   (idem)
+//   duplicate     question sets only: questions repeated at random positions
+//   other_record  the question set of another record (question kind), or the answer of a
+//                 random turn of another record (answer kind), whose reward-model text
+//                 differs from the candidate's; drawn from the same split (training or
+//                 held-out), so held-out texts never appear in training pairs
+// Held-out split: round(holdout × N) of the N valid records (at least 1 and at most N - 1
+// when holdout > 0 and N >= 2), chosen by a seeded permutation; all their pairs go to
+// `held_out`. Every draw comes from splitmix64 streams seeded by the seed and the record's
+// pool index (and turn): the output depends only on the pool, the options and the seed.
+// Records that are not valid (see core/record_validation.h; with image_root, also records
+// whose image is missing) give no pairs and are counted.
+enum class Negative { shuffle, drop, duplicate, other_record };
+const char* negative_name(Negative n);  // "shuffle", "drop", "duplicate", "other_record"
+// Inverse of negative_name; throws std::invalid_argument for unknown names.
+Negative negative_from_name(const std::string& name);
+
+struct PoolPairOptions {
+  PairKind kind = PairKind::question;
+  std::uint64_t seed = 0;
+  double holdout = 0;               // in [0, 1)
+  std::uint64_t per_candidate = 1;  // pairs per candidate, 1 to 64
+  std::vector<Negative> negatives;  // allowed negatives, in this order; empty = all that apply to the kind
+  std::string image_root;           // "" = image files are not checked
+  std::string subset_field;         // passed to validation (no effect on the pairs)
+};
+
+struct PoolPair {
+  std::string id;            // the record's id; answer kind: id + "#" + turn
+  std::uint64_t record = 0;  // pool index (0-based across the pool files)
+  std::uint64_t turn = 0;    // answer kind: 0-based turn; else 0
+  std::string image;
+  std::string question;      // answer kind: the human turn verbatim
+  std::vector<std::string> chosen_questions, rejected_questions;  // question kind
+  std::string chosen_answer, rejected_answer;                     // answer kind
+  Negative negative = Negative::shuffle;
+  std::uint64_t other_record = 0;  // other_record negatives: pool index of the record it came from
+};
+
+struct PoolPairSet {
+  std::vector<PoolPair> train, held_out;
+  std::uint64_t records = 0;           // input records
+  std::uint64_t valid_records = 0;     // records that give pairs
+  std::uint64_t skipped_records = 0;   // records that are not valid (or whose image is missing)
+  std::uint64_t held_out_records = 0;
+  std::uint64_t no_negative = 0;       // pairs not made: no allowed negative could change the candidate
+  std::uint64_t by_negative[4] = {};   // pairs per Negative (train + held out)
+};
+
+// Reads the pool files (LLaVA JSON arrays or JSONL, as `align2 inspect` does) and builds the
+// pairs. Throws PoolFileError (core/corpus_index.h) for an unreadable file,
+// std::invalid_argument for bad options (holdout outside [0, 1), per_candidate outside
+// 1..64, duplicate for answers, a negative given twice).
+PoolPairSet build_pool_pairs(const std::vector<std::string>& pools, const PoolPairOptions& options);
+
+// The same from records already read: `turns`, `id` and `image` of each valid sample are
+// used; samples whose status is not valid are skipped (counted).
+PoolPairSet build_pool_pairs_from_samples(const std::vector<Sample>& samples, const PoolPairOptions& options);
+
+// A pool pair as one JSON line (no newline) in the generic pair form that
+// build_preference_pairs and `align2 train-reward` read: {"id", "image", "question"
+// (answer kind), "chosen", "rejected", "negative", "record", "turn" (answer kind),
+// "other_record" (other_record negatives)}.
+std::string pool_pair_to_json_line(const PoolPair& pair, PairKind kind);
 
 }  // namespace align2

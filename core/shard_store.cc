@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 namespace fs = std::filesystem;
@@ -31,14 +32,26 @@ namespace {
 
 constexpr const char* kFormat = "align2-shard";  // value of the root attribute `format`
 
-// Chunk length (elements along the single dimension) of every dataset; shorter
-// datasets get one chunk of their own length (at least 1, HDF5 refuses 0).
+// Chunk length (elements along the single dimension) of every dataset: min(expected
+// rows, 4096), at least 1 (HDF5 refuses 0). write_shard knows its rows exactly; a
+// ShardWriter is told them or uses 4096.
 constexpr hsize_t kChunkRows = 4096;
 constexpr unsigned kDeflateLevel = 4;
 
 // Rows converted per H5Dread when reading variable-length strings, so HDF5's own
 // copies of the strings never hold more than one block at a time.
 constexpr hsize_t kStringReadBlock = 65536;
+
+// HDF5's caches are sized so that memory does not grow with the file (HDF5's defaults
+// would keep up to 1 MiB of chunks per dataset and let the metadata cache, which also
+// holds the heap collections of variable-length strings, grow to 32 MiB per file).
+// Rows are written and read in order, so a chunk is needed again only while it is being
+// filled, or read across a block boundary: a string chunk is 4096 16-byte heap references
+// (64 KiB). The metadata cache has a fixed size.
+constexpr std::size_t kReadChunkCacheBytes = 128 << 10;
+constexpr std::size_t kWriteChunkCacheBytes = 256 << 10;
+constexpr std::size_t kChunkCacheSlots = 101;  // a prime, several times the chunks that fit
+constexpr std::size_t kMetadataCacheBytes = 1 << 20;
 
 // zlib's deflate cannot compress better than about 1032:1, so a dataset of n
 // elements of s bytes each needs at least n*s/1032 bytes of file. Lengths read
@@ -175,6 +188,28 @@ Hid make_space_1d(const std::string& path, hsize_t length) {
   return space;
 }
 
+// File access properties of every file opened or created here. SEMI: H5Fclose fails
+// instead of silently staying open if a handle leaked. Library version bounds stay at
+// their default (earliest) so old readers work. A metadata cache of fixed size.
+Hid make_file_access_properties(const std::string& path) {
+  Hid fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  if (!fapl.valid() || H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI) < 0) {
+    fail_hdf5(path, "setting file access properties failed");
+  }
+  H5AC_cache_config_t config;
+  config.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+  if (H5Pget_mdc_config(fapl.get(), &config) < 0) fail_hdf5(path, "reading the metadata cache settings failed");
+  config.set_initial_size = true;
+  config.initial_size = kMetadataCacheBytes;
+  config.min_size = kMetadataCacheBytes;
+  config.max_size = kMetadataCacheBytes;
+  config.incr_mode = H5C_incr__off;
+  config.flash_incr_mode = H5C_flash_incr__off;
+  config.decr_mode = H5C_decr__off;
+  if (H5Pset_mdc_config(fapl.get(), &config) < 0) fail_hdf5(path, "setting the metadata cache size failed");
+  return fapl;
+}
+
 // ---------------------------------------------------------------------------
 // Writing
 
@@ -187,7 +222,7 @@ void check_no_nul(const std::string& path, const std::string& value, const std::
   }
 }
 
-void check_rows(const std::string& path, const ShardMeta& meta, const std::vector<ShardRow>& rows) {
+void check_meta(const std::string& path, const ShardMeta& meta) {
   if (meta.schema_version != kShardSchemaVersion) {
     throw std::invalid_argument("write_shard " + path + ": meta.schema_version is " +
                                 std::to_string(meta.schema_version) + " but this align2 writes version " +
@@ -199,9 +234,14 @@ void check_rows(const std::string& path, const ShardMeta& meta, const std::vecto
   check_no_nul(path, meta.stage, "attribute stage");
   check_no_nul(path, meta.stage_summary_json, "attribute stage_summary_json");
   check_no_nul(path, meta.timings_json, "attribute timings_json");
+}
+
+// `first_row`: the file row of rows[0] (messages name file rows).
+void check_rows(const std::string& path, const std::vector<ShardRow>& rows, std::uint64_t first_row) {
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const ShardRow& row = rows[i];
-    const std::string where = "row " + std::to_string(i) + " (index " + std::to_string(row.index) + ")";
+    const std::string where =
+        "row " + std::to_string(first_row + i) + " (index " + std::to_string(row.index) + ")";
     if (row.rewritten_questions.size() != row.rewritten_answers.size()) {
       throw std::invalid_argument("write_shard " + path + ": " + where + " has " +
                                   std::to_string(row.rewritten_questions.size()) +
@@ -246,140 +286,103 @@ void write_number_attr(const std::string& path, hid_t obj, const char* name, hid
   if (attr.close() < 0) fail_hdf5(path, step);
 }
 
-// Creates the 1-D dataset `name` of `length` elements of `file_type` (chunked,
-// deflated, extendible, no timestamps) and writes `data` (`length` elements of
-// `mem_type`; may be null when length is 0).
-void write_dataset(const std::string& path, hid_t file, const char* name, hid_t file_type,
-                   hid_t mem_type, const void* data, hsize_t length, bool shuffle) {
-  const std::string step = std::string("writing dataset '") + name + "' failed";
-  const hsize_t max_length = H5S_UNLIMITED;  // lets the chunked layout hold 0 elements
+// The datasets of a shard, in the order they are created in the file.
+enum ColumnId {
+  kIndex, kKey, kId, kSubset, kStatus, kReason, kMessage, kImage, kRecord,
+  kQuestionScore, kAnswerScore, kSelectedQuestions, kSelectedAnswers, kKept, kTruncated, kGlobalRank,
+  kAnswerScores, kAnswerScoresOffsets, kRewrittenQuestions, kRewrittenAnswers, kRewrittenOffsets,
+  kColumnCount
+};
+
+struct ColumnSpec {
+  const char* name;
+  H5T_class_t type_class;  // what readers require
+  hid_t file_type;         // little-endian numeric type; -1: variable-length UTF-8 string
+  hid_t mem_type;          // native type of the values in memory; -1: string
+  bool shuffle;            // byte-shuffle filter before deflate (multi-byte numbers)
+};
+
+// Indexed by ColumnId. (Function, not a table at namespace scope: H5T_* ids are only
+// valid once the library is initialised.)
+ColumnSpec column_spec(int id) {
+  switch (id) {
+    case kIndex: return {"index", H5T_INTEGER, H5T_STD_U64LE, H5T_NATIVE_UINT64, true};
+    case kKey: return {"key", H5T_STRING, -1, -1, false};
+    case kId: return {"id", H5T_STRING, -1, -1, false};
+    case kSubset: return {"subset", H5T_STRING, -1, -1, false};
+    case kStatus: return {"status", H5T_STRING, -1, -1, false};
+    case kReason: return {"reason", H5T_STRING, -1, -1, false};
+    case kMessage: return {"message", H5T_STRING, -1, -1, false};
+    case kImage: return {"image", H5T_STRING, -1, -1, false};
+    case kRecord: return {"record", H5T_STRING, -1, -1, false};
+    case kQuestionScore: return {"question_score", H5T_FLOAT, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, true};
+    case kAnswerScore: return {"answer_score", H5T_FLOAT, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, true};
+    case kSelectedQuestions: return {"selected_questions", H5T_INTEGER, H5T_STD_I8LE, H5T_NATIVE_INT8, false};
+    case kSelectedAnswers: return {"selected_answers", H5T_INTEGER, H5T_STD_I8LE, H5T_NATIVE_INT8, false};
+    case kKept: return {"kept", H5T_INTEGER, H5T_STD_I8LE, H5T_NATIVE_INT8, false};
+    case kTruncated: return {"truncated", H5T_INTEGER, H5T_STD_I8LE, H5T_NATIVE_INT8, false};
+    case kGlobalRank: return {"global_rank", H5T_INTEGER, H5T_STD_I64LE, H5T_NATIVE_INT64, true};
+    case kAnswerScores: return {"answer_scores", H5T_FLOAT, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, true};
+    case kAnswerScoresOffsets:
+      return {"answer_scores_offsets", H5T_INTEGER, H5T_STD_U64LE, H5T_NATIVE_UINT64, true};
+    case kRewrittenQuestions: return {"rewritten_questions", H5T_STRING, -1, -1, false};
+    case kRewrittenAnswers: return {"rewritten_answers", H5T_STRING, -1, -1, false};
+    case kRewrittenOffsets: return {"rewritten_offsets", H5T_INTEGER, H5T_STD_U64LE, H5T_NATIVE_UINT64, true};
+    default: throw std::logic_error("shard_store: unknown column id");
+  }
+}
+
+// One dataset being written and its current length (elements).
+struct OutColumn {
+  const char* name = nullptr;
+  Hid dset;
+  hid_t mem_type = H5I_INVALID_HID;  // borrowed (native type or the writer's string type)
+  hsize_t length = 0;
+};
+
+// Creates the empty 1-D dataset `name` of `file_type`: chunked (`chunk` elements),
+// deflated, extendible without limit, no timestamps.
+Hid create_column(const std::string& path, hid_t file, const char* name, hid_t file_type, hsize_t chunk,
+                  bool shuffle) {
+  const std::string step = std::string("creating dataset '") + name + "' failed";
+  const hsize_t length = 0;
+  const hsize_t max_length = H5S_UNLIMITED;  // lets the chunked layout hold 0 elements and grow
   Hid space(H5Screate_simple(1, &length, &max_length), H5Sclose);
   if (!space.valid()) fail_hdf5(path, step);
-
-  const hsize_t chunk = std::max<hsize_t>(1, std::min(length, kChunkRows));
   Hid dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   if (!dcpl.valid() || H5Pset_chunk(dcpl.get(), 1, &chunk) < 0 ||
       (shuffle && H5Pset_shuffle(dcpl.get()) < 0) || H5Pset_deflate(dcpl.get(), kDeflateLevel) < 0 ||
       H5Pset_obj_track_times(dcpl.get(), false) < 0) {
     fail_hdf5(path, step + " (dataset creation properties)");
   }
-
-  Hid dset(H5Dcreate2(file, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), H5Dclose);
+  // Chunk cache: enough for the chunk being filled and the one before it, whatever the
+  // file's size (HDF5's default, 1 MiB per dataset, would keep up to 1 MiB per column).
+  Hid dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+  if (!dapl.valid() || H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, kWriteChunkCacheBytes, 1.0) < 0) {
+    fail_hdf5(path, step + " (dataset access properties)");
+  }
+  Hid dset(H5Dcreate2(file, name, file_type, space.get(), H5P_DEFAULT, dcpl.get(), dapl.get()), H5Dclose);
   if (!dset.valid()) fail_hdf5(path, step);
-  if (length > 0 && H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+  return dset;
+}
+
+// Appends `count` elements of column.mem_type at `data` to the end of the column.
+void append_column(const std::string& path, OutColumn& column, const void* data, hsize_t count) {
+  if (count == 0) return;
+  const std::string step = std::string("writing dataset '") + column.name + "' failed";
+  const hsize_t start = column.length;
+  const hsize_t new_length = start + count;
+  if (H5Dset_extent(column.dset.get(), &new_length) < 0) fail_hdf5(path, step + " (extending it)");
+  Hid file_space(H5Dget_space(column.dset.get()), H5Sclose);
+  if (!file_space.valid() ||
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr) < 0) {
+    fail_hdf5(path, step + " (selecting rows)");
+  }
+  Hid mem_space = make_space_1d(path, count);
+  if (H5Dwrite(column.dset.get(), column.mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data) < 0) {
     fail_hdf5(path, step);
   }
-  if (dset.close() < 0) fail_hdf5(path, step);
-}
-
-// `strings`: [length] pointers to NUL-terminated UTF-8 text, owned by the caller.
-void write_string_dataset(const std::string& path, hid_t file, const char* name,
-                          const std::vector<const char*>& strings) {
-  Hid type = make_vlen_string_type(path);
-  write_dataset(path, file, name, type.get(), type.get(), strings.data(), strings.size(), false);
-}
-
-// Writes the whole file at `tmp_path`; errors name `path`, the file the caller asked for.
-void write_shard_file(const std::string& path, const std::string& tmp_path, const ShardMeta& meta,
-                      const std::vector<ShardRow>& rows) {
-  Hid fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
-  // No timestamps on the root group either. (With 1.10.8 and the default file format
-  // the root group gets none anyway; the datasets' dcpl setting is the one that matters.)
-  if (!fcpl.valid() || H5Pset_obj_track_times(fcpl.get(), false) < 0) {
-    fail_hdf5(path, "setting file creation properties failed");
-  }
-  Hid fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
-  // SEMI: H5Fclose fails instead of silently staying open if a handle leaked.
-  // Library version bounds stay at their default (earliest) so old readers work.
-  if (!fapl.valid() || H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI) < 0) {
-    fail_hdf5(path, "setting file access properties failed");
-  }
-  Hid file(H5Fcreate(tmp_path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
-  if (!file.valid()) fail_hdf5(path, "creating temporary file " + tmp_path + " failed");
-  const hid_t f = file.get();
-
-  // --- attributes on the root group
-  const std::int32_t schema_version = kShardSchemaVersion;
-  const std::int32_t rank = meta.rank;
-  const std::int32_t world_size = meta.world_size;
-  const std::uint64_t input_records = meta.input_records;
-  write_string_attr(path, f, "format", kFormat);
-  write_number_attr(path, f, "schema_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &schema_version);
-  write_string_attr(path, f, "align2_version", meta.align2_version);
-  write_string_attr(path, f, "config_fingerprint", meta.config_fingerprint);
-  write_string_attr(path, f, "input_fingerprint", meta.input_fingerprint);
-  write_string_attr(path, f, "stage", meta.stage);
-  write_number_attr(path, f, "rank", H5T_STD_I32LE, H5T_NATIVE_INT32, &rank);
-  write_number_attr(path, f, "world_size", H5T_STD_I32LE, H5T_NATIVE_INT32, &world_size);
-  write_number_attr(path, f, "input_records", H5T_STD_U64LE, H5T_NATIVE_UINT64, &input_records);
-  write_string_attr(path, f, "stage_summary_json", meta.stage_summary_json);
-  write_string_attr(path, f, "timings_json", meta.timings_json);
-
-  // --- per-row columns, [n] each
-  const std::size_t n = rows.size();
-  std::vector<std::uint64_t> index(n);
-  std::vector<double> question_score(n), answer_score(n);
-  std::vector<std::int8_t> selected_questions(n), selected_answers(n), kept(n), truncated(n);
-  std::vector<std::int64_t> global_rank(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    index[i] = rows[i].index;
-    question_score[i] = rows[i].question_score;
-    answer_score[i] = rows[i].answer_score;
-    selected_questions[i] = rows[i].selected_questions;
-    selected_answers[i] = rows[i].selected_answers;
-    truncated[i] = rows[i].truncated;
-    kept[i] = rows[i].kept;
-    global_rank[i] = rows[i].global_rank;
-  }
-  write_dataset(path, f, "index", H5T_STD_U64LE, H5T_NATIVE_UINT64, index.data(), n, true);
-
-  std::vector<const char*> text(n);  // [n] borrowed pointers into rows
-  auto write_text_column = [&](const char* name, std::string ShardRow::*field) {
-    for (std::size_t i = 0; i < n; ++i) text[i] = (rows[i].*field).c_str();
-    write_string_dataset(path, f, name, text);
-  };
-  write_text_column("key", &ShardRow::key);
-  write_text_column("id", &ShardRow::id);
-  write_text_column("subset", &ShardRow::subset);
-  write_text_column("status", &ShardRow::status);
-  write_text_column("reason", &ShardRow::reason);
-  write_text_column("message", &ShardRow::message);
-  write_text_column("image", &ShardRow::image);
-  write_text_column("record", &ShardRow::record);
-
-  write_dataset(path, f, "question_score", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, question_score.data(), n, true);
-  write_dataset(path, f, "answer_score", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, answer_score.data(), n, true);
-  write_dataset(path, f, "selected_questions", H5T_STD_I8LE, H5T_NATIVE_INT8, selected_questions.data(), n, false);
-  write_dataset(path, f, "selected_answers", H5T_STD_I8LE, H5T_NATIVE_INT8, selected_answers.data(), n, false);
-  write_dataset(path, f, "kept", H5T_STD_I8LE, H5T_NATIVE_INT8, kept.data(), n, false);
-  write_dataset(path, f, "truncated", H5T_STD_I8LE, H5T_NATIVE_INT8, truncated.data(), n, false);
-  write_dataset(path, f, "global_rank", H5T_STD_I64LE, H5T_NATIVE_INT64, global_rank.data(), n, true);
-
-  // --- ragged: answer_scores [total turns] + answer_scores_offsets [n + 1]
-  std::vector<float> scores;
-  std::vector<std::uint64_t> score_offsets(n + 1, 0);
-  for (std::size_t i = 0; i < n; ++i) {
-    scores.insert(scores.end(), rows[i].answer_scores.begin(), rows[i].answer_scores.end());
-    score_offsets[i + 1] = scores.size();
-  }
-  write_dataset(path, f, "answer_scores", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, scores.data(), scores.size(), true);
-  write_dataset(path, f, "answer_scores_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, score_offsets.data(),
-                score_offsets.size(), true);
-
-  // --- ragged: rewritten_questions / rewritten_answers [total turns] + rewritten_offsets [n + 1]
-  std::vector<const char*> questions, answers;  // borrowed pointers into rows
-  std::vector<std::uint64_t> rewritten_offsets(n + 1, 0);
-  for (std::size_t i = 0; i < n; ++i) {
-    for (const std::string& s : rows[i].rewritten_questions) questions.push_back(s.c_str());
-    for (const std::string& s : rows[i].rewritten_answers) answers.push_back(s.c_str());
-    rewritten_offsets[i + 1] = questions.size();  // == answers.size(), checked in check_rows
-  }
-  write_string_dataset(path, f, "rewritten_questions", questions);
-  write_string_dataset(path, f, "rewritten_answers", answers);
-  write_dataset(path, f, "rewritten_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, rewritten_offsets.data(),
-                rewritten_offsets.size(), true);
-
-  if (file.close() < 0) fail_hdf5(path, "closing temporary file " + tmp_path + " failed");
+  column.length = new_length;
 }
 
 void fsync_path(const std::string& path, const std::string& target, bool directory) {
@@ -406,7 +409,8 @@ ShardFile open_shard_file(const std::string& path) {
   if (fs::is_directory(path, ec)) fail(path, "is a directory, not a shard file");
   ShardFile shard;
   shard.path = path;
-  shard.file = Hid(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  Hid fapl = make_file_access_properties(path);
+  shard.file = Hid(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose);
   if (!shard.file.valid()) fail_hdf5(path, "cannot open as an HDF5 file (damaged, truncated or not HDF5)");
   if (H5Fget_filesize(shard.file.get(), &shard.file_size) < 0) fail_hdf5(path, "reading the file size failed");
   return shard;
@@ -535,7 +539,11 @@ Column open_column(const ShardFile& shard, const char* name, H5T_class_t expecte
   htri_t exists = H5Lexists(shard.file.get(), name, H5P_DEFAULT);
   if (exists < 0) fail_hdf5(shard.path, "looking up " + where + " failed");
   if (exists == 0) fail(shard.path, where + " is missing");
-  column.dset = Hid(H5Dopen2(shard.file.get(), name, H5P_DEFAULT), H5Dclose);
+  Hid dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+  if (!dapl.valid() || H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, kReadChunkCacheBytes, 1.0) < 0) {
+    fail_hdf5(shard.path, "opening " + where + " failed (dataset access properties)");
+  }
+  column.dset = Hid(H5Dopen2(shard.file.get(), name, dapl.get()), H5Dclose);
   if (!column.dset.valid()) fail_hdf5(shard.path, "opening " + where + " failed (is it a dataset?)");
 
   Hid type(H5Dget_type(column.dset.get()), H5Tclose);
@@ -572,29 +580,39 @@ void expect_length(const ShardFile& shard, const Column& column, hsize_t expecte
   }
 }
 
-// Reads all of a fixed-size column into `out` ([column.length] elements of `mem_type`).
-void read_fixed(const ShardFile& shard, const Column& column, hid_t mem_type, void* out) {
-  if (column.length == 0) return;
-  if (H5Dread(column.dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-    fail_hdf5(shard.path, "reading dataset '" + column.name + "' failed");
+// Reads elements [begin, begin + count) of a fixed-size column into `out` (`count`
+// elements of `mem_type`). The range must lie within the column.
+void read_fixed(const ShardFile& shard, const Column& column, hid_t mem_type, hsize_t begin, hsize_t count,
+                void* out) {
+  if (count == 0) return;
+  const std::string step = "reading dataset '" + column.name + "' failed";
+  Hid file_space(H5Dget_space(column.dset.get()), H5Sclose);
+  if (!file_space.valid() ||
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &begin, nullptr, &count, nullptr) < 0) {
+    fail_hdf5(shard.path, step + " (selecting rows)");
+  }
+  Hid mem_space = make_space_1d(shard.path, count);
+  if (H5Dread(column.dset.get(), mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
+    fail_hdf5(shard.path, step);
   }
 }
 
-// Reads the elements of a string column at `positions` (ascending is fastest) and
-// appends them to `out` in the same order, in blocks of kStringReadBlock.
-// positions == nullptr reads the whole column [0, column.length).
-void read_strings(const ShardFile& shard, const Column& column, const hsize_t* positions, hsize_t count,
-                  std::vector<std::string>& out) {
+// Reads string elements of a column and appends them to `out`, in blocks of
+// kStringReadBlock: the elements at `positions` (ascending is fastest), or, when
+// positions == nullptr, the elements [begin, begin + count).
+void read_strings(const ShardFile& shard, const Column& column, const hsize_t* positions, hsize_t begin,
+                  hsize_t count, std::vector<std::string>& out) {
   const std::string step = "reading dataset '" + column.name + "' failed";
   Hid mem_type = make_vlen_string_type(shard.path);
   Hid file_space(H5Dget_space(column.dset.get()), H5Sclose);
   if (!file_space.valid()) fail_hdf5(shard.path, step);
   out.reserve(out.size() + count);
-  for (hsize_t start = 0; start < count; start += kStringReadBlock) {
-    const hsize_t block = std::min(kStringReadBlock, count - start);
+  for (hsize_t done = 0; done < count; done += kStringReadBlock) {
+    const hsize_t block = std::min(kStringReadBlock, count - done);
+    const hsize_t start = begin + done;
     herr_t selected = positions == nullptr
         ? H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &block, nullptr)
-        : H5Sselect_elements(file_space.get(), H5S_SELECT_SET, block, positions + start);
+        : H5Sselect_elements(file_space.get(), H5S_SELECT_SET, block, positions + done);
     if (selected < 0) fail_hdf5(shard.path, step + " (selecting rows)");
     Hid mem_space = make_space_1d(shard.path, block);
     VlenStrings strings(mem_type.get(), mem_space.get(), block);
@@ -606,26 +624,30 @@ void read_strings(const ShardFile& shard, const Column& column, const hsize_t* p
   }
 }
 
-// Reads an offsets column ([n + 1] uint64) and checks it starts at 0, never
-// decreases and ends at `values_length`.
-std::vector<std::uint64_t> read_offsets(const ShardFile& shard, const char* name, hsize_t n,
-                                        hsize_t values_length, const char* values_name) {
-  Column column = open_column(shard, name, H5T_INTEGER);
-  expect_length(shard, column, n + 1, "one more than the rows");
-  std::vector<std::uint64_t> offsets(column.length);
-  read_fixed(shard, column, H5T_NATIVE_UINT64, offsets.data());
-  const std::string where = std::string("dataset '") + name + "'";
-  if (offsets[0] != 0) fail(shard.path, where + " does not start at 0");
-  for (hsize_t i = 0; i < n; ++i) {
-    if (offsets[i + 1] < offsets[i]) {
+// Reads entries [begin, end] of an offsets column of n + 1 entries (rows [begin, end))
+// and checks them: the column starts at 0, never decreases within the range, points
+// no further than `values_length` and ends at `values_length` (entries 0 and n are read
+// for that when outside the range). Messages name file rows.
+std::vector<std::uint64_t> read_offsets(const ShardFile& shard, const Column& column, hsize_t n, hsize_t begin,
+                                        hsize_t end, hsize_t values_length, const char* values_name) {
+  std::vector<std::uint64_t> offsets(end - begin + 1);  // offsets[i - begin] for i in [begin, end]
+  read_fixed(shard, column, H5T_NATIVE_UINT64, begin, offsets.size(), offsets.data());
+  const std::string where = "dataset '" + column.name + "'";
+  std::uint64_t first = offsets.front();
+  if (begin != 0) read_fixed(shard, column, H5T_NATIVE_UINT64, 0, 1, &first);
+  if (first != 0) fail(shard.path, where + " does not start at 0");
+  for (hsize_t i = begin; i < end; ++i) {
+    if (offsets[i + 1 - begin] < offsets[i - begin]) {
       fail(shard.path, where + " decreases at row " + std::to_string(i));
     }
-    if (offsets[i + 1] > values_length) {
+    if (offsets[i + 1 - begin] > values_length) {
       fail(shard.path, where + " points past the end of '" + values_name + "' at row " + std::to_string(i));
     }
   }
-  if (offsets[n] != values_length) {
-    fail(shard.path, where + " ends at " + std::to_string(offsets[n]) + " but '" + values_name + "' has " +
+  std::uint64_t last = offsets.back();
+  if (end != n) read_fixed(shard, column, H5T_NATIVE_UINT64, n, 1, &last);
+  if (last != values_length) {
+    fail(shard.path, where + " ends at " + std::to_string(last) + " but '" + values_name + "' has " +
                          std::to_string(values_length) + " elements");
   }
   return offsets;
@@ -634,37 +656,350 @@ std::vector<std::uint64_t> read_offsets(const ShardFile& shard, const char* name
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// Public functions
+// ShardWriter
 
-void write_shard(const std::string& path, const ShardMeta& meta, const std::vector<ShardRow>& rows) {
-  check_rows(path, meta, rows);  // std::invalid_argument before anything touches the disk
+struct ShardWriter::Impl {
+  enum class State { open, committed, failed };
+
+  std::string path;
+  std::string tmp_path;
+  std::string parent;                      // folder that receives the rename ("." when none)
+  Hid file;
+  Hid string_type;                         // variable-length UTF-8, the memory type of string columns
+  std::vector<OutColumn> columns;          // [kColumnCount], by ColumnId
+  std::uint64_t rows = 0;                  // rows appended so far
+  State state = State::open;
+
+  ~Impl() {
+    columns.clear();  // datasets first: with H5F_CLOSE_SEMI the file closes only without open objects
+    string_type.close();
+    file.close();
+    if (state != State::committed && !tmp_path.empty()) {
+      std::error_code ignored;
+      fs::remove(tmp_path, ignored);
+    }
+  }
+
+  void require_open(const char* what) const {
+    if (state == State::committed) throw std::logic_error("ShardWriter " + path + ": " + what + " after commit");
+    if (state == State::failed) fail(path, std::string(what) + " refused: an earlier write to this shard failed");
+  }
+
+  void append(const std::vector<ShardRow>& block) {
+    const std::size_t k = block.size();
+    if (k == 0) return;
+
+    std::vector<std::uint64_t> index(k);
+    std::vector<double> question_score(k), answer_score(k);
+    std::vector<std::int8_t> selected_questions(k), selected_answers(k), kept(k), truncated(k);
+    std::vector<std::int64_t> global_rank(k);
+    for (std::size_t i = 0; i < k; ++i) {
+      const ShardRow& row = block[i];
+      index[i] = row.index;
+      question_score[i] = row.question_score;
+      answer_score[i] = row.answer_score;
+      selected_questions[i] = row.selected_questions;
+      selected_answers[i] = row.selected_answers;
+      kept[i] = row.kept;
+      truncated[i] = row.truncated;
+      global_rank[i] = row.global_rank;
+    }
+    append_column(path, columns[kIndex], index.data(), k);
+
+    std::vector<const char*> text(k);  // [k] borrowed pointers into `block`
+    auto write_text = [&](int id, std::string ShardRow::*field) {
+      for (std::size_t i = 0; i < k; ++i) text[i] = (block[i].*field).c_str();
+      append_column(path, columns[std::size_t(id)], text.data(), k);
+    };
+    write_text(kKey, &ShardRow::key);
+    write_text(kId, &ShardRow::id);
+    write_text(kSubset, &ShardRow::subset);
+    write_text(kStatus, &ShardRow::status);
+    write_text(kReason, &ShardRow::reason);
+    write_text(kMessage, &ShardRow::message);
+    write_text(kImage, &ShardRow::image);
+    write_text(kRecord, &ShardRow::record);
+
+    append_column(path, columns[kQuestionScore], question_score.data(), k);
+    append_column(path, columns[kAnswerScore], answer_score.data(), k);
+    append_column(path, columns[kSelectedQuestions], selected_questions.data(), k);
+    append_column(path, columns[kSelectedAnswers], selected_answers.data(), k);
+    append_column(path, columns[kKept], kept.data(), k);
+    append_column(path, columns[kTruncated], truncated.data(), k);
+    append_column(path, columns[kGlobalRank], global_rank.data(), k);
+
+    // Ragged columns: the values of this block, and offsets continuing the file's.
+    std::vector<float> scores;
+    std::vector<std::uint64_t> score_offsets(k);  // [k] end of each row's values in the file
+    std::uint64_t score_end = columns[kAnswerScores].length;
+    for (std::size_t i = 0; i < k; ++i) {
+      scores.insert(scores.end(), block[i].answer_scores.begin(), block[i].answer_scores.end());
+      score_offsets[i] = score_end + scores.size();
+    }
+    append_column(path, columns[kAnswerScores], scores.data(), scores.size());
+    append_column(path, columns[kAnswerScoresOffsets], score_offsets.data(), k);
+
+    std::vector<const char*> questions, answers;  // borrowed pointers into `block`
+    std::vector<std::uint64_t> rewritten_offsets(k);
+    std::uint64_t rewritten_end = columns[kRewrittenQuestions].length;
+    for (std::size_t i = 0; i < k; ++i) {
+      for (const std::string& s : block[i].rewritten_questions) questions.push_back(s.c_str());
+      for (const std::string& s : block[i].rewritten_answers) answers.push_back(s.c_str());
+      rewritten_offsets[i] = rewritten_end + questions.size();  // == answers, checked in check_rows
+    }
+    append_column(path, columns[kRewrittenQuestions], questions.data(), questions.size());
+    append_column(path, columns[kRewrittenAnswers], answers.data(), answers.size());
+    append_column(path, columns[kRewrittenOffsets], rewritten_offsets.data(), k);
+    rows += k;
+  }
+
+  void write_attributes(const ShardMeta& meta) {
+    const hid_t f = file.get();
+    const std::int32_t schema_version = kShardSchemaVersion;
+    const std::int32_t rank = meta.rank;
+    const std::int32_t world_size = meta.world_size;
+    const std::uint64_t input_records = meta.input_records;
+    write_string_attr(path, f, "format", kFormat);
+    write_number_attr(path, f, "schema_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &schema_version);
+    write_string_attr(path, f, "align2_version", meta.align2_version);
+    write_string_attr(path, f, "config_fingerprint", meta.config_fingerprint);
+    write_string_attr(path, f, "input_fingerprint", meta.input_fingerprint);
+    write_string_attr(path, f, "stage", meta.stage);
+    write_number_attr(path, f, "rank", H5T_STD_I32LE, H5T_NATIVE_INT32, &rank);
+    write_number_attr(path, f, "world_size", H5T_STD_I32LE, H5T_NATIVE_INT32, &world_size);
+    write_number_attr(path, f, "input_records", H5T_STD_U64LE, H5T_NATIVE_UINT64, &input_records);
+    write_string_attr(path, f, "stage_summary_json", meta.stage_summary_json);
+    write_string_attr(path, f, "timings_json", meta.timings_json);
+  }
+};
+
+ShardWriter::ShardWriter(const std::string& path, std::uint64_t expected_rows) : impl_(std::make_unique<Impl>()) {
   ErrorPrintingOff quiet;
-
+  Impl& w = *impl_;
+  w.path = path;
   const fs::path parent = fs::path(path).parent_path();
+  w.parent = parent.empty() ? std::string(".") : parent.string();
   if (!parent.empty()) {
     std::error_code ec;
     fs::create_directories(parent, ec);
     if (ec) fail(path, "creating parent folder " + parent.string() + " failed: " + ec.message());
   }
 
+  Hid fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+  // No timestamps on the root group either. (With 1.10.8 and the default file format
+  // the root group gets none anyway; the datasets' dcpl setting is the one that matters.)
+  if (!fcpl.valid() || H5Pset_obj_track_times(fcpl.get(), false) < 0) {
+    fail_hdf5(path, "setting file creation properties failed");
+  }
+  Hid fapl = make_file_access_properties(path);
   const std::string tmp_path = path + ".tmp-" + std::to_string(::getpid());
+  w.file = Hid(H5Fcreate(tmp_path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
+  if (!w.file.valid()) fail_hdf5(path, "creating temporary file " + tmp_path + " failed");
+  w.tmp_path = tmp_path;  // from here on ~Impl removes it unless committed
+
+  w.string_type = make_vlen_string_type(path);
+  const hsize_t chunk = hsize_t(std::max<std::uint64_t>(1, std::min<std::uint64_t>(expected_rows, kChunkRows)));
+  w.columns.resize(kColumnCount);
+  for (int id = 0; id < kColumnCount; ++id) {
+    const ColumnSpec spec = column_spec(id);
+    const bool text = spec.type_class == H5T_STRING;
+    OutColumn& column = w.columns[std::size_t(id)];
+    column.name = spec.name;
+    column.mem_type = text ? w.string_type.get() : spec.mem_type;
+    column.dset = create_column(path, w.file.get(), spec.name, text ? w.string_type.get() : spec.file_type, chunk,
+                                spec.shuffle);
+  }
+  // Offsets columns hold N + 1 entries: the leading 0 is there from the start.
+  const std::uint64_t zero = 0;
+  append_column(path, w.columns[kAnswerScoresOffsets], &zero, 1);
+  append_column(path, w.columns[kRewrittenOffsets], &zero, 1);
+}
+
+ShardWriter::ShardWriter(ShardWriter&&) noexcept = default;
+ShardWriter& ShardWriter::operator=(ShardWriter&&) noexcept = default;
+
+ShardWriter::~ShardWriter() {
+  if (impl_) {
+    ErrorPrintingOff quiet;
+    impl_.reset();
+  }
+}
+
+std::uint64_t ShardWriter::rows_written() const { return impl_->rows; }
+
+const std::string& ShardWriter::path() const { return impl_->path; }
+
+void ShardWriter::append(const std::vector<ShardRow>& rows) {
+  Impl& w = *impl_;
+  w.require_open("append");
+  check_rows(w.path, rows, w.rows);  // std::invalid_argument before anything of the block is written
+  ErrorPrintingOff quiet;
   try {
-    write_shard_file(path, tmp_path, meta, rows);
-    fsync_path(path, tmp_path, false);
-    if (std::rename(tmp_path.c_str(), path.c_str()) != 0) {
-      fail(path, "renaming " + tmp_path + " over it failed: " + std::strerror(errno));
-    }
+    w.append(rows);
   } catch (...) {
-    std::error_code ignored;
-    fs::remove(tmp_path, ignored);
+    w.state = Impl::State::failed;
     throw;
   }
+}
+
+void ShardWriter::commit(const ShardMeta& meta) {
+  Impl& w = *impl_;
+  w.require_open("commit");
+  check_meta(w.path, meta);  // std::invalid_argument; the writer stays open
+  ErrorPrintingOff quiet;
+  try {
+    w.write_attributes(meta);
+    for (OutColumn& column : w.columns) {
+      if (column.dset.close() < 0) fail_hdf5(w.path, std::string("writing dataset '") + column.name + "' failed");
+    }
+    w.string_type.close();
+    if (w.file.close() < 0) fail_hdf5(w.path, "closing temporary file " + w.tmp_path + " failed");
+    fsync_path(w.path, w.tmp_path, false);
+    if (std::rename(w.tmp_path.c_str(), w.path.c_str()) != 0) {
+      fail(w.path, "renaming " + w.tmp_path + " over it failed: " + std::strerror(errno));
+    }
+  } catch (...) {
+    w.state = Impl::State::failed;  // ~Impl removes the temporary
+    throw;
+  }
+  w.state = Impl::State::committed;
   // The rename is done; making it durable is best effort (the file is in place either way).
   try {
-    fsync_path(path, parent.empty() ? std::string(".") : parent.string(), true);
+    fsync_path(w.path, w.parent, true);
   } catch (const std::runtime_error&) {
   }
 }
+
+void write_shard(const std::string& path, const ShardMeta& meta, const std::vector<ShardRow>& rows) {
+  // std::invalid_argument before anything touches the disk
+  check_meta(path, meta);
+  check_rows(path, rows, 0);
+  ShardWriter writer(path, rows.size());
+  writer.append(rows);
+  writer.commit(meta);
+}
+
+// ---------------------------------------------------------------------------
+// ShardReader
+
+struct ShardReader::Impl {
+  ShardFile shard;
+  ShardMeta meta;
+  std::vector<Column> columns;  // [kColumnCount], by ColumnId
+  hsize_t n = 0;                // rows
+};
+
+ShardReader::ShardReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
+  ErrorPrintingOff quiet;
+  Impl& r = *impl_;
+  r.shard = open_shard_file(path);
+  r.meta = read_meta(r.shard);
+  r.columns.resize(kColumnCount);
+  // Opened in file order; `index` fixes the row count n, which the others must match.
+  for (int id = 0; id < kColumnCount; ++id) {
+    const ColumnSpec spec = column_spec(id);
+    Column& column = r.columns[std::size_t(id)];
+    column = open_column(r.shard, spec.name, spec.type_class);
+    if (id == kIndex) r.n = column.length;
+    if (id == kAnswerScoresOffsets || id == kRewrittenOffsets) {
+      expect_length(r.shard, column, r.n + 1, "one more than the rows");
+    } else if (id == kRewrittenAnswers) {
+      expect_length(r.shard, column, r.columns[kRewrittenQuestions].length, "as many as rewritten_questions");
+    } else if (id != kAnswerScores && id != kRewrittenQuestions) {
+      expect_length(r.shard, column, r.n, "one per row");
+    }
+  }
+}
+
+ShardReader::ShardReader(ShardReader&&) noexcept = default;
+ShardReader& ShardReader::operator=(ShardReader&&) noexcept = default;
+ShardReader::~ShardReader() = default;
+
+const ShardMeta& ShardReader::meta() const { return impl_->meta; }
+std::uint64_t ShardReader::rows() const { return impl_->n; }
+const std::string& ShardReader::path() const { return impl_->shard.path; }
+
+std::vector<ShardRow> ShardReader::read_rows(std::uint64_t begin, std::uint64_t end,
+                                             const ShardReadOptions& options) const {
+  ErrorPrintingOff quiet;
+  const Impl& r = *impl_;
+  const ShardFile& shard = r.shard;
+  if (begin > end || end > r.n) {
+    fail(shard.path, "read_rows: rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                         ") are out of range (the shard has " + std::to_string(r.n) + " rows)");
+  }
+  const hsize_t k = end - begin;
+  std::vector<ShardRow> rows(k);
+  auto column = [&](int id) -> const Column& { return r.columns[std::size_t(id)]; };
+
+  {
+    std::vector<std::uint64_t> values(k);  // [k]
+    read_fixed(shard, column(kIndex), H5T_NATIVE_UINT64, begin, k, values.data());
+    for (hsize_t i = 0; i < k; ++i) rows[i].index = values[i];
+  }
+  auto read_text = [&](int id, std::string ShardRow::*field) {
+    std::vector<std::string> values;  // [k]
+    read_strings(shard, column(id), nullptr, begin, k, values);
+    for (hsize_t i = 0; i < k; ++i) rows[i].*field = std::move(values[i]);
+  };
+  read_text(kKey, &ShardRow::key);
+  read_text(kId, &ShardRow::id);
+  read_text(kSubset, &ShardRow::subset);
+  read_text(kStatus, &ShardRow::status);
+  read_text(kReason, &ShardRow::reason);
+  read_text(kMessage, &ShardRow::message);
+  read_text(kImage, &ShardRow::image);
+  if (options.records) read_text(kRecord, &ShardRow::record);
+
+  auto read_number = [&](int id, hid_t mem_type, auto field) {
+    using T = std::remove_reference_t<decltype(rows[0].*field)>;
+    std::vector<T> values(k);  // [k]
+    read_fixed(shard, column(id), mem_type, begin, k, values.data());
+    for (hsize_t i = 0; i < k; ++i) rows[i].*field = values[i];
+  };
+  read_number(kQuestionScore, H5T_NATIVE_DOUBLE, &ShardRow::question_score);
+  read_number(kAnswerScore, H5T_NATIVE_DOUBLE, &ShardRow::answer_score);
+  read_number(kSelectedQuestions, H5T_NATIVE_INT8, &ShardRow::selected_questions);
+  read_number(kSelectedAnswers, H5T_NATIVE_INT8, &ShardRow::selected_answers);
+  read_number(kKept, H5T_NATIVE_INT8, &ShardRow::kept);
+  read_number(kTruncated, H5T_NATIVE_INT8, &ShardRow::truncated);
+  read_number(kGlobalRank, H5T_NATIVE_INT64, &ShardRow::global_rank);
+
+  {
+    const Column& scores = column(kAnswerScores);
+    std::vector<std::uint64_t> offsets =  // [k + 1] file offsets of rows begin..end
+        read_offsets(shard, column(kAnswerScoresOffsets), r.n, begin, end, scores.length, "answer_scores");
+    std::vector<float> values(offsets[k] - offsets[0]);  // this range's values
+    read_fixed(shard, scores, H5T_NATIVE_FLOAT, offsets[0], values.size(), values.data());
+    for (hsize_t i = 0; i < k; ++i) {
+      rows[i].answer_scores.assign(values.begin() + std::ptrdiff_t(offsets[i] - offsets[0]),
+                                   values.begin() + std::ptrdiff_t(offsets[i + 1] - offsets[0]));
+    }
+  }
+
+  {
+    const Column& questions = column(kRewrittenQuestions);
+    std::vector<std::uint64_t> offsets = read_offsets(shard, column(kRewrittenOffsets), r.n, begin, end,
+                                                      questions.length, "rewritten_questions");
+    const hsize_t turns = offsets[k] - offsets[0];
+    std::vector<std::string> q, a;  // [turns] each
+    read_strings(shard, questions, nullptr, offsets[0], turns, q);
+    read_strings(shard, column(kRewrittenAnswers), nullptr, offsets[0], turns, a);
+    for (hsize_t i = 0; i < k; ++i) {
+      const std::ptrdiff_t from = std::ptrdiff_t(offsets[i] - offsets[0]);
+      const std::ptrdiff_t to = std::ptrdiff_t(offsets[i + 1] - offsets[0]);
+      ShardRow& row = rows[i];
+      row.rewritten_questions.assign(std::make_move_iterator(q.begin() + from),
+                                     std::make_move_iterator(q.begin() + to));
+      row.rewritten_answers.assign(std::make_move_iterator(a.begin() + from),
+                                   std::make_move_iterator(a.begin() + to));
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------
+// Public functions
 
 ShardMeta read_shard_meta(const std::string& path) {
   ErrorPrintingOff quiet;
@@ -673,96 +1008,18 @@ ShardMeta read_shard_meta(const std::string& path) {
 }
 
 ShardData read_shard(const std::string& path, const ShardReadOptions& options) {
-  ErrorPrintingOff quiet;
-  ShardFile shard = open_shard_file(path);
+  ShardReader reader(path);
   ShardData data;
-  data.meta = read_meta(shard);
-
-  // `index` fixes the row count n; every per-row column must have n elements.
-  Column index = open_column(shard, "index", H5T_INTEGER);
-  const hsize_t n = index.length;
-  std::vector<std::uint64_t> index_values(n);
-  read_fixed(shard, index, H5T_NATIVE_UINT64, index_values.data());
-  data.rows.resize(n);
-  for (hsize_t i = 0; i < n; ++i) data.rows[i].index = index_values[i];
-  index_values = {};
-
-  auto read_text_column = [&](const char* name, std::string ShardRow::*field, bool read) {
-    Column column = open_column(shard, name, H5T_STRING);
-    expect_length(shard, column, n, "one per row");
-    if (!read) return;
-    std::vector<std::string> values;
-    read_strings(shard, column, nullptr, n, values);
-    for (hsize_t i = 0; i < n; ++i) data.rows[i].*field = std::move(values[i]);
-  };
-  read_text_column("key", &ShardRow::key, true);
-  read_text_column("id", &ShardRow::id, true);
-  read_text_column("subset", &ShardRow::subset, true);
-  read_text_column("status", &ShardRow::status, true);
-  read_text_column("reason", &ShardRow::reason, true);
-  read_text_column("message", &ShardRow::message, true);
-  read_text_column("image", &ShardRow::image, true);
-  read_text_column("record", &ShardRow::record, options.records);
-
-  auto read_double_column = [&](const char* name, double ShardRow::*field) {
-    Column column = open_column(shard, name, H5T_FLOAT);
-    expect_length(shard, column, n, "one per row");
-    std::vector<double> values(n);  // [n]
-    read_fixed(shard, column, H5T_NATIVE_DOUBLE, values.data());
-    for (hsize_t i = 0; i < n; ++i) data.rows[i].*field = values[i];
-  };
-  read_double_column("question_score", &ShardRow::question_score);
-  read_double_column("answer_score", &ShardRow::answer_score);
-
-  auto read_int8_column = [&](const char* name, std::int8_t ShardRow::*field) {
-    Column column = open_column(shard, name, H5T_INTEGER);
-    expect_length(shard, column, n, "one per row");
-    std::vector<std::int8_t> values(n);  // [n]
-    read_fixed(shard, column, H5T_NATIVE_INT8, values.data());
-    for (hsize_t i = 0; i < n; ++i) data.rows[i].*field = values[i];
-  };
-  read_int8_column("selected_questions", &ShardRow::selected_questions);
-  read_int8_column("selected_answers", &ShardRow::selected_answers);
-  read_int8_column("kept", &ShardRow::kept);
-  read_int8_column("truncated", &ShardRow::truncated);
-
-  {
-    Column column = open_column(shard, "global_rank", H5T_INTEGER);
-    expect_length(shard, column, n, "one per row");
-    std::vector<std::int64_t> values(n);  // [n]
-    read_fixed(shard, column, H5T_NATIVE_INT64, values.data());
-    for (hsize_t i = 0; i < n; ++i) data.rows[i].global_rank = values[i];
-  }
-
-  {
-    Column scores = open_column(shard, "answer_scores", H5T_FLOAT);
-    std::vector<std::uint64_t> offsets =
-        read_offsets(shard, "answer_scores_offsets", n, scores.length, "answer_scores");
-    std::vector<float> values(scores.length);  // [total turns], row i: [offsets[i], offsets[i+1])
-    read_fixed(shard, scores, H5T_NATIVE_FLOAT, values.data());
-    for (hsize_t i = 0; i < n; ++i) {
-      data.rows[i].answer_scores.assign(values.begin() + offsets[i], values.begin() + offsets[i + 1]);
-    }
-  }
-
-  {
-    Column questions = open_column(shard, "rewritten_questions", H5T_STRING);
-    Column answers = open_column(shard, "rewritten_answers", H5T_STRING);
-    expect_length(shard, answers, questions.length, "as many as rewritten_questions");
-    std::vector<std::uint64_t> offsets =
-        read_offsets(shard, "rewritten_offsets", n, questions.length, "rewritten_questions");
-    std::vector<std::string> q, a;  // [total turns] each
-    read_strings(shard, questions, nullptr, questions.length, q);
-    read_strings(shard, answers, nullptr, answers.length, a);
-    for (hsize_t i = 0; i < n; ++i) {
-      ShardRow& row = data.rows[i];
-      row.rewritten_questions.assign(std::make_move_iterator(q.begin() + offsets[i]),
-                                     std::make_move_iterator(q.begin() + offsets[i + 1]));
-      row.rewritten_answers.assign(std::make_move_iterator(a.begin() + offsets[i]),
-                                   std::make_move_iterator(a.begin() + offsets[i + 1]));
-    }
-  }
+  data.meta = reader.meta();
+  data.rows = reader.read_rows(0, reader.rows(), options);
   return data;
+}
+
+std::uint64_t shard_row_count(const std::string& path) { return ShardReader(path).rows(); }
+
+std::vector<ShardRow> read_shard_rows(const std::string& path, std::uint64_t begin, std::uint64_t end,
+                                      const ShardReadOptions& options) {
+  return ShardReader(path).read_rows(begin, end, options);
 }
 
 std::vector<std::string> read_shard_records(const std::string& path, const std::vector<std::uint64_t>& rows) {
@@ -786,7 +1043,7 @@ std::vector<std::string> read_shard_records(const std::string& path, const std::
   for (std::size_t i = 0; i < order.size(); ++i) positions[i] = rows[order[i]];
 
   std::vector<std::string> sorted;
-  read_strings(shard, record, positions.data(), positions.size(), sorted);
+  read_strings(shard, record, positions.data(), 0, positions.size(), sorted);
   std::vector<std::string> result(rows.size());
   for (std::size_t i = 0; i < order.size(); ++i) result[order[i]] = std::move(sorted[i]);
   return result;

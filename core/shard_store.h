@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,13 +69,53 @@ struct ShardReadOptions {
   bool records = true;  // false: leave ShardRow::record empty (merge reads it later, only for kept rows)
 };
 
+// `expected_rows` of a ShardWriter that does not know how many rows it will get.
+constexpr std::uint64_t kUnknownRowCount = std::numeric_limits<std::uint64_t>::max();
+
+// RAII owner of one shard file being written: rows are appended in blocks, attributes and
+// the rename into place happen in commit(). Destroyed without commit: the temporary is removed.
+// Memory holds one block at a time (plus HDF5's fixed-size caches), never the whole file.
+//
+//   ShardWriter out(path, expected);           // creates "<path>.tmp-<pid>" (parent folders too)
+//   for (...) out.append(block);               // rows in file order, any number of blocks
+//   out.commit(meta);                          // attributes, close, fsync, rename over path
+//
+// `expected_rows` sets only the chunk length of the datasets (min(expected_rows, 4096), at
+// least 1; 4096 when unknown): pass the row count when known, so that small files stay small.
+// The file's content does not depend on it. The same rows appended in the same blocks with the
+// same `expected_rows` give byte-identical files. Errors: std::runtime_error naming `path`
+// (the file system or HDF5 failed; the writer is then unusable and commit throws too);
+// std::invalid_argument, before anything of the block is written, for the caller bugs that
+// write_shard refuses (the writer stays usable; commit checks the meta alike); std::logic_error
+// for append or commit after commit. Not thread-safe; one writer per path at a time. A
+// moved-from writer may only be destroyed or assigned to.
+class ShardWriter {
+ public:
+  explicit ShardWriter(const std::string& path, std::uint64_t expected_rows = kUnknownRowCount);
+  ShardWriter(ShardWriter&&) noexcept;
+  ShardWriter& operator=(ShardWriter&&) noexcept;
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
+  ~ShardWriter();
+
+  void append(const std::vector<ShardRow>& rows);  // any number of times, rows in file order
+  void commit(const ShardMeta& meta);              // once; afterwards the writer only reports
+  std::uint64_t rows_written() const;
+  const std::string& path() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // Writes `rows` to `path` atomically: into "<path>.tmp-<pid>", then renamed over `path`.
 // Creates parent folders. Throws std::runtime_error naming the path on any failure;
 // on failure no file exists at `path` that was not there before.
 // Throws std::invalid_argument, before touching the disk, for caller bugs: a row whose
 // rewritten_questions and rewritten_answers differ in length, a string holding a NUL
 // byte (HDF5 strings are NUL-terminated), or meta.schema_version != kShardSchemaVersion.
-// Equal inputs give byte-identical files.
+// Equal inputs give byte-identical files. It is ShardWriter(path, rows.size()), one append
+// and commit.
 void write_shard(const std::string& path, const ShardMeta& meta, const std::vector<ShardRow>& rows);
 
 // Reads a whole shard. Throws std::runtime_error naming the path when the file is
@@ -84,6 +125,38 @@ ShardData read_shard(const std::string& path, const ShardReadOptions& options = 
 
 // Reads only the file attributes (with the same `format` / `schema_version` checks).
 ShardMeta read_shard_meta(const std::string& path);
+
+// RAII reader of one shard for reading it in row ranges (blocks) without loading the whole
+// file. The constructor does read_shard's checks on the attributes and on every dataset's
+// type and length; read_rows checks the offsets it uses (start at 0, never decrease within
+// the range, stay within the values, end at the values' length). Errors: std::runtime_error
+// naming the path, with read_shard's messages.
+class ShardReader {
+ public:
+  explicit ShardReader(const std::string& path);
+  ShardReader(ShardReader&&) noexcept;
+  ShardReader& operator=(ShardReader&&) noexcept;
+  ShardReader(const ShardReader&) = delete;
+  ShardReader& operator=(const ShardReader&) = delete;
+  ~ShardReader();
+
+  const ShardMeta& meta() const;
+  std::uint64_t rows() const;  // N
+  const std::string& path() const;
+  // Rows [begin, end) of the file, 0 <= begin <= end <= rows().
+  std::vector<ShardRow> read_rows(std::uint64_t begin, std::uint64_t end, const ShardReadOptions& options = {}) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The shard's row count N (with ShardReader's checks).
+std::uint64_t shard_row_count(const std::string& path);
+
+// Rows [begin, end) of the shard at `path` (ShardReader(path).read_rows(begin, end, options)).
+std::vector<ShardRow> read_shard_rows(const std::string& path, std::uint64_t begin, std::uint64_t end,
+                                      const ShardReadOptions& options = {});
 
 // Reads the `record` column for the given row positions (0-based rows of the file,
 // any order, repeats allowed); returns them in the order asked. Checks `format` and

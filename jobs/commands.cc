@@ -15,19 +15,29 @@ int run_train_reward(const Args&);
 int run_curate(const Args&);
 int run_preprocess(const Args&);
 int run_pairs(const Args&);
+int run_make_llava(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
-      {"curate", "--config job.json [--set key=value ...]",
+      {"curate", "--config job.json [--set key=value ...] [--force]",
        "run the Align2LLaVA cascade over a pool (alone, or under mpirun / srun)",
        "Rank 0 indexes the pool and every rank scores its cost-balanced share. Stage 1 keeps the\n"
        "top alpha of each subset by the question reward model (one sample per image), stage 2\n"
        "re-shards the survivors and keeps the top beta by the mean answer-model score over turns.\n"
        "Scores travel between ranks so every rank computes the same thresholds; each rank writes\n"
-       "its HDF5 shards and rank 0 merges them into output_dir: curated.json, scores.h5 and\n"
-       "summary.json. Every key of the job config is in docs/running.md; --set overrides any.",
+       "its HDF5 shards and rank 0 merges them into output_dir: curated.json, scores.h5,\n"
+       "summary.json and report.html (docs/report.md). Every key of the job config is in\n"
+       "docs/running.md; --set overrides any.\n"
+       "\n"
+       "Work is committed in chunks (chunk_records items) under output_dir/work: rerunning the same\n"
+       "command after a kill, a preemption or a crash skips what was committed and ends with the\n"
+       "same outputs as an uninterrupted run. An output_dir holding another run (the config, a model\n"
+       "or the pool changed) is refused unless --force, which discards that run's work. Rank 0\n"
+       "shows each stage's progress on stderr: a bar on a terminal, else a line every\n"
+       "progress_seconds.",
        {{"config", "FILE", "the job config (JSON)"},
-        {"set", "KEY=VALUE", "override a config key (value read as JSON when it parses)", true}},
+        {"set", "KEY=VALUE", "override a config key (value read as JSON when it parses)", true},
+        {"force", "", "discard the work of another run found in output_dir and start over"}},
        run_curate},
       {"inspect", "[--image-root DIR] [--json] [options] POOL...",
        "count records per subset and status, and show what is wrong with the invalid ones",
@@ -45,12 +55,12 @@ const std::vector<Command>& commands() {
         {"max-record-bytes", "N", "records longer than N bytes are invalid (default 16777216)"}},
        run_inspect},
       {"merge", "--output-dir DIR [SHARD...]",
-       "merge stage shards into curated.json, scores.h5 and summary.json",
+       "merge stage shards into curated.json, scores.h5, summary.json and report.html",
        "Reads the per-rank HDF5 shards of a run (default: every shard under DIR/shards),\n"
        "checks that every input record appears exactly once and that each stage holds exactly\n"
        "the records the stage before kept, orders the kept records globally (score descending,\n"
        "then key), and writes DIR/curated.json (LLaVA JSON, records verbatim), DIR/scores.h5\n"
-       "(every input record with all columns) and DIR/summary.json.",
+       "(every input record with all columns), DIR/summary.json and DIR/report.html.",
        {{"output-dir", "DIR", "where the outputs go (required)"}},
        run_merge},
       {"preprocess", "--out FILE.safetensors [--aspect pad|square] [--size N] IMAGE...",
@@ -124,8 +134,10 @@ const std::vector<Command>& commands() {
         {"dtype", "f32|bf16", "run dtype (default f32)"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_encode_image},
-      {"pairs", "--kind question|answer --input FILE [--augment-rate R] [--seed S] [--out PAIRS.jsonl]",
-       "build reward-model preference pairs from human-ranked candidates",
+      {"pairs", "--kind question|answer --input FILE [--augment-rate R] [--seed S] [--out PAIRS.jsonl]\n"
+                "       align2 pairs --from-pool --kind question|answer --input POOL [--negatives LIST] [--holdout R "
+                "--holdout-out FILE] [--per-candidate N] [--seed S] [--out PAIRS.jsonl]",
+       "build reward-model preference pairs from human rankings (or from a pool)",
        "Reads human preference annotations and writes one JSON line per (chosen, rejected) pair:\n"
        "group_id, record, turn, image, question (answer kind), chosen_text, rejected_text (the\n"
        "texts the reward model reads), chosen_score, rejected_score, augmented. The last line on\n"
@@ -146,13 +158,60 @@ const std::vector<Command>& commands() {
        "--augment-rate R adds, for each candidate with probability R, the pair (candidate,\n"
        "corrupted copy): words shuffled or dropped (question sets also: questions duplicated),\n"
        "drawn from a portable splitmix64 stream fixed by --seed and the candidate's position.\n"
-       "A bad record stops the command (exit 1) naming the file, record index, id and reason.",
+       "A bad record stops the command (exit 1) naming the file, record index, id and reason.\n"
+       "\n"
+       "--from-pool: POOL is a LLaVA pool (JSON array or JSONL, validated as `align2 inspect`\n"
+       "does) without human scores, and every negative is made from the pool: for --kind question\n"
+       "N pairs per valid record, chosen = its question set, rejected = a negative of it; for\n"
+       "--kind answer N pairs per (question, answer) turn, chosen = the real answer, rejected = a\n"
+       "negative answer to the same question (N = --per-candidate, default 1; the first pair draws\n"
+       "its negative, the next ones take the following kinds in turn). Negatives (--negatives, a\n"
+       "comma list, default all that apply): shuffle (words reordered), drop (some words kept),\n"
+       "duplicate (question sets: questions repeated), other_record (the question set, or a random\n"
+       "answer, of another record of the same split). --holdout R sends the pairs of round(R x N)\n"
+       "of the N valid records (a seeded choice) to --holdout-out, for train-reward --eval;\n"
+       "other_record negatives never cross the split. Lines are the generic pair form train-reward\n"
+       "reads ({\"id\", \"image\", \"question\" (answer kind), \"chosen\", \"rejected\", \"negative\",\n"
+       "\"record\", ...}); everything depends only on the pool and --seed. The last stdout line\n"
+       "counts records, pairs and negatives. These pairs teach a reward model to tell real data\n"
+       "from damaged data: a demo and smoke test, not the human preferences the paper trains on.",
        {{"kind", "question|answer", "which reward model the pairs train (required)"},
-        {"input", "FILE", "annotations or pairs, JSON array or JSONL (required)"},
+        {"input", "FILE", "annotations or pairs (or, with --from-pool, a LLaVA pool), JSON array or JSONL (required)"},
         {"augment-rate", "R", "probability in [0, 1] of a corruption pair per candidate (default 0)"},
-        {"seed", "S", "seed of the augmentation draws, unsigned 64-bit (default 0)"},
-        {"out", "FILE", "write the pair lines to FILE instead of stdout"}},
+        {"seed", "S", "seed of the augmentation (or --from-pool) draws, unsigned 64-bit (default 0)"},
+        {"out", "FILE", "write the pair lines to FILE instead of stdout"},
+        {"from-pool", "", "build pairs from a LLaVA pool with negatives made from it"},
+        {"negatives", "LIST", "--from-pool: allowed negatives, of shuffle,drop,duplicate,other_record (default all that apply)"},
+        {"per-candidate", "N", "--from-pool: pairs per record (question) or turn (answer), 1 to 64 (default 1)"},
+        {"holdout", "R", "--from-pool: share in [0, 0.99] of the records held out (default 0)"},
+        {"holdout-out", "FILE", "--from-pool: where the held-out pairs go (required with --holdout)"},
+        {"image-root", "DIR", "--from-pool: skip records whose image is not under DIR"}},
        run_pairs},
+      {"make-llava", "--llm DIR --output-dir DIR [--vision-layers N] [--vision-hidden N] [--image-size N] "
+                     "[--patch-size N] [--seed S]",
+       "build a LLaVA folder: a LLaMA plus a new, seeded vision tower and projector",
+       "Writes a LLaVA-1.5 model folder in the liuhaotian layout (docs/models.md) from a trained\n"
+       "LlamaForCausalLM folder: the LLaMA's weights (bytes unchanged), config and tokenizer.model,\n"
+       "an mlp2x_gelu projector (model.mm_projector.*) and a CLIP ViT vision tower in\n"
+       "DIR/clip-vision (CLIPVisionModel, quick_gelu; mm_vision_tower names it, found inside the\n"
+       "folder). The vision tower and the projector are initialised from --seed (transformers' CLIP\n"
+       "initialisation and torch.nn.Linear's, with uniform draws of the same spread from portable\n"
+       "splitmix64 streams): the same LLaMA and options give the same bytes on every machine. They\n"
+       "are NOT trained: the folder is a starting point for training (e.g. train-reward, which\n"
+       "trains the projector), or a small model for demos and tests, such as the demo's LLaVA around\n"
+       "Karpathy's stories260K. An image takes (image size / patch size)^2 positions of the LLaMA's\n"
+       "sequence; more than half of its max_position_embeddings is refused. The LLaMA's weights are\n"
+       "held in memory once while writing. DIR must be new or empty.",
+       {{"llm", "DIR", "LlamaForCausalLM folder: config.json, safetensors weights, tokenizer.model (required)"},
+        {"output-dir", "DIR", "the LLaVA folder to write, new or empty (required)"},
+        {"vision-layers", "N", "CLIP encoder layers (default 2)"},
+        {"vision-hidden", "N", "CLIP hidden size (default 64)"},
+        {"vision-intermediate", "N", "CLIP MLP size (default 4 x hidden)"},
+        {"vision-heads", "N", "CLIP attention heads, dividing the hidden size (default 4)"},
+        {"image-size", "N", "square input side in pixels (default 224)"},
+        {"patch-size", "N", "patch side in pixels, dividing the image size (default 32: 49 image tokens)"},
+        {"seed", "S", "seed of the initial weights, unsigned 64-bit (default 0)"}},
+       run_make_llava},
       {"score", "--kind question|answer --model DIR --input POOL --image-root DIR --output FILE.h5",
        "score every record of a pool with a reward model",
        "Runs the question reward model f(I, Q) (one score per record, over all its questions) or the\n"

@@ -35,11 +35,13 @@ int run_curate(const Args& args) {
     RewardScorer scorer(config.question_model, config.answer_model, config.image_root,
                         config.dtype == "bf16" ? at::kBFloat16 : at::kFloat);
     stage = "curate";
-    CurationResult r = run_curation(*comm, config, scorer);
+    CurationOptions options;
+    options.force = args.flag("force");
+    CurationResult r = run_curation(*comm, config, scorer, options);
     if (comm->rank() == 0)
-      std::cout << fmt::format("{} input records; {} kept by stage 1, {} by stage 2\n{}\n{}\n{}\n", r.input_records,
-                               r.stage1_kept, r.stage2_kept, r.merged.curated_path, r.merged.scores_path,
-                               r.merged.summary_path);
+      std::cout << fmt::format("{} input records; {} kept by stage 1, {} by stage 2\n{}\n{}\n{}\n{}\n",
+                               r.input_records, r.stage1_kept, r.stage2_kept, r.merged.curated_path,
+                               r.merged.scores_path, r.merged.summary_path, r.merged.report_path);
   } catch (const std::exception& e) {
     if (comm->size() > 1) abort_job(comm.get(), stage, e.what());
     throw;

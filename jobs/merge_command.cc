@@ -15,8 +15,8 @@ int run_merge(const Args& args) {
   if (shards.empty()) shards = find_shards(out);
   if (shards.empty()) throw UsageError(fmt::format("no SHARD given and none under {}/shards", out));
   MergeResult r = merge_shards(shards, out);
-  std::cout << fmt::format("merged {} shards: {} input records, {} kept\n{}\n{}\n{}\n", shards.size(),
-                           r.input_records, r.kept, r.curated_path, r.scores_path, r.summary_path);
+  std::cout << fmt::format("merged {} shards: {} input records, {} kept\n{}\n{}\n{}\n{}\n", shards.size(),
+                           r.input_records, r.kept, r.curated_path, r.scores_path, r.summary_path, r.report_path);
   return 0;
 }
 

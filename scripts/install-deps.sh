@@ -11,6 +11,7 @@ packages=(
   nlohmann-json3-dev libfmt-dev libgtest-dev libstb-dev libjpeg-dev libwebp-dev
   libsentencepiece-dev
   python3 python3-h5py python3-numpy python3-pil
+  chromium
 )
 
 missing=()

@@ -5,6 +5,10 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <algorithm>
+#include <chrono>
+#include <thread>
+#include <signal.h>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -31,34 +35,40 @@ void write_rm(const std::string& dir, const std::string& kind, std::uint32_t see
                     {float_tensor("score.weight", {1, 32}, std::vector<float>(w.data_ptr<float>(), w.data_ptr<float>() + 32))});
 }
 
-TEST(CurateCli, OneAndThreeRanksGiveTheSameOutputs) {
-  std::string root = test::scratch_dir("curate");
+// A tiny LLaVA base and two tiny reward models; `records` real LLaVA records whose COCO
+// images are not here, so each name gets a copy of a real photo (a symlink would leave the
+// image root and be refused); root/job.json curates them.
+void write_job(const std::string& root, int records, double alpha, double beta) {
   test::write_tiny_model(root + "/base", test::TinyLayout::llava_liuhaotian, {},
                          test::shared_path("models/stories260K-hf/tokenizer.model"));
   write_rm(root + "/qrm", "question", 1);
   write_rm(root + "/arm", "answer", 2);
-  // 24 real records; their COCO images are not here, so each name gets a copy of a real photo
-  // (a symlink would leave the image root and be refused).
-  json records = json::parse(test::read_file(test::shared_path("data/llava/llava_instruct_60.json")));
+  json all = json::parse(test::read_file(test::shared_path("data/llava/llava_instruct_60.json")));
   json pool = json::array();
   std::vector<std::string> photos;
   for (const auto& e : fs::directory_iterator(test::shared_path("data/images/rlaifv")))
     if (e.path().extension() == ".jpg") photos.push_back(e.path().string());
   std::sort(photos.begin(), photos.end());
   fs::create_directories(root + "/images");
-  for (int i = 0; i < 24; ++i) {
-    pool.push_back(records[std::size_t(i)]);
-    fs::copy_file(photos[std::size_t(i) % photos.size()], root + "/images/" + records[std::size_t(i)]["image"].get<std::string>());
+  for (int i = 0; i < records; ++i) {
+    pool.push_back(all[std::size_t(i)]);
+    fs::copy_file(photos[std::size_t(i) % photos.size()], root + "/images/" + all[std::size_t(i)]["image"].get<std::string>());
   }
   test::write_file(root + "/pool.json", pool.dump(1));
   test::write_file(root + "/job.json", json{{"pools", {"pool.json"}}, {"subsets", {{"pool.json", "conversation"}}},
                                             {"image_root", "images"}, {"question_model", "qrm"}, {"answer_model", "arm"},
-                                            {"alpha", 0.5}, {"beta", 0.5}, {"threads", 1}}.dump(2));
+                                            {"alpha", alpha}, {"beta", beta}, {"threads", 1}}.dump(2));
+}
+
+const std::string kMpirun = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 3 --oversubscribe ";
+
+TEST(CurateCli, OneAndThreeRanksGiveTheSameOutputs) {
+  std::string root = test::scratch_dir("curate");
+  write_job(root, 24, 0.5, 0.5);
   std::string bin = test::align2_bin();
   auto one = test::run_command(bin + " curate --config " + root + "/job.json --set output_dir=" + root + "/np1");
   ASSERT_EQ(one.exit_code, 0) << one.err;
-  auto three = test::run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 3 --oversubscribe " +
-                                 bin + " curate --config " + root + "/job.json --set output_dir=" + root + "/np3 --set batch_size=3");
+  auto three = test::run_command(kMpirun + bin + " curate --config " + root + "/job.json --set output_dir=" + root + "/np3 --set batch_size=3");
   ASSERT_EQ(three.exit_code, 0) << three.err;
   EXPECT_EQ(test::read_file(root + "/np1/curated.json"), test::read_file(root + "/np3/curated.json"));
   EXPECT_EQ(test::summary_without_timings(root + "/np1/summary.json"),
@@ -77,6 +87,79 @@ TEST(CurateCli, OneAndThreeRanksGiveTheSameOutputs) {
   auto bad = test::run_command(bin + " curate --config " + root + "/job.json --set question_model=");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("question_model and answer_model"), std::string::npos) << bad.err;
+}
+
+// Processes whose command line contains `needle` and whose name is align2 (the ranks, not mpirun).
+std::vector<pid_t> ranks_running(const std::string& needle) {
+  std::vector<pid_t> pids;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = test::read_file(e.path().string() + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    std::string comm = test::read_file(e.path().string() + "/comm");
+    if (comm.rfind("align2", 0) == 0 && cmdline.find(needle) != std::string::npos) pids.push_back(pid_t(std::stol(name)));
+  }
+  return pids;
+}
+
+std::size_t files_in(const std::string& dir) {
+  std::error_code ec;
+  std::size_t n = 0;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
+  return n;
+}
+
+// kill -9 of one rank while stage 2 runs; the same command again resumes from the
+// committed chunks and ends with the outputs of an uninterrupted run.
+TEST(CurateCli, KilledRankResumesToTheSameOutputs) {
+  std::string root = test::scratch_dir("curate-kill");
+  write_job(root, 60, 0.9, 0.5);  // 54 survivors: stage 2 is long enough to be caught
+  std::string bin = test::align2_bin();
+  auto ref = test::run_command(bin + " curate --config " + root + "/job.json --set output_dir=" + root + "/ref");
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+
+  const std::string out = root + "/killed";
+  const std::string command = kMpirun + bin + " curate --config " + root + "/job.json --set output_dir=" + out +
+                              " --set chunk_records=1 --set batch_size=2";
+  auto started = test::run_command("(" + command + " > " + root + "/killed.log 2>&1 & echo $!)");
+  ASSERT_EQ(started.exit_code, 0);
+  const pid_t mpirun = pid_t(std::stol(started.out));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+  while (files_in(out + "/work/select_answers") == 0 && kill(mpirun, 0) == 0 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::vector<pid_t> ranks = ranks_running("output_dir=" + out);
+  ASSERT_EQ(ranks.size(), 3u) << test::read_file(root + "/killed.log");
+  for (pid_t p : ranks) kill(p, SIGSTOP);  // freeze the job: the kill lands mid-stage
+  std::size_t committed = files_in(out + "/work/select_answers");
+  std::printf("stage-2 chunks committed when the job froze: %zu of 54\n", committed);
+  EXPECT_GT(committed, 0u);
+  EXPECT_LT(committed, 54u);
+  kill(ranks[1], SIGKILL);
+  for (pid_t p : ranks) kill(p, SIGCONT);
+  while (kill(mpirun, 0) == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (pid_t p : ranks_running("output_dir=" + out)) kill(p, SIGKILL);
+  ASSERT_FALSE(fs::exists(out + "/summary.json"));
+
+  auto rerun = test::run_command(command);
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.err;
+  EXPECT_EQ(test::read_file(out + "/curated.json"), test::read_file(root + "/ref/curated.json"));
+  EXPECT_EQ(test::summary_without_timings(out + "/summary.json"),
+            test::summary_without_timings(root + "/ref/summary.json"));
+  json timings = json::parse(test::read_file(out + "/summary.json"))["timings"];
+  std::uint64_t resumed1 = 0, resumed2 = 0;
+  for (const json& r : timings["select_questions"]["per_rank"]) resumed1 += r["resumed"].get<std::uint64_t>();
+  for (const json& r : timings["select_answers"]["per_rank"]) resumed2 += r["resumed"].get<std::uint64_t>();
+  EXPECT_EQ(resumed1, 60u);
+  EXPECT_GE(resumed2, committed);
+  EXPECT_LT(resumed2, 54u);
+
+  // The same folder with another config is refused, naming --force.
+  auto other = test::run_command(command + " --set beta=0.4");
+  EXPECT_NE(other.exit_code, 0);
+  EXPECT_NE(other.err.find("--force"), std::string::npos) << other.err;
 }
 
 }  // namespace

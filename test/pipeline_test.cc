@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/curation.h"
@@ -103,6 +104,98 @@ TEST(Pipeline, CascadeAccountsForEveryRecordAndIsBatchIndependent) {
   EXPECT_EQ(test::read_file(rb.merged.curated_path), curated);
   EXPECT_EQ(test::summary_without_timings(rb.merged.summary_path),
             test::summary_without_timings(ra.merged.summary_path));
+
+  // A token budget below any sample's cost: every batch is one sample; same outputs.
+  JobConfig t = test::pipeline_config(dir, dir + "/out-t1", 7, false);
+  t.batch_tokens = 1;
+  test::TestScorer scorer_t;
+  CurationResult rt = run_curation(comm, t, scorer_t);
+  EXPECT_EQ(scorer_t.largest_batch, 1u);
+  EXPECT_EQ(test::read_file(rt.merged.curated_path), curated);
+}
+
+// A run killed part-way leaves committed chunks behind; the rerun scores only what is
+// missing or damaged and ends with the outputs of an uninterrupted run.
+TEST(Pipeline, ResumesFromCommittedChunks) {
+  namespace fs = std::filesystem;
+  std::string dir = test::scratch_dir("pipeline-resume");
+  LocalComm comm;
+  test::TestScorer reference_scorer;
+  CurationResult ref = run_curation(comm, test::pipeline_config(dir, dir + "/ref", 4), reference_scorer);
+
+  JobConfig c = test::pipeline_config(dir, dir + "/run", 3, /*write_pool=*/false);
+  c.chunk_records = 16;  // 197 records: 13 chunks in stage 1; 95 survivors: 6 in stage 2
+  test::TestScorer first;
+  run_curation(comm, c, first);
+  // What a kill during stage 2 leaves: no outputs, no stage-2 shard, some stage-2 chunks;
+  // and damage: a stage-1 chunk truncated, one overwritten with another chunk's rows.
+  for (const char* f : {"curated.json", "scores.h5", "summary.json"}) fs::remove(c.output_dir + "/" + f);
+  fs::remove_all(c.output_dir + "/shards/select_answers");
+  std::string w1 = c.output_dir + "/work/select_questions/", w2 = c.output_dir + "/work/select_answers/";
+  fs::remove(w2 + "000000000048-000000000064.h5");
+  fs::remove(w2 + "000000000080-000000000095.h5");
+  fs::resize_file(w1 + "000000000016-000000000032.h5", 100);
+  fs::copy_file(w1 + "000000000000-000000000016.h5", w1 + "000000000032-000000000048.h5",
+                fs::copy_options::overwrite_existing);
+  fs::create_directories(c.output_dir + "/shards/select_answers");
+  test::write_file(c.output_dir + "/work/select_answers/000000000000-000000000016.h5.tmp-99999", "partial");
+
+  test::TestScorer second;
+  CurationResult r = run_curation(comm, c, second);
+  EXPECT_EQ(test::read_file(r.merged.curated_path), test::read_file(ref.merged.curated_path));
+  EXPECT_EQ(test::summary_without_timings(r.merged.summary_path),
+            test::summary_without_timings(ref.merged.summary_path));
+  // Rescored: two damaged stage-1 chunks (32 records, of which 32 valid) and 31 stage-2 items.
+  EXPECT_EQ(second.samples_scored, 32u + 31u);
+  json timings = json::parse(test::read_file(r.merged.summary_path))["timings"];
+  EXPECT_EQ(timings["select_questions"]["per_rank"][0]["resumed"], 197 - 32);
+  EXPECT_EQ(timings["select_questions"]["per_rank"][0]["computed"], 32);
+  EXPECT_EQ(timings["select_answers"]["per_rank"][0]["computed"], 31);
+  EXPECT_FALSE(fs::exists(c.output_dir + "/work/select_answers/000000000000-000000000016.h5.tmp-99999"));
+
+  // A finished run rerun: nothing scored, same outputs.
+  test::TestScorer third;
+  run_curation(comm, c, third);
+  EXPECT_EQ(third.samples_scored, 0u);
+  EXPECT_EQ(test::read_file(r.merged.curated_path), test::read_file(ref.merged.curated_path));
+}
+
+TEST(Pipeline, AnotherRunsFolderIsRefusedUnlessForced) {
+  std::string dir = test::scratch_dir("pipeline-refuse");
+  LocalComm comm;
+  JobConfig c = test::pipeline_config(dir, dir + "/out", 4);
+  test::TestScorer scorer;
+  run_curation(comm, c, scorer);
+  auto refused = [&](const JobConfig& config, test::TestScorer& s, const std::string& why) {
+    try {
+      run_curation(comm, config, s);
+      ADD_FAILURE() << "not refused: " << why;
+    } catch (const std::runtime_error& e) {
+      std::string m = e.what();
+      EXPECT_NE(m.find("holds another run: " + why), std::string::npos) << m;
+      EXPECT_NE(m.find("--force"), std::string::npos) << m;
+    }
+  };
+  JobConfig other = test::pipeline_config(dir, dir + "/out", 4, false);
+  other.fingerprint = std::string(64, '0');  // what a changed alpha gives
+  refused(other, scorer, "the job config or a model changed");
+  test::TestScorer changed_model;
+  changed_model.model = "test-scorer-v2";
+  refused(c, changed_model, "the job config or a model changed");
+  EXPECT_TRUE(std::filesystem::exists(c.output_dir + "/curated.json"));  // refused runs touch nothing
+
+  // Keys that do not change results (batch size, chunking, threads) resume the same run.
+  JobConfig rebatched = test::pipeline_config(dir, dir + "/out", 9, false);
+  rebatched.chunk_records = 5;
+  test::TestScorer again;
+  EXPECT_NO_THROW(run_curation(comm, rebatched, again));
+
+  CurationOptions force;
+  force.force = true;
+  test::TestScorer forced;
+  forced.model = "test-scorer-v2";
+  run_curation(comm, c, forced, force);
+  EXPECT_EQ(forced.samples_scored, 190u + 95u);  // everything scored again
 }
 
 TEST(Pipeline, ARecordTheScorerCannotScoreEndsWithItsReason) {

@@ -1,12 +1,14 @@
 // Preference pairs for reward-model training: counts on the Align2LLaVA authors' own
 // annotations (checked against an independent count), the reward-model texts, ties,
-// augmentation, generic pairs, bad input and the `align2 pairs` command.
+// augmentation, generic pairs, bad input and the `align2 pairs` command; pairs with
+// made-up negatives straight from a LLaVA pool (--from-pool) on the bundled real sample.
 #include "core/preference_pairs.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -357,6 +359,226 @@ TEST(PreferencePairs, Cli) {
   r = test::run_command(test::align2_bin() + " pairs --help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("ties_dropped"), std::string::npos);
+}
+
+// ---- pairs from a pool (--from-pool)
+
+const char* const kDemoPool = "examples/demo/data/llava_instruct_60.json";
+
+PoolPairOptions pool_options(PairKind kind, std::uint64_t seed = 0, double holdout = 0) {
+  PoolPairOptions o;
+  o.kind = kind;
+  o.seed = seed;
+  o.holdout = holdout;
+  return o;
+}
+
+std::vector<std::string> lines_of(const std::vector<PoolPair>& pairs, PairKind kind) {
+  std::vector<std::string> out;
+  for (const PoolPair& p : pairs) out.push_back(pool_pair_to_json_line(p, kind));
+  return out;
+}
+
+// The bundled pool as independent Python reads it: per record id, questions and answers.
+std::map<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>> python_pool(const std::string& path) {
+  const std::string dir = test::scratch_dir("pool_python");
+  test::write_file(dir + "/read.py",
+                   "import json,sys\n"
+                   "d=json.load(open(sys.argv[1]))\n"
+                   "print(json.dumps({r['id']: [[c['value'] for c in r['conversations'][0::2]],"
+                   " [c['value'] for c in r['conversations'][1::2]]] for r in d}))\n");
+  const test::CommandResult r = test::run_command("/usr/bin/python3 " + dir + "/read.py " + path);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>> out;
+  const nlohmann::json all = nlohmann::json::parse(r.out);
+  for (auto it = all.begin(); it != all.end(); ++it)
+    out[it.key()] = {it.value()[0].get<std::vector<std::string>>(), it.value()[1].get<std::vector<std::string>>()};
+  return out;
+}
+
+TEST(PoolPairs, QuestionPairsOnTheBundledSample) {
+  const std::string pool = test::source_path(kDemoPool);
+  const auto truth = python_pool(pool);
+  const PoolPairSet set = build_pool_pairs({pool}, pool_options(PairKind::question, 3, 0.2));
+  EXPECT_EQ(set.records, 60u);
+  EXPECT_EQ(set.valid_records, 60u);
+  EXPECT_EQ(set.skipped_records, 0u);
+  EXPECT_EQ(set.held_out_records, 12u);  // round(0.2 x 60)
+  EXPECT_EQ(set.no_negative, 0u);
+  EXPECT_EQ(set.train.size(), 48u);  // one pair per record
+  EXPECT_EQ(set.held_out.size(), 12u);
+  std::set<std::uint64_t> train_records, held_records;
+  std::uint64_t counted[4] = {};
+  for (const auto* part : {&set.train, &set.held_out}) {
+    for (const PoolPair& p : *part) {
+      (part == &set.train ? train_records : held_records).insert(p.record);
+      ++counted[static_cast<int>(p.negative)];
+      // chosen = the record's real questions, verbatim; rejected differs as the reward model reads it.
+      ASSERT_TRUE(truth.count(p.id)) << p.id;
+      EXPECT_EQ(p.chosen_questions, truth.at(p.id).first);
+      EXPECT_NE(question_rm_text(p.rejected_questions), question_rm_text(p.chosen_questions));
+      EXPECT_EQ(p.image, p.id + ".jpg");
+      if (p.negative == Negative::other_record) {
+        EXPECT_NE(p.other_record, p.record);
+      } else if (p.negative != Negative::duplicate) {
+        // shuffle / drop keep only the set's own words
+        std::multiset<std::string> own = words_of(question_rm_text(p.chosen_questions));
+        for (const std::string& w : words_of(question_rm_text(p.rejected_questions))) EXPECT_TRUE(own.count(w)) << w;
+      }
+    }
+  }
+  for (int n = 0; n < 4; ++n) {
+    EXPECT_EQ(counted[n], set.by_negative[n]);
+    EXPECT_GT(set.by_negative[n], 0u) << negative_name(static_cast<Negative>(n));  // every kind drawn on 60 records
+  }
+  // Whole records are held out, and other-record negatives never cross the split.
+  for (std::uint64_t r : held_records) EXPECT_FALSE(train_records.count(r));
+  for (const PoolPair& p : set.train)
+    if (p.negative == Negative::other_record) EXPECT_TRUE(train_records.count(p.other_record));
+  for (const PoolPair& p : set.held_out)
+    if (p.negative == Negative::other_record) EXPECT_TRUE(held_records.count(p.other_record));
+}
+
+TEST(PoolPairs, AnswerPairsPerTurnAndReadableByTraining) {
+  const std::string pool = test::source_path(kDemoPool);
+  const auto truth = python_pool(pool);
+  std::size_t turns = 0;
+  for (const auto& [id, qa] : truth) turns += qa.second.size();
+  const PoolPairSet set = build_pool_pairs({pool}, pool_options(PairKind::answer, 5, 0.25));
+  EXPECT_EQ(set.train.size() + set.held_out.size() + set.no_negative, turns);
+  EXPECT_EQ(set.by_negative[static_cast<int>(Negative::duplicate)], 0u);
+  for (const PoolPair& p : set.train) {
+    const auto& qa = truth.at(p.id.substr(0, p.id.find('#')));
+    EXPECT_EQ(p.id, p.id.substr(0, p.id.find('#')) + "#" + std::to_string(p.turn));
+    EXPECT_EQ(p.question, qa.first.at(p.turn));
+    EXPECT_EQ(p.chosen_answer, qa.second.at(p.turn));
+    EXPECT_NE(answer_rm_text(p.question, p.rejected_answer), answer_rm_text(p.question, p.chosen_answer));
+  }
+  // The lines are generic pairs: the trainer's reader takes them back unchanged.
+  std::string jsonl;
+  for (const std::string& line : lines_of(set.train, PairKind::answer)) jsonl += line + "\n";
+  const PairSet back = build_preference_pairs_from_text(jsonl, "train.jsonl", options_for(PairKind::answer));
+  ASSERT_EQ(back.pairs.size(), set.train.size());
+  for (std::size_t i = 0; i < back.pairs.size(); ++i) {
+    EXPECT_EQ(back.pairs[i].chosen_text, answer_rm_text(set.train[i].question, set.train[i].chosen_answer));
+    EXPECT_EQ(back.pairs[i].rejected_text, answer_rm_text(set.train[i].question, set.train[i].rejected_answer));
+    EXPECT_EQ(back.pairs[i].image, set.train[i].image);
+  }
+  std::string qjsonl;
+  const PoolPairSet qs = build_pool_pairs({pool}, pool_options(PairKind::question, 5));
+  for (const std::string& line : lines_of(qs.train, PairKind::question)) qjsonl += line + "\n";
+  const PairSet qback = build_preference_pairs_from_text(qjsonl, "q.jsonl", options_for(PairKind::question));
+  ASSERT_EQ(qback.pairs.size(), 60u);
+  EXPECT_EQ(qback.pairs[0].chosen_text, question_rm_text(qs.train[0].chosen_questions));
+  EXPECT_EQ(qback.pairs[0].rejected_text, question_rm_text(qs.train[0].rejected_questions));
+}
+
+TEST(PoolPairs, DeterministicBySeed) {
+  const std::string pool = test::source_path(kDemoPool);
+  for (PairKind kind : {PairKind::question, PairKind::answer}) {
+    const PoolPairSet a = build_pool_pairs({pool}, pool_options(kind, 11, 0.2));
+    const PoolPairSet b = build_pool_pairs({pool}, pool_options(kind, 11, 0.2));
+    const PoolPairSet c = build_pool_pairs({pool}, pool_options(kind, 12, 0.2));
+    EXPECT_EQ(lines_of(a.train, kind), lines_of(b.train, kind));
+    EXPECT_EQ(lines_of(a.held_out, kind), lines_of(b.held_out, kind));
+    EXPECT_NE(lines_of(a.train, kind), lines_of(c.train, kind));
+  }
+  // A fixed line: the draws are splitmix64 (portable), so this holds on every platform.
+  const PoolPairSet q = build_pool_pairs({pool}, pool_options(PairKind::question, 0));
+  const nlohmann::json first = nlohmann::json::parse(pool_pair_to_json_line(q.train[0], PairKind::question));
+  EXPECT_EQ(first["id"], "000000379143");
+  EXPECT_EQ(first["record"], 0);
+  EXPECT_EQ(first["chosen"].size(), 5u);
+}
+
+TEST(PoolPairs, SeveralPairsPerCandidateTakeEachNegativeInTurn) {
+  const std::string pool = test::source_path(kDemoPool);
+  PoolPairOptions o = pool_options(PairKind::question, 2, 0.25);
+  o.per_candidate = 4;
+  const PoolPairSet set = build_pool_pairs({pool}, o);
+  EXPECT_EQ(set.no_negative, 0u);
+  EXPECT_EQ(set.train.size(), 4u * 45);
+  EXPECT_EQ(set.held_out.size(), 4u * 15);
+  for (int n = 0; n < 4; ++n) EXPECT_EQ(set.by_negative[n], 60u);  // one of each per record
+  std::map<std::uint64_t, std::set<int>> kinds;
+  for (const PoolPair& p : set.train) kinds[p.record].insert(static_cast<int>(p.negative));
+  for (const auto& [record, k] : kinds) EXPECT_EQ(k.size(), 4u) << record;
+  // The first pair of each candidate is the one per_candidate = 1 makes.
+  const PoolPairSet one = build_pool_pairs({pool}, pool_options(PairKind::question, 2, 0.25));
+  for (std::size_t i = 0; i < one.train.size(); ++i)
+    EXPECT_EQ(pool_pair_to_json_line(one.train[i], PairKind::question),
+              pool_pair_to_json_line(set.train[4 * i], PairKind::question));
+  o.per_candidate = 0;
+  EXPECT_THROW(build_pool_pairs({pool}, o), std::invalid_argument);
+}
+
+TEST(PoolPairs, OnlyTheNegativesAskedFor) {
+  std::vector<Sample> samples(3);
+  const char* ids[] = {"a", "b", "c"};
+  for (int i = 0; i < 3; ++i) {
+    samples[i].index = i;
+    samples[i].id = ids[i];
+    samples[i].image = std::string(ids[i]) + ".jpg";
+    samples[i].turns = {{"What is shown in picture " + std::to_string(i) + "?",
+                         "Answer number " + std::to_string(i) + " is here."}};
+  }
+  samples[2].status = Status::invalid;
+  PoolPairOptions o = pool_options(PairKind::answer, 1);
+  o.negatives = {Negative::other_record};
+  PoolPairSet set = build_pool_pairs_from_samples(samples, o);
+  EXPECT_EQ(set.skipped_records, 1u);
+  ASSERT_EQ(set.train.size(), 2u);
+  EXPECT_EQ(set.train[0].rejected_answer, samples[1].turns[0].answer);  // the only other valid record
+  EXPECT_EQ(set.train[1].rejected_answer, samples[0].turns[0].answer);
+  EXPECT_EQ(set.train[0].other_record, 1u);
+
+  // A one-word answer cannot be shuffled or dropped: no pair, counted.
+  samples[0].turns[0].answer = "Yes.";
+  o.negatives = {Negative::shuffle, Negative::drop};
+  set = build_pool_pairs_from_samples(samples, o);
+  EXPECT_EQ(set.train.size(), 1u);
+  EXPECT_EQ(set.no_negative, 1u);
+
+  o.negatives = {Negative::duplicate};
+  EXPECT_THROW(build_pool_pairs_from_samples(samples, o), std::invalid_argument);
+  o = pool_options(PairKind::question, 0, 1.0);
+  EXPECT_THROW(build_pool_pairs_from_samples(samples, o), std::invalid_argument);
+  EXPECT_THROW(negative_from_name("swap"), std::invalid_argument);
+  EXPECT_EQ(negative_from_name("other_record"), Negative::other_record);
+}
+
+TEST(PoolPairs, Cli) {
+  const std::string pool = test::source_path(kDemoPool);
+  const std::string dir = test::scratch_dir("pool_pairs_cli");
+  test::CommandResult r =
+      test::run_command(test::align2_bin() + " pairs --from-pool --kind question --input " + pool +
+                        " --holdout 0.2 --holdout-out " + dir + "/eval.jsonl --seed 3 --out " + dir + "/train.jsonl");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const PoolPairSet want = build_pool_pairs({pool}, pool_options(PairKind::question, 3, 0.2));
+  std::string train, eval;
+  for (const std::string& l : lines_of(want.train, PairKind::question)) train += l + "\n";
+  for (const std::string& l : lines_of(want.held_out, PairKind::question)) eval += l + "\n";
+  EXPECT_EQ(test::read_file(dir + "/train.jsonl"), train);
+  EXPECT_EQ(test::read_file(dir + "/eval.jsonl"), eval);
+  const nlohmann::json summary = nlohmann::json::parse(r.out);
+  EXPECT_EQ(summary["records"], 60);
+  EXPECT_EQ(summary["pairs"], 48);
+  EXPECT_EQ(summary["held_out_pairs"], 12);
+  // The trainer's own reader accepts the file as it is.
+  EXPECT_EQ(build_preference_pairs(dir + "/train.jsonl", options_for(PairKind::question)).pairs.size(), 48u);
+
+  r = test::run_command(test::align2_bin() + " pairs --from-pool --kind answer --input " + pool +
+                        " --negatives drop,other_record");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(last_line(r.out).find("\"shuffle\": 0,"), std::string::npos) << last_line(r.out);
+  // Usage errors: --holdout without its file, pool-only options without --from-pool, unknown negative.
+  for (const std::string& bad : {" --from-pool --kind question --holdout 0.2", " --kind question --negatives drop",
+                                 " --from-pool --kind question --negatives swap",
+                                 " --from-pool --kind answer --negatives duplicate",
+                                 " --from-pool --kind question --augment-rate 0.5"}) {
+    r = test::run_command(test::align2_bin() + " pairs --input " + pool + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad << "\n" << r.err;
+  }
 }
 
 }  // namespace

@@ -509,3 +509,233 @@ TEST(ShardStore, FailedWritesLeaveNothingBehind) {
 
 }  // namespace
 }  // namespace align2
+
+// ---------------------------------------------------------------------------
+// Streaming: ShardWriter (blocks) and ShardReader (row ranges).
+
+namespace align2 {
+namespace {
+
+// Writes `rows` through a ShardWriter in blocks of `block` rows.
+void write_in_blocks(const std::string& path, const ShardMeta& meta, const std::vector<ShardRow>& rows,
+                     std::size_t block, std::uint64_t expected_rows = kUnknownRowCount) {
+  ShardWriter writer(path, expected_rows);
+  for (std::size_t b = 0; b < rows.size(); b += block) {
+    writer.append(std::vector<ShardRow>(rows.begin() + std::ptrdiff_t(b),
+                                        rows.begin() + std::ptrdiff_t(std::min(rows.size(), b + block))));
+    EXPECT_EQ(writer.rows_written(), std::min(rows.size(), b + block));
+  }
+  writer.commit(meta);
+}
+
+// many_rows with the sample rows (UTF-8, NaN, long and empty ragged values) spread among them.
+std::vector<ShardRow> mixed_rows(std::size_t n) {
+  std::vector<ShardRow> rows = many_rows(n);
+  const std::vector<ShardRow> sample = sample_rows();
+  for (std::size_t i = 0; i < sample.size(); ++i) rows.insert(rows.begin() + std::ptrdiff_t(i * n / 4), sample[i]);
+  return rows;
+}
+
+TEST(ShardWriter, BlocksOfAnySizeGiveTheRowsOfOneWrite) {
+  const std::string dir = scratch_dir("writer");
+  const std::vector<ShardRow> rows = mixed_rows(9000);  // three chunks, ragged columns continue across blocks
+  for (std::size_t block : {std::size_t(1000), std::size_t(4096), std::size_t(7), rows.size()}) {
+    SCOPED_TRACE("block " + std::to_string(block));
+    const std::string path = dir + "/blocks-" + std::to_string(block) + ".h5";
+    // Few blocks of 7 rows (the writer's speed is not under test here): the first 300 rows.
+    const std::vector<ShardRow> part =
+        block == 7 ? std::vector<ShardRow>(rows.begin(), rows.begin() + 300) : rows;
+    write_in_blocks(path, sample_meta(), part, block);
+    ShardData data = read_shard(path);
+    expect_same_meta(sample_meta(), data.meta);
+    expect_same_rows(part, data.rows);
+  }
+  std::vector<std::string> names = list_dir(dir);
+  for (const std::string& name : names) EXPECT_EQ(name.find(".tmp-"), std::string::npos) << name;
+
+  // Offsets continue across appends (h5py sees one file).
+  std::string out = run_python(R"(
+f = h5py.File(sys.argv[1], "r")
+off = f["answer_scores_offsets"][()]
+roff = f["rewritten_offsets"][()]
+print(len(off), off[0], int(off[-1]) == len(f["answer_scores"]), bool((np.diff(off) >= 0).all()))
+print(len(roff), int(roff[-1]) == len(f["rewritten_questions"]) == len(f["rewritten_answers"]))
+print(f["index"].chunks, f["record"].chunks)
+)",
+                               {dir + "/blocks-1000.h5"});
+  EXPECT_EQ(out, "9005 0 True True\n9005 True\n(4096,) (4096,)\n");
+}
+
+TEST(ShardWriter, SameBlocksGiveIdenticalBytes) {
+  const std::string dir = scratch_dir("writer");
+  const std::vector<ShardRow> rows = mixed_rows(5000);
+  write_in_blocks(dir + "/a.h5", sample_meta(), rows, 1000);
+  write_in_blocks(dir + "/other.h5", ShardMeta{}, many_rows(777), 100);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // timestamps would differ
+  write_in_blocks(dir + "/b.h5", sample_meta(), rows, 1000);
+  EXPECT_TRUE(read_file(dir + "/a.h5") == read_file(dir + "/b.h5")) << "the two files differ";
+
+  // write_shard is one block with the row count as expected_rows.
+  write_shard(dir + "/c.h5", sample_meta(), rows);
+  write_in_blocks(dir + "/d.h5", sample_meta(), rows, rows.size(), rows.size());
+  EXPECT_TRUE(read_file(dir + "/c.h5") == read_file(dir + "/d.h5")) << "write_shard differs from one append";
+
+  // Small shards get small chunks when the writer knows their size; the content is the same.
+  write_in_blocks(dir + "/small-known.h5", sample_meta(), sample_rows(), 2, 4);
+  write_in_blocks(dir + "/small-unknown.h5", sample_meta(), sample_rows(), 2);
+  expect_same_rows(read_shard(dir + "/small-known.h5").rows, read_shard(dir + "/small-unknown.h5").rows);
+  std::string out = run_python("print(h5py.File(sys.argv[1])['key'].chunks, h5py.File(sys.argv[2])['key'].chunks)\n",
+                               {dir + "/small-known.h5", dir + "/small-unknown.h5"});
+  EXPECT_EQ(out, "(4,) (4096,)\n");
+}
+
+TEST(ShardWriter, WithoutCommitLeavesNothingAndKeepsTheOldFile) {
+  const std::string dir = scratch_dir("writer");
+  const std::string path = dir + "/shards/rank-00000.h5";
+  {
+    ShardWriter writer(path);
+    writer.append(sample_rows());
+    EXPECT_EQ(list_dir(dir + "/shards").size(), 1u);  // the temporary
+    EXPECT_FALSE(fs::exists(path));
+  }
+  EXPECT_TRUE(list_dir(dir + "/shards").empty());
+
+  write_shard(path, sample_meta(), sample_rows());
+  const std::string before = read_file(path);
+  {
+    ShardWriter writer(path);
+    writer.append(many_rows(10));
+  }
+  EXPECT_TRUE(read_file(path) == before);
+  EXPECT_EQ(list_dir(dir + "/shards"), std::vector<std::string>{"rank-00000.h5"});
+
+  // Moving the writer moves the ownership of the temporary.
+  {
+    ShardWriter first(path);
+    first.append(many_rows(3));
+    ShardWriter second = std::move(first);
+    second.append(many_rows(2));
+    EXPECT_EQ(second.rows_written(), 5u);
+    EXPECT_EQ(second.path(), path);
+    second.commit(sample_meta());
+  }
+  EXPECT_EQ(shard_row_count(path), 5u);
+  EXPECT_EQ(list_dir(dir + "/shards"), std::vector<std::string>{"rank-00000.h5"});
+}
+
+TEST(ShardWriter, RefusesBadBlocksAndStaysUsable) {
+  const std::string dir = scratch_dir("writer");
+  const std::string path = dir + "/rank-00001.h5";
+  ShardWriter writer(path);
+  writer.append(many_rows(5));
+  std::vector<ShardRow> bad = many_rows(3);
+  bad[1].message = std::string("a\0b", 3);
+  try {
+    writer.append(bad);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    // The message names the file's row (5 rows were written before this block).
+    EXPECT_TRUE(contains(e.what(), "write_shard " + path + ": row 6 (index 3) column message contains a NUL byte"))
+        << e.what();
+  }
+  bad = many_rows(1);
+  bad[0].rewritten_questions = {"q1", "q2"};  // two questions, one answer
+  EXPECT_THROW(writer.append(bad), std::invalid_argument);
+  EXPECT_EQ(writer.rows_written(), 5u);
+  ShardMeta future = sample_meta();
+  future.schema_version = 2;
+  EXPECT_THROW(writer.commit(future), std::invalid_argument);
+
+  writer.append(many_rows(2));
+  writer.commit(sample_meta());
+  std::vector<ShardRow> expected = many_rows(5);
+  for (ShardRow& row : many_rows(2)) expected.push_back(row);
+  expect_same_rows(expected, read_shard(path).rows);
+  EXPECT_THROW(writer.append(many_rows(1)), std::logic_error);
+  EXPECT_THROW(writer.commit(sample_meta()), std::logic_error);
+}
+
+TEST(ShardWriter, FailuresNameThePathAndLeaveNothing) {
+  const std::string dir = scratch_dir("writer");
+  write_file(dir + "/blocker", "not a folder");
+  const std::string under_file = dir + "/blocker/rank-00000.h5";
+  std::string message = runtime_error_of([&] { ShardWriter writer(under_file); });
+  EXPECT_EQ(message.rfind(under_file + ": creating parent folder", 0), 0u) << message;
+
+  fs::create_directories(dir + "/taken.h5/inside");
+  message = runtime_error_of([&] {
+    ShardWriter writer(dir + "/taken.h5");
+    writer.append(sample_rows());
+    writer.commit(sample_meta());
+  });
+  EXPECT_TRUE(contains(message, dir + "/taken.h5: renaming")) << message;
+  EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"blocker", "taken.h5"}));
+}
+
+TEST(ShardReader, ReadsRowRanges) {
+  const std::string path = scratch_dir("reader") + "/rank-00000.h5";
+  const std::vector<ShardRow> rows = mixed_rows(9000);
+  write_in_blocks(path, sample_meta(), rows, 3000);
+  EXPECT_EQ(shard_row_count(path), rows.size());
+
+  ShardReader reader(path);
+  EXPECT_EQ(reader.rows(), rows.size());
+  EXPECT_EQ(reader.path(), path);
+  expect_same_meta(sample_meta(), reader.meta());
+  std::vector<ShardRow> all;
+  for (std::uint64_t b = 0; b < reader.rows(); b += 1000) {  // blocks not aligned with the chunks
+    std::vector<ShardRow> block = reader.read_rows(b, std::min<std::uint64_t>(reader.rows(), b + 1000));
+    for (ShardRow& row : block) all.push_back(std::move(row));
+  }
+  expect_same_rows(rows, all);
+
+  for (auto [b, e] : {std::pair<std::uint64_t, std::uint64_t>{0, 0}, {4095, 4097}, {2250, 2251}, {8990, 9004}}) {
+    SCOPED_TRACE(std::to_string(b) + ".." + std::to_string(e));
+    expect_same_rows(std::vector<ShardRow>(rows.begin() + std::ptrdiff_t(b), rows.begin() + std::ptrdiff_t(e)),
+                     read_shard_rows(path, b, e));
+    expect_same_rows(std::vector<ShardRow>(rows.begin() + std::ptrdiff_t(b), rows.begin() + std::ptrdiff_t(e)),
+                     reader.read_rows(b, e, ShardReadOptions{false}), /*records=*/false);
+  }
+
+  std::string message = runtime_error_of([&] { read_shard_rows(path, 9000, 9005); });
+  EXPECT_EQ(message, path + ": read_rows: rows [9000, 9005) are out of range (the shard has 9004 rows)");
+  message = runtime_error_of([&] { reader.read_rows(5, 4); });
+  EXPECT_TRUE(contains(message, "rows [5, 4) are out of range")) << message;
+  EXPECT_EQ(runtime_error_of([&] { shard_row_count(path + ".missing"); }), path + ".missing: no such file");
+}
+
+TEST(ShardReader, ChecksOffsetsOfEveryRange) {
+  const std::string dir = scratch_dir("reader");
+  const std::string original = dir + "/good.h5";
+  write_shard(original, sample_meta(), mixed_rows(100));  // 104 rows
+  struct Case {
+    std::string name;
+    std::string python;
+    std::uint64_t begin, end;  // a range that does not contain the damage
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"bad_start", "f['answer_scores_offsets'][0] = 1", 50, 60, "dataset 'answer_scores_offsets' does not start at 0"},
+      {"bad_end", "f['rewritten_questions'].resize((999,)); f['rewritten_answers'].resize((999,))", 10, 20,
+       "dataset 'rewritten_offsets' ends at"},
+      {"decreasing", "f['answer_scores_offsets'][30] = 0", 20, 40, "dataset 'answer_scores_offsets' decreases at row 29"},
+      {"past_end", "f['answer_scores_offsets'][31] = 10**9", 25, 35, "dataset 'answer_scores_offsets' points past the end"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string path = dir + "/" + c.name + ".h5";
+    fs::copy_file(original, path);
+    run_python("with h5py.File(sys.argv[1], 'r+') as f:\n    " + c.python + "\n", {path});
+    std::string message = runtime_error_of([&] { read_shard_rows(path, c.begin, c.end); });
+    EXPECT_EQ(message.rfind(path + ": ", 0), 0u) << message;
+    EXPECT_TRUE(contains(message, c.message)) << message;
+  }
+  // Datasets of the wrong length are refused when the reader opens the file.
+  const std::string path = dir + "/short.h5";
+  fs::copy_file(original, path);
+  run_python("with h5py.File(sys.argv[1], 'r+') as f:\n    f['kept'].resize((3,))\n", {path});
+  EXPECT_TRUE(contains(runtime_error_of([&] { ShardReader reader(path); }), "dataset 'kept' has 3 elements"));
+}
+
+}  // namespace
+}  // namespace align2

@@ -19,6 +19,7 @@ void TestScorer::score_questions(const std::vector<const Sample*>& samples, floa
                                  std::vector<ScoreFailure>* failures) {
   ++calls;
   largest_batch = std::max(largest_batch, samples.size());
+  samples_scored += samples.size();
   for (std::size_t i = 0; i < samples.size(); ++i) {
     if (!fail_image.empty() && samples[i]->image == fail_image) {
       failures->push_back({i, Reason::bad_image, "test scorer: image " + fail_image + " refused"});
@@ -34,6 +35,7 @@ void TestScorer::score_answers(const std::vector<const Sample*>& samples, std::v
                                std::vector<ScoreFailure>* failures) {
   ++calls;
   largest_batch = std::max(largest_batch, samples.size());
+  samples_scored += samples.size();
   out->assign(samples.size(), {});
   for (std::size_t i = 0; i < samples.size(); ++i)
     for (const Turn& t : samples[i]->turns)

@@ -13,10 +13,12 @@ class TestScorer : public Scorer {
                        std::vector<ScoreFailure>* failures) override;
   void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
                      std::vector<ScoreFailure>* failures) override;
-  std::string fingerprint() const override { return "test-scorer-v1"; }
+  std::string fingerprint() const override { return model; }
 
   std::size_t calls = 0;          // number of score_* calls
   std::size_t largest_batch = 0;  // most samples in one call
+  std::size_t samples_scored = 0;  // samples passed to score_* in all calls
+  std::string model = "test-scorer-v1";  // its fingerprint: change it to play a changed model
   std::string fail_image;         // samples with this image fail (bad_image), to test that path
 };
 

@@ -1,0 +1,37 @@
+// report.html: a human-readable report of a curation run, written beside summary.json
+// and scores.h5. One self-contained HTML file (inline CSS and SVG, no scripts, no
+// external resources) that prints well: run facts, counts, score histograms with the
+// selection thresholds, per-rank busy time, and a few examples. See docs/report.md.
+//
+// Deterministic: the same summary.json and scores.h5 give a byte-identical report (fixed
+// number formats, no clock).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/shard_store.h"
+
+namespace align2 {
+
+// Reads <output_dir>/summary.json and <output_dir>/scores.h5 (without the record column;
+// record texts are read only for the examples shown) and writes <output_dir>/report.html
+// atomically. Returns the report's path. Throws std::runtime_error naming the file when
+// summary.json is missing, not JSON or not a run summary, when scores.h5 cannot be read,
+// or when the two disagree on the number of input records.
+std::string write_report(const std::string& output_dir);
+
+// The rows (positions in `rows`) whose record text the report shows: per subset the top
+// and bottom examples by final score, and the first rewritten rows. Sorted, unique.
+std::vector<std::uint64_t> report_example_rows(const std::vector<ShardRow>& rows);
+
+// The report as a string. `summary` is summary.json's object; `meta` the scores.h5
+// attributes (for align2_version; may be default); `rows` one per input record, in any
+// order. Only the rows named by report_example_rows need their `record` text: examples
+// without it are shown without question and answer. Missing summary keys are shown as
+// absent, never thrown on.
+std::string render_report(const nlohmann::json& summary, const ShardMeta& meta, const std::vector<ShardRow>& rows);
+
+}  // namespace align2

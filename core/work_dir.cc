@@ -1,0 +1,165 @@
+#include "core/work_dir.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "core/merge.h"
+
+namespace align2 {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr int kRunFormatVersion = 1;
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// "<begin>-<end>.h5" → range; false for any other name.
+bool parse_chunk_name(const std::string& name, ChunkRange* range) {
+  unsigned long long b = 0, e = 0;
+  char tail[4] = {};
+  if (name.size() != 12 + 1 + 12 + 3 || std::sscanf(name.c_str(), "%12llu-%12llu%3s", &b, &e, tail) != 3 ||
+      std::string(tail) != ".h5")
+    return false;
+  range->begin = b;
+  range->end = e;
+  return true;
+}
+
+std::string chunk_name(ChunkRange r) { return fmt::format("{:012}-{:012}.h5", r.begin, r.end); }
+
+void remove_stale_temporaries(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_regular_file() && it->path().filename().string().find(".tmp-") != std::string::npos)
+      fs::remove(it->path(), ec);
+}
+
+}  // namespace
+
+std::vector<ChunkRange> chunk_ranges(std::uint64_t begin, std::uint64_t end, std::uint64_t chunk_records) {
+  if (chunk_records == 0) throw std::invalid_argument("chunk_ranges: chunk_records must be positive");
+  std::vector<ChunkRange> out;
+  for (std::uint64_t b = begin; b < end;) {
+    std::uint64_t next = (b / chunk_records + 1) * chunk_records;
+    std::uint64_t e = std::min(end, next);
+    out.push_back({b, e});
+    b = e;
+  }
+  return out;
+}
+
+std::string chunk_path(const std::string& output_dir, const std::string& stage, ChunkRange range) {
+  return (fs::path(output_dir) / "work" / stage / chunk_name(range)).string();
+}
+
+std::uint64_t open_run(const std::string& output_dir, const RunIdentity& run, bool force) {
+  const fs::path dir(output_dir);
+  const fs::path manifest = dir / "run.json";
+  json want = {{"format", "align2-run"},
+               {"version", kRunFormatVersion},
+               {"config_fingerprint", run.config_fingerprint},
+               {"input_fingerprint", run.input_fingerprint}};
+  std::error_code ec;
+  if (fs::exists(manifest, ec)) {
+    json have = json::parse(read_text(manifest), nullptr, false);
+    std::string changed;
+    if (have.is_discarded() || !have.is_object() || have.value("format", "") != "align2-run")
+      changed = "its run.json is not an align2 run manifest";
+    else if (have.value("version", 0) != kRunFormatVersion)
+      changed = fmt::format("its run.json has version {}, this align2 writes {}", have.value("version", 0),
+                            kRunFormatVersion);
+    else if (have.value("config_fingerprint", "") != run.config_fingerprint)
+      changed = "the job config or a model changed since (config fingerprint differs)";
+    else if (have.value("input_fingerprint", "") != run.input_fingerprint)
+      changed = "the pool changed since (input fingerprint differs)";
+    if (!changed.empty()) {
+      if (!force)
+        throw std::runtime_error(fmt::format(
+            "{} holds another run: {}. Use a new output_dir, or rerun with --force to discard its work and start over",
+            output_dir, changed));
+      for (const char* name : {"work", "shards"}) fs::remove_all(dir / name);
+      for (const char* name : {"curated.json", "scores.h5", "summary.json", "report.html", "run.json"})
+        fs::remove(dir / name, ec);
+    }
+  } else if (force) {
+    for (const char* name : {"work", "shards"}) fs::remove_all(dir / name);
+  }
+  remove_stale_temporaries(dir / "work");
+  remove_stale_temporaries(dir / "shards");
+  fs::remove_all(dir / "shards");  // rebuilt from the chunks; a rank count change leaves none behind
+  std::uint64_t chunks = 0;
+  if (fs::is_directory(dir / "work", ec))
+    for (auto it = fs::recursive_directory_iterator(dir / "work", ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      ChunkRange r;
+      chunks += it->is_regular_file() && parse_chunk_name(it->path().filename().string(), &r);
+    }
+  write_file_atomic(manifest.string(), want.dump(2) + "\n");
+  return chunks;
+}
+
+bool read_chunk(const std::string& path, const ShardMeta& expected, ChunkRange range,
+                const std::vector<std::uint64_t>& items, const PoolIndex& index, std::vector<ShardRow>* rows,
+                std::string* problem) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return false;
+  try {
+    ShardData data = read_shard(path, ShardReadOptions{/*records=*/false});
+    const ShardMeta& m = data.meta;
+    if (m.stage != expected.stage || m.config_fingerprint != expected.config_fingerprint ||
+        m.input_fingerprint != expected.input_fingerprint || m.input_records != expected.input_records) {
+      *problem = path + ": it belongs to another run (fingerprints differ)";
+      return false;
+    }
+    json span = json::parse(m.stage_summary_json, nullptr, false);
+    if (!span.is_object() || span.value("begin", ~0ull) != range.begin || span.value("end", ~0ull) != range.end) {
+      *problem = path + ": its attributes name another range";
+      return false;
+    }
+    if (data.rows.size() != range.end - range.begin) {
+      *problem = fmt::format("{}: it holds {} rows, not {}", path, data.rows.size(), range.end - range.begin);
+      return false;
+    }
+    for (std::uint64_t p = range.begin; p < range.end; ++p) {
+      const ShardRow& row = data.rows[p - range.begin];
+      if (row.index != items.at(p) || row.key != index.key(row.index)) {
+        *problem = fmt::format("{}: row {} is pool record {}, expected {}", path, p - range.begin, row.index, items.at(p));
+        return false;
+      }
+    }
+    *rows = std::move(data.rows);
+    return true;
+  } catch (const std::exception& e) {
+    *problem = e.what();
+    return false;
+  }
+}
+
+std::uint64_t committed_items(const std::string& output_dir, const std::string& stage,
+                              const std::vector<ChunkRange>& wanted) {
+  std::set<std::string> present;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(fs::path(output_dir) / "work" / stage, ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec))
+    present.insert(it->path().filename().string());
+  std::uint64_t done = 0;
+  for (const ChunkRange& r : wanted)
+    if (present.count(chunk_name(r))) done += r.end - r.begin;
+  return done;
+}
+
+}  // namespace align2

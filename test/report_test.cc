@@ -1,0 +1,367 @@
+// report.html: a synthetic three-stage run (stage shards → merge → report), checked as
+// text (every subset, thresholds, escaping, no NaN, determinism) and, where chromium is
+// installed, rendered headless to a PNG that must show the plots.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <unistd.h>
+
+#include "core/image_preprocess.h"
+#include "core/merge.h"
+#include "core/report.h"
+#include "core/shard_store.h"
+#include "test/test_support.h"
+
+namespace align2 {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr std::uint64_t kConversation = 40;  // scored records of subset "conversation"
+constexpr std::uint64_t kRecords = kConversation + 4;
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
+ShardMeta meta(const std::string& stage, int rank, const json& summary) {
+  ShardMeta m;
+  m.align2_version = "0.1.0+report-test";
+  m.config_fingerprint = "cfg0123";
+  m.input_fingerprint = "pool4567";
+  m.stage = stage;
+  m.rank = rank;
+  m.world_size = 2;
+  m.input_records = kRecords;
+  m.stage_summary_json = summary.dump();
+  m.timings_json = json{{"busy_s", rank == 0 ? 1.5 : 0.5}, {"records", 22}}.dump();
+  return m;
+}
+
+std::string record_text(const std::string& id, const std::string& question, const std::string& answer) {
+  return json{{"id", id},
+              {"image", "coco/" + id + ".jpg"},
+              {"conversations",
+               {{{"from", "human"}, {"value", "<image>\n" + question}},
+                {{"from", "gpt"}, {"value", answer}},
+                {{"from", "human"}, {"value", "Second question?"}},
+                {{"from", "gpt"}, {"value", "Second answer."}}}}}
+      .dump();
+}
+
+ShardRow base_row(std::uint64_t index, const std::string& subset) {
+  ShardRow r;
+  r.index = index;
+  r.key = fmt::format("{:032x}", index * 2654435761u + 17);
+  r.id = fmt::format("rec{:03d}", index);
+  r.subset = subset;
+  r.status = "valid";
+  r.image = "coco/" + r.id + ".jpg";
+  r.record = record_text(r.id, fmt::format("What is in picture {}?", index), fmt::format("Answer number {}.", index));
+  return r;
+}
+
+// The run: subset "conversation" with 40 scored records (stage 1 keeps 20, stage 2 keeps
+// 10, all 10 rewritten); "detail" with one scored record (nothing kept: null thresholds)
+// and one invalid record; "complex" with only unusable records (nothing scored). Record 0
+// carries a <script> tag and scores highest, so it is a top example.
+class Report : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    out_ = test::scratch_dir("report");
+    std::vector<ShardRow> s1;
+    for (std::uint64_t i = 0; i < kConversation; ++i) {
+      ShardRow r = base_row(i, "conversation");
+      r.question_score = i == 0 ? 2.5 : -2.0 + 0.1 * double((i * 37) % 40);
+      r.truncated = 0;
+      s1.push_back(r);
+    }
+    s1[0].record = record_text("rec000", "<script>alert('x')</script> & more?", "An answer with <b>tags</b>.");
+    ShardRow detail = base_row(kConversation, "detail");
+    detail.question_score = 0.7;
+    detail.selected_questions = 0;
+    detail.truncated = 0;
+    ShardRow bad = base_row(kConversation + 1, "detail");
+    bad.status = "invalid";
+    bad.reason = "not_json";
+    bad.message = "pool.jsonl record 41: not JSON";
+    bad.record = "{not json";
+    ShardRow missing = base_row(kConversation + 2, "complex");
+    missing.status = "missing_image";
+    missing.reason = "missing_image";
+    ShardRow dup = base_row(kConversation + 3, "complex");
+    dup.status = "duplicate";
+    dup.reason = "duplicate";
+
+    // Stage 1: top 20 of "conversation" by question score.
+    std::vector<double> q;
+    for (std::uint64_t i = 0; i < kConversation; ++i) q.push_back(s1[i].question_score);
+    std::sort(q.begin(), q.end(), std::greater<double>());
+    f_threshold_ = q[19];
+    for (std::uint64_t i = 0; i < kConversation; ++i) s1[i].selected_questions = s1[i].question_score >= f_threshold_;
+    json summary1 = {{"input", kRecords}, {"scored", 41}, {"kept", 20}, {"fraction", 0.5}, {"one_per_image", true},
+                     {"by_subset",
+                      {{"conversation", {{"scored", 40}, {"eligible", 40}, {"kept", 20}, {"threshold", f_threshold_}}},
+                       {"detail", {{"scored", 1}, {"eligible", 1}, {"kept", 0}, {"threshold", nullptr}}}}}};
+    s1.push_back(detail);
+    s1.push_back(bad);
+    s1.push_back(missing);
+    s1.push_back(dup);
+
+    // Stage 2: the survivors, two turns each; top 10 by the mean.
+    std::vector<ShardRow> s2;
+    std::vector<double> g;
+    for (std::uint64_t i = 0; i < kConversation; ++i) {
+      if (s1[i].selected_questions != 1) continue;
+      ShardRow r = base_row(i, "conversation");
+      r.record.clear();
+      r.answer_scores = {float(0.25 * double(i % 13)), float(-1.0 + 0.125 * double(i % 7))};
+      if (i == 0) r.answer_scores = {3.0f, 2.0f};  // the best record of the run
+      r.answer_score = (double(r.answer_scores[0]) + double(r.answer_scores[1])) / 2;
+      r.truncated = i == 3 ? 1 : 0;
+      g.push_back(r.answer_score);
+      s2.push_back(r);
+    }
+    std::vector<double> sorted_g = g;
+    std::sort(sorted_g.begin(), sorted_g.end(), std::greater<double>());
+    g_threshold_ = sorted_g[9];
+    std::uint64_t kept2 = 0;
+    for (ShardRow& r : s2) {
+      r.selected_answers = r.answer_score >= g_threshold_ && kept2 < 10;
+      kept2 += r.selected_answers;
+    }
+    ASSERT_EQ(kept2, 10u);
+    json summary2 = {
+        {"input", 20}, {"scored", 20}, {"kept", 10}, {"fraction", 0.5}, {"one_per_image", true},
+        {"by_subset", {{"conversation", {{"scored", 20}, {"eligible", 20}, {"kept", 10}, {"threshold", g_threshold_}}}}}};
+
+    // Rewrite: every kept record, one turn rewritten.
+    std::vector<ShardRow> s3;
+    for (const ShardRow& r2 : s2) {
+      if (r2.selected_answers != 1) continue;
+      ShardRow r = base_row(r2.index, "conversation");
+      r.record.clear();
+      r.kept = 1;
+      r.rewritten_questions = {fmt::format("Rewritten question {}?", r.index), "Second question?"};
+      r.rewritten_answers = {fmt::format("Rewritten answer {}.", r.index), "Second answer."};
+      s3.push_back(r);
+    }
+    json summary3 = {{"attempted", 10}, {"kept_rewrite", 7}, {"kept_original", 2}, {"fallback", 1}};
+
+    std::vector<std::string> paths;
+    auto write_stage = [&](const std::string& stage, const std::vector<ShardRow>& rows, const json& summary) {
+      std::vector<ShardRow> part[2];
+      for (const ShardRow& r : rows) part[r.index % 2].push_back(r);
+      for (int rank = 0; rank < 2; ++rank) {
+        paths.push_back(shard_path(out_, stage, rank));
+        write_shard(paths.back(), meta(stage, rank, summary), part[rank]);
+      }
+    };
+    write_stage("select_questions", s1, summary1);
+    write_stage("select_answers", s2, summary2);
+    write_stage("rewrite", s3, summary3);
+    merge_shards(paths, out_);
+  }
+
+  std::string out_;
+  double f_threshold_ = 0;
+  double g_threshold_ = 0;
+};
+
+void expect_no_nan(const std::string& html) {
+  std::regex bad("\\b(nan|inf|infinity)\\b", std::regex::icase);
+  std::smatch m;
+  EXPECT_FALSE(std::regex_search(html, m, bad)) << "found \"" << m.str() << "\"";
+}
+
+TEST_F(Report, ShowsCountsPlotsThresholdsAndEscapedExamples) {
+  std::string path = write_report(out_);
+  EXPECT_EQ(path, out_ + "/report.html");
+  std::string html = test::read_file(path);
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_NE(html.find("</html>"), std::string::npos);
+  // Balanced SVG: 3 subsets × 2 histograms + 3 stages' busy-time charts.
+  EXPECT_EQ(count_of(html, "<svg "), count_of(html, "</svg>"));
+  EXPECT_EQ(count_of(html, "<svg "), 9u);
+  EXPECT_EQ(count_of(html, "<table>"), count_of(html, "</table>"));
+  // No external resources, no scripts.
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("src="), std::string::npos);
+  EXPECT_EQ(html.find("href="), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more?"), std::string::npos);
+  EXPECT_NE(html.find("An answer with &lt;b&gt;tags&lt;/b&gt;."), std::string::npos);
+  expect_no_nan(html);
+
+  for (const char* subset : {"conversation", "detail", "complex"})
+    EXPECT_NE(html.find(fmt::format("<h3>Subset {}</h3>", subset)), std::string::npos) << subset;
+  EXPECT_NE(html.find(fmt::format("threshold {:.4f}", f_threshold_)), std::string::npos);
+  EXPECT_NE(html.find(fmt::format("threshold {:.4f}", g_threshold_)), std::string::npos);
+  EXPECT_NE(html.find("none (nothing kept)"), std::string::npos);  // detail: null threshold
+  EXPECT_NE(html.find("no scored records"), std::string::npos);    // complex
+  // Header facts.
+  EXPECT_NE(html.find("0.1.0+report-test"), std::string::npos);
+  EXPECT_NE(html.find("cfg0123"), std::string::npos);
+  EXPECT_NE(html.find("pool4567"), std::string::npos);
+  EXPECT_NE(html.find("<tr><th>input records</th><td class=\"n\">44</td></tr>"), std::string::npos);
+  EXPECT_NE(html.find("<tr><th>kept</th><td class=\"n\">10</td></tr>"), std::string::npos);
+  // Counts: per status, per reason, per subset (input, valid, stage-1 scored/kept, ..., kept).
+  EXPECT_NE(html.find("<tr><td>valid</td><td class=\"n\">41</td><td class=\"n\">10</td><td class=\"n\">31</td>"
+                      "<td class=\"n\">0</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<tr><td>not_json</td><td>invalid</td><td class=\"n\">1</td></tr>"), std::string::npos);
+  EXPECT_NE(html.find("<tr><td>conversation</td><td class=\"n\">40</td><td class=\"n\">40</td><td class=\"n\">40</td>"
+                      "<td class=\"n\">20</td>"),
+            std::string::npos);
+  // Busy time: 1.5 s and 0.5 s -> mean 1.0, imbalance 50 %.
+  EXPECT_NE(html.find("imbalance (max/mean \u2212 1) 50.0 %"), std::string::npos);
+  // Rewrite counts and a before/after example.
+  EXPECT_NE(html.find("kept_rewrite"), std::string::npos);
+  EXPECT_NE(html.find("<h2>Rewrite</h2>"), std::string::npos);
+  EXPECT_NE(html.find("Rewritten question 0?"), std::string::npos);
+  // Top example of "conversation": record 0; long-text fields shown without the <image> tag.
+  EXPECT_NE(html.find("<td>top 1</td><td><code>rec000</code></td>"), std::string::npos);
+  EXPECT_EQ(html.find("&lt;image&gt;"), std::string::npos);
+}
+
+TEST_F(Report, IsDeterministicAndAtomic) {
+  std::string path = write_report(out_);
+  std::string first = test::read_file(path);
+  write_report(out_);
+  EXPECT_EQ(test::read_file(path), first);
+  for (const auto& entry : fs::directory_iterator(out_))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
+  // The string form with every record loaded equals the file (the file loads only examples' texts).
+  ShardData data = read_shard(out_ + "/scores.h5");
+  json summary = json::parse(test::read_file(out_ + "/summary.json"));
+  EXPECT_EQ(render_report(summary, data.meta, data.rows), first);
+}
+
+TEST_F(Report, ExampleRowsAreFewAndSorted) {
+  ShardData data = read_shard(out_ + "/scores.h5", ShardReadOptions{false});
+  std::vector<std::uint64_t> rows = report_example_rows(data.rows);
+  // conversation: 3 top + 3 bottom; detail: 1 (its only scored record); rewritten rows overlap the tops.
+  EXPECT_GE(rows.size(), 7u);
+  EXPECT_LE(rows.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(rows.begin(), rows.end()));
+  EXPECT_EQ(std::set<std::uint64_t>(rows.begin(), rows.end()).size(), rows.size());
+}
+
+TEST(ReportEdges, EmptyAndDegenerateInputsGiveNoNan) {
+  // Nothing at all.
+  std::string empty = render_report(json::object(), ShardMeta{}, {});
+  expect_no_nan(empty);
+  EXPECT_NE(empty.find("No timings recorded."), std::string::npos);
+  EXPECT_EQ(count_of(empty, "<svg "), count_of(empty, "</svg>"));
+  // One scored record, all scores equal, NaN and infinite scores, a threshold that is null.
+  std::vector<ShardRow> rows(4);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    rows[i].index = i;
+    rows[i].key = std::string(31, 'a') + char('a' + i);
+    rows[i].subset = "s";
+    rows[i].status = "valid";
+    rows[i].selected_questions = 0;
+    rows[i].question_score = 1.25;
+  }
+  rows[2].question_score = NAN;
+  rows[3].question_score = INFINITY;
+  rows[3].selected_answers = 0;  // a stage-2 row without a finite score
+  json summary = {{"input_records", 4}, {"kept", 0},
+                  {"stages", {{"select_questions", {{"by_subset", {{"s", {{"threshold", nullptr}}}}}}}}},
+                  {"timings", {{"select_questions", {{"ranks", 2}, {"per_rank", {json::object(), {{"busy_s", 0}}}}}}}}};
+  std::string html = render_report(summary, ShardMeta{}, rows);
+  expect_no_nan(html);
+  EXPECT_NE(html.find("none (nothing kept)"), std::string::npos);
+  EXPECT_NE(html.find("2 without a finite score"), std::string::npos);
+  EXPECT_NE(html.find("imbalance (max/mean \u2212 1) n/a"), std::string::npos);
+  EXPECT_EQ(count_of(html, "<svg "), count_of(html, "</svg>"));
+}
+
+TEST(ReportErrors, NameTheFile) {
+  std::string dir = test::scratch_dir("report_errors");
+  auto message = [&] {
+    try {
+      write_report(dir);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no exception");
+  };
+  EXPECT_NE(message().find(dir + "/summary.json: cannot read"), std::string::npos) << message();
+  test::write_file(dir + "/summary.json", "{\"input_records\": ");
+  EXPECT_NE(message().find(dir + "/summary.json: not JSON"), std::string::npos) << message();
+  test::write_file(dir + "/summary.json", "[1, 2]");
+  EXPECT_NE(message().find(dir + "/summary.json: not an align2 run summary"), std::string::npos) << message();
+  test::write_file(dir + "/summary.json", "{\"input_records\": 3}");
+  EXPECT_NE(message().find(dir + "/scores.h5"), std::string::npos) << message();
+  ShardMeta m;
+  m.stage = "merged";
+  m.input_records = 3;
+  write_shard(dir + "/scores.h5", m, {});
+  EXPECT_NE(message().find(dir + "/scores.h5: holds 0 rows, but"), std::string::npos) << message();
+  EXPECT_FALSE(fs::exists(dir + "/report.html"));
+}
+
+// ---- headless Chromium
+
+std::string find_on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  for (std::size_t b = 0; b <= dirs.size();) {
+    std::size_t e = dirs.find(':', b);
+    if (e == std::string::npos) e = dirs.size();
+    std::string candidate = dirs.substr(b, e - b) + "/" + name;
+    if (e > b && access(candidate.c_str(), X_OK) == 0) return candidate;
+    b = e + 1;
+  }
+  return "";
+}
+
+TEST_F(Report, RendersInHeadlessChromium) {
+  std::string chromium = find_on_path("chromium");
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not on PATH (scripts/install-deps.sh installs it)";
+  std::string report = fs::absolute(write_report(out_)).string();
+  std::string shot = out_ + "/shot.png";
+  // --no-sandbox: tests run as root; --disable-dev-shm-usage: containers with a small /dev/shm;
+  // a private profile so parallel runs do not share one.
+  std::string command = fmt::format(
+      "timeout 60 '{}' --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars --no-first-run "
+      "--user-data-dir='{}/chromium-profile' --window-size=1200,3000 --screenshot='{}' 'file://{}' 2>&1",
+      chromium, out_, shot, report);
+  auto start = std::chrono::steady_clock::now();
+  test::CommandResult run = test::run_command(command);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << "chromium screenshot took " << fmt::format("{:.1f}", seconds) << " s\n";
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  ASSERT_TRUE(fs::exists(shot)) << run.out << run.err;
+
+  std::string png = test::read_file(shot);
+  RgbImage image = decode_rgb8(reinterpret_cast<const std::uint8_t*>(png.data()), png.size(), shot);
+  ASSERT_EQ(image.width, 1200);
+  ASSERT_EQ(image.height, 3000);
+  std::size_t pixels = std::size_t(image.width) * std::size_t(image.height);
+  std::size_t not_white = 0, kept_blue = 0;
+  std::set<std::uint32_t> colours;
+  for (std::size_t i = 0; i < pixels; ++i) {
+    const std::uint8_t* p = &image.pixels[3 * i];
+    std::uint32_t c = std::uint32_t(p[0]) << 16 | std::uint32_t(p[1]) << 8 | p[2];
+    colours.insert(c);
+    not_white += c != 0xffffff;
+    kept_blue += c == 0x4477aa;  // the "kept" bars
+  }
+  EXPECT_GT(double(not_white) / double(pixels), 0.02) << not_white << " of " << pixels << " pixels are not white";
+  EXPECT_GT(colours.size(), 3u);
+  EXPECT_GT(kept_blue, 500u) << "no histogram bars visible";
+}
+
+}  // namespace
+}  // namespace align2

@@ -1,0 +1,83 @@
+// Chunking of a stage's items, the run manifest, and the progress line.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/progress.h"
+#include "core/work_dir.h"
+#include "test/test_support.h"
+
+namespace align2 {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(WorkDir, ChunksAreCutAtMultiplesOfTheChunkSize) {
+  auto c = chunk_ranges(5, 37, 16);
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(c[0].begin, 5u);
+  EXPECT_EQ(c[0].end, 16u);
+  EXPECT_EQ(c[1].begin, 16u);
+  EXPECT_EQ(c[1].end, 32u);
+  EXPECT_EQ(c[2].begin, 32u);
+  EXPECT_EQ(c[2].end, 37u);
+  EXPECT_TRUE(chunk_ranges(7, 7, 4).empty());
+  EXPECT_EQ(chunk_ranges(0, 8, 4).size(), 2u);
+  EXPECT_THROW(chunk_ranges(0, 8, 0), std::invalid_argument);
+  EXPECT_EQ(fs::path(chunk_path("out", "select_answers", {16, 32})).string(),
+            "out/work/select_answers/000000000016-000000000032.h5");
+}
+
+TEST(WorkDir, RunManifestRefusesAnotherRunAndForceStartsOver) {
+  std::string dir = test::scratch_dir("work-dir");
+  EXPECT_EQ(open_run(dir, {"cfg-a", "pool-a"}, false), 0u);
+  test::write_file(chunk_path(dir, "select_questions", {0, 4}), "x");
+  test::write_file(dir + "/work/select_questions/000000000004-000000000008.h5.tmp-123", "partial");
+  EXPECT_EQ(open_run(dir, {"cfg-a", "pool-a"}, false), 1u);  // same run: resumes, temporaries gone
+  EXPECT_FALSE(fs::exists(dir + "/work/select_questions/000000000004-000000000008.h5.tmp-123"));
+  EXPECT_EQ(committed_items(dir, "select_questions", {{0, 4}, {4, 8}}), 4u);
+  try {
+    open_run(dir, {"cfg-a", "pool-b"}, false);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("the pool changed"), std::string::npos) << e.what();
+  }
+  test::write_file(dir + "/curated.json", "[]");
+  EXPECT_EQ(open_run(dir, {"cfg-b", "pool-b"}, true), 0u);
+  EXPECT_FALSE(fs::exists(dir + "/curated.json"));
+  EXPECT_FALSE(fs::exists(chunk_path(dir, "select_questions", {0, 4})));
+  test::write_file(dir + "/run.json", "not json");
+  EXPECT_THROW(open_run(dir, {"cfg-b", "pool-b"}, false), std::runtime_error);
+}
+
+TEST(Progress, LineShowsCountsRateAndEta) {
+  EXPECT_EQ(format_duration(5.4), "5s");
+  EXPECT_EQ(format_duration(187), "3m07s");
+  EXPECT_EQ(format_duration(3720), "1h02m");
+  EXPECT_EQ(format_duration(-1), "?");
+  ProgressMeter meter("select_questions", 200, 50, 0, nullptr);
+  std::string start = meter.line(50);
+  EXPECT_NE(start.find("select_questions  50/200  25%"), std::string::npos) << start;
+  EXPECT_NE(start.find("ETA ?"), std::string::npos) << start;  // nothing scored in this run yet
+  EXPECT_NE(start.find("(50 resumed)"), std::string::npos) << start;
+  EXPECT_NE(meter.line(200).find("100%"), std::string::npos);
+  EXPECT_NE(meter.line(200).find("elapsed"), std::string::npos);
+  // Not a terminal and no interval: no periodic lines, only the final one.
+  std::FILE* f = std::tmpfile();
+  ProgressMeter quiet("s", 10, 0, 0, f);
+  EXPECT_FALSE(quiet.due());
+  quiet.update(5);
+  quiet.finish(10);
+  std::rewind(f);
+  char buf[256] = {};
+  std::size_t got = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  std::string text(buf, got);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_EQ(text.rfind("s  10/10  100%", 0), 0u) << text;
+}
+
+}  // namespace
+}  // namespace align2
