@@ -13,6 +13,7 @@
 #include "core/corpus_reader.h"
 #include "core/ranking.h"
 #include "core/record_validation.h"
+#include "core/rewrite_stage.h"
 #include "core/progress.h"
 #include "core/shard_store.h"
 #include "core/version.h"
@@ -148,11 +149,13 @@ ShardMeta stage_meta(Comm& comm, const std::string& run_fingerprint, const PoolI
 
 // Scores the items [begin, end) of a stage: one row per item, in item order, `record` empty.
 using ScoreChunk = std::function<std::vector<ShardRow>(ChunkRange)>;
+// Sees each row of this rank once, in item order, as chunks are scored or resumed.
+using RowSink = std::function<void(const ShardRow&)>;
 
-// This rank's part of a stage, chunk by chunk.
+// This rank's part of a stage, chunk by chunk. Rows stay on disk in the chunk files.
 struct StageRun {
-  std::vector<ShardRow> rows;      // this rank's items in order; record texts empty
   std::vector<ChunkRange> chunks;  // this rank's chunks, in order
+  std::uint64_t items = 0;         // this rank's items
   double busy_s = 0;               // seconds spent scoring in this run
   double wall_s = 0;               // seconds from stage start to all ranks' chunks committed (rank 0)
   std::uint64_t computed = 0;      // items scored in this run
@@ -168,22 +171,29 @@ struct RunContext {
 };
 
 // Every rank scores its cost-balanced range of `items` (pool indices), chunk by chunk,
-// reusing the chunks an earlier run committed. Rank 0 shows progress over all ranks by
-// watching the committed chunk files, and waits for them before returning (the caller
-// then enters the stage's collective).
+// reusing the chunks an earlier run committed. `group` items always stay together (ranges
+// and chunks are cut at multiples of it: stage 3 calls its model on fixed groups). Rank 0
+// shows progress over all ranks by watching the committed chunk files, and waits for them
+// before returning (the caller then enters the stage's collective).
 StageRun run_stage(const RunContext& ctx, const std::string& stage, const std::vector<std::uint64_t>& items,
-                   const ScoreChunk& score) {
+                   std::uint64_t group, const ScoreChunk& score, const RowSink& sink) {
   Comm& comm = ctx.comm;
-  std::vector<std::uint64_t> costs(items.size());
-  for (std::size_t p = 0; p < items.size(); ++p) costs[p] = ctx.index.entries[items[p]].cost;
+  const std::uint64_t groups = (items.size() + group - 1) / group;
+  std::vector<std::uint64_t> costs(groups, 0);  // per group: estimated tokens
+  for (std::size_t p = 0; p < items.size(); ++p) costs[p / group] += ctx.index.entries[items[p]].cost;
   std::vector<ShardRange> plan = plan_shards(costs, comm.size());
+  const std::uint64_t chunk = std::max<std::uint64_t>(1, ctx.config.chunk_records / group) * group;
   std::vector<ChunkRange> all_chunks;
   StageRun run;
   for (int r = 0; r < comm.size(); ++r) {
-    std::vector<ChunkRange> c = chunk_ranges(plan[std::size_t(r)].begin, plan[std::size_t(r)].end,
-                                             ctx.config.chunk_records);
+    std::uint64_t b = std::min<std::uint64_t>(items.size(), plan[std::size_t(r)].begin * group);
+    std::uint64_t e = std::min<std::uint64_t>(items.size(), plan[std::size_t(r)].end * group);
+    std::vector<ChunkRange> c = chunk_ranges(b, e, chunk);
     all_chunks.insert(all_chunks.end(), c.begin(), c.end());
-    if (r == comm.rank()) run.chunks = c;
+    if (r == comm.rank()) {
+      run.chunks = c;
+      run.items = e - b;
+    }
   }
   const ShardMeta expected = stage_meta(comm, ctx.fingerprint, ctx.index, stage);
   const bool show = comm.rank() == 0 && ctx.options.progress;
@@ -193,27 +203,26 @@ StageRun run_stage(const RunContext& ctx, const std::string& stage, const std::v
     meter.emplace(stage, items.size(), committed_items(ctx.config.output_dir, stage, all_chunks),
                   double(ctx.config.progress_seconds));
 
-  for (const ChunkRange& chunk : run.chunks) {
-    const std::string path = chunk_path(ctx.config.output_dir, stage, chunk);
+  for (const ChunkRange& c : run.chunks) {
+    const std::string path = chunk_path(ctx.config.output_dir, stage, c);
     std::vector<ShardRow> rows;
     std::string problem;
-    if (read_chunk(path, expected, chunk, items, ctx.index, &rows, &problem)) {
-      run.resumed += chunk.end - chunk.begin;
+    if (read_chunk(path, expected, c, items, ctx.index, &rows, &problem)) {
+      run.resumed += c.end - c.begin;
     } else {
-      if (!problem.empty())
-        std::fprintf(stderr, "align2: rank %d: %s; scoring it again\n", comm.rank(), problem.c_str());
+      if (!problem.empty()) std::fprintf(stderr, "align2: rank %d: %s; scoring it again\n", comm.rank(), problem.c_str());
       auto t0 = Clock::now();
-      rows = score(chunk);
-      if (rows.size() != chunk.end - chunk.begin)
-        throw std::logic_error(fmt::format("{}: {} rows for {} items", stage, rows.size(), chunk.end - chunk.begin));
+      rows = score(c);
+      if (rows.size() != c.end - c.begin)
+        throw std::logic_error(fmt::format("{}: {} rows for {} items", stage, rows.size(), c.end - c.begin));
       ShardMeta meta = expected;
-      meta.stage_summary_json = json{{"begin", chunk.begin}, {"end", chunk.end}}.dump();
+      meta.stage_summary_json = json{{"begin", c.begin}, {"end", c.end}}.dump();
       meta.timings_json = json{{"busy_s", seconds_since(t0)}}.dump();
       write_shard(path, meta, rows);
       run.busy_s += seconds_since(t0);
-      run.computed += chunk.end - chunk.begin;
+      run.computed += c.end - c.begin;
     }
-    for (ShardRow& row : rows) run.rows.push_back(std::move(row));
+    for (const ShardRow& row : rows) sink(row);
     if (meter && meter->due()) meter->update(committed_items(ctx.config.output_dir, stage, all_chunks));
   }
   if (meter) {  // the other ranks' chunks, while they finish
@@ -227,6 +236,26 @@ StageRun run_stage(const RunContext& ctx, const std::string& stage, const std::v
   }
   run.wall_s = seconds_since(t_stage);
   return run;
+}
+
+// Writes this rank's stage shard from its chunk files, one chunk in memory at a time:
+// `finish` completes each chunk's rows (decisions, record texts) before they are appended.
+void write_stage_shard(const RunContext& ctx, const std::string& stage, const std::vector<std::uint64_t>& items,
+                       const StageRun& run, const ShardMeta& meta,
+                       const std::function<void(ChunkRange, std::vector<ShardRow>&)>& finish) {
+  const ShardMeta expected = stage_meta(ctx.comm, ctx.fingerprint, ctx.index, stage);
+  ShardWriter writer(shard_path(ctx.config.output_dir, stage, ctx.comm.rank()), run.items);
+  for (const ChunkRange& c : run.chunks) {
+    std::vector<ShardRow> rows;
+    std::string problem;
+    const std::string path = chunk_path(ctx.config.output_dir, stage, c);
+    if (!read_chunk(path, expected, c, items, ctx.index, &rows, &problem))
+      throw std::runtime_error(fmt::format("{}: the chunk committed moments ago cannot be read back: {}", path,
+                                           problem.empty() ? "it is gone" : problem));
+    finish(c, rows);
+    writer.append(rows);
+  }
+  writer.commit(meta);
 }
 
 // Consecutive batches [first, second) of at most `batch_size` samples and at most
@@ -251,18 +280,20 @@ std::vector<std::pair<std::size_t, std::size_t>> make_batches(const std::vector<
 }
 
 json rank_timings(const StageRun& run, std::uint64_t scored) {
-  return {{"busy_s", run.busy_s}, {"wall_s", run.wall_s}, {"records", run.rows.size()},
+  return {{"busy_s", run.busy_s}, {"wall_s", run.wall_s}, {"records", run.items},
           {"computed", run.computed}, {"resumed", run.resumed}, {"scored", scored}};
 }
 
 }  // namespace
 
-CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer, const CurationOptions& options) {
+CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer, const CurationOptions& options,
+                            Rewriter* rewriter) {
   CurationResult result;
   const PoolIndex index = share_index(comm, config);
   const std::uint64_t n = index.entries.size();
   result.input_records = n;
-  const std::string fingerprint = config.fingerprint + ":" + scorer.fingerprint();
+  const std::string fingerprint =
+      config.fingerprint + ":" + scorer.fingerprint() + (rewriter ? ":" + rewriter->fingerprint() : std::string(":no-rewrite"));
   on_root(comm, [&] {  // refuses another run's folder (unless forced) before any rank writes
     open_run(config.output_dir, RunIdentity{fingerprint, index.fingerprint}, options.force);
     return std::vector<std::uint8_t>{};
@@ -273,7 +304,11 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
   // ---- Stage 1: question scores over every record; invalid records pass through with their status.
   std::vector<std::uint64_t> all(n);
   for (std::uint64_t i = 0; i < n; ++i) all[i] = i;
-  StageRun run1 = run_stage(ctx, "select_questions", all, [&](ChunkRange chunk) {
+  ScoredSet scored1;
+  auto sink1 = [&](const ShardRow& row) {
+    if (row.status == "valid") scored1.add(row.index, row.question_score, row.image);
+  };
+  StageRun run1 = run_stage(ctx, "select_questions", all, 1, [&](ChunkRange chunk) {
     std::vector<Sample> samples = reader.read(chunk.begin, chunk.end);
     std::vector<const Sample*> valid;
     std::vector<std::size_t> valid_at;  // valid[i] is samples[valid_at[i]]
@@ -311,31 +346,33 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
       rows.push_back(std::move(row));
     }
     return rows;
-  });
-  ScoredSet scored1;
-  for (const ShardRow& row : run1.rows)
-    if (row.status == "valid") scored1.add(row.index, row.question_score, row.image);
+  }, sink1);
   StageSelection stage1 = select_stage(comm, index, scored1, config.alpha, config.one_per_image);
-  const std::vector<std::uint8_t>& kept1 = stage1.kept;
-  for (ShardRow& row : run1.rows)
-    if (row.status == "valid") row.selected_questions = std::int8_t(kept1[row.index]);
-  {  // the stage shard carries the record texts, read from the pool chunk by chunk
-    std::size_t at = 0;
-    for (const ChunkRange& chunk : run1.chunks)
-      for (const Sample& s : reader.read(chunk.begin, chunk.end)) run1.rows.at(at++).record = printable_text(s.raw);
-  }
+  const std::vector<std::uint8_t> kept1 = std::move(stage1.kept);
   ShardMeta meta1 = stage_meta(comm, fingerprint, index, "select_questions");
   meta1.stage_summary_json = selection_summary(index, stage1.selection, n, config.alpha, config.one_per_image).dump();
   meta1.timings_json = rank_timings(run1, scored1.index.size()).dump();
-  write_shard(shard_path(config.output_dir, "select_questions", comm.rank()), meta1, run1.rows);
-  run1.rows = {};
+  scored1 = {};
+  stage1 = {};
+  // The stage shard carries the record texts, read from the pool chunk by chunk.
+  write_stage_shard(ctx, "select_questions", all, run1, meta1, [&](ChunkRange chunk, std::vector<ShardRow>& rows) {
+    std::vector<Sample> samples = reader.read(chunk.begin, chunk.end);
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+      rows[k].record = printable_text(samples[k].raw);
+      if (rows[k].status == "valid") rows[k].selected_questions = std::int8_t(kept1[rows[k].index]);
+    }
+  });
 
   // ---- Stage 2: survivors re-sharded by cost; answer scores per turn, mean per sample.
   std::vector<std::uint64_t> survivors;
   for (std::uint64_t i = 0; i < n; ++i)
     if (kept1[i]) survivors.push_back(i);
   result.stage1_kept = survivors.size();
-  StageRun run2 = run_stage(ctx, "select_answers", survivors, [&](ChunkRange chunk) {
+  ScoredSet scored2;
+  auto sink2 = [&](const ShardRow& row) {
+    if (row.status == "valid") scored2.add(row.index, row.answer_score, row.image);
+  };
+  StageRun run2 = run_stage(ctx, "select_answers", survivors, 1, [&](ChunkRange chunk) {
     std::vector<Sample> samples;
     for (std::uint64_t p = chunk.begin; p < chunk.end; ++p) samples.push_back(reader.read_one(survivors[p]));
     std::vector<std::vector<float>> turn_scores(samples.size());
@@ -378,26 +415,69 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
       rows.push_back(std::move(row));
     }
     return rows;
-  });
-  ScoredSet scored2;
-  for (const ShardRow& row : run2.rows)
-    if (row.status == "valid") scored2.add(row.index, row.answer_score, row.image);
+  }, sink2);
   StageSelection stage2 = select_stage(comm, index, scored2, config.beta, config.one_per_image);
-  const std::vector<std::uint8_t>& kept2 = stage2.kept;
-  for (ShardRow& row : run2.rows) row.selected_answers = std::int8_t(kept2[row.index]);
+  const std::vector<std::uint8_t> kept2 = std::move(stage2.kept);
   for (std::uint8_t k : kept2) result.stage2_kept += k;
   ShardMeta meta2 = stage_meta(comm, fingerprint, index, "select_answers");
   meta2.stage_summary_json =
       selection_summary(index, stage2.selection, survivors.size(), config.beta, config.one_per_image).dump();
   meta2.timings_json = rank_timings(run2, scored2.index.size()).dump();
-  write_shard(shard_path(config.output_dir, "select_answers", comm.rank()), meta2, run2.rows);
-  run2.rows = {};
+  scored2 = {};
+  stage2 = {};
+  write_stage_shard(ctx, "select_answers", survivors, run2, meta2, [&](ChunkRange, std::vector<ShardRow>& rows) {
+    for (ShardRow& row : rows) row.selected_answers = std::int8_t(kept2[row.index]);
+  });
+  std::vector<std::uint64_t>().swap(survivors);
+
+  // ---- Stage 3: the inner LLM rewrites every turn of the curated samples and reviews its rewrites.
+  std::vector<std::string> stages = {"select_questions", "select_answers"};
+  if (rewriter) {
+    std::vector<std::uint64_t> curated;
+    for (std::uint64_t i = 0; i < n; ++i)
+      if (kept2[i]) curated.push_back(i);
+    RewriteCounts counts;
+    auto sink3 = [&](const ShardRow& row) { counts.add(row); };
+    StageRun run3 = run_stage(ctx, "rewrite", curated, config.rewrite_batch, [&](ChunkRange chunk) {
+      std::vector<ShardRow> rows;
+      for (std::uint64_t g = chunk.begin; g < chunk.end; g += config.rewrite_batch) {  // fixed groups
+        std::vector<Sample> samples;
+        for (std::uint64_t p = g; p < std::min(chunk.end, g + config.rewrite_batch); ++p)
+          samples.push_back(reader.read_one(curated[p]));
+        std::vector<const Sample*> batch;
+        for (const Sample& sample : samples) batch.push_back(&sample);
+        std::vector<SampleRewrite> results = rewriter->rewrite(batch);
+        for (std::size_t k = 0; k < samples.size(); ++k) {
+          ShardRow row = sample_row(samples[k]);
+          row.record.clear();
+          fill_rewrite_row(samples[k], results.at(k), &row);
+          rows.push_back(std::move(row));
+        }
+      }
+      return rows;
+    }, sink3);
+    std::vector<std::vector<std::uint8_t>> all_counts = comm.allgatherv(counts.serialize());
+    RewriteCounts total;
+    for (const auto& part : all_counts) total.add(RewriteCounts::deserialize(part));
+    ShardMeta meta3 = stage_meta(comm, fingerprint, index, "rewrite");
+    meta3.stage_summary_json = total.summary().dump();
+    json t3 = rank_timings(run3, counts.attempted);
+    const RewriteStats& st = rewriter->stats();
+    t3["prompt_tokens"] = st.prompt_tokens;
+    t3["generated_tokens"] = st.generated_tokens;
+    t3["generate_s"] = st.generate_s;
+    t3["review_s"] = st.review_s;
+    meta3.timings_json = t3.dump();
+    write_stage_shard(ctx, "rewrite", curated, run3, meta3, [](ChunkRange, std::vector<ShardRow>&) {});
+    result.rewrite = total.summary();
+    stages.push_back("rewrite");
+  }
 
   // ---- Merge on rank 0 once every shard is on disk.
   comm.barrier();
   on_root(comm, [&] {
     std::vector<std::string> paths;
-    for (const char* stage : {"select_questions", "select_answers"})
+    for (const std::string& stage : stages)
       for (int r = 0; r < comm.size(); ++r) paths.push_back(shard_path(config.output_dir, stage, r));
     result.merged = merge_shards(paths, config.output_dir);
     return std::vector<std::uint8_t>{};

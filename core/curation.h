@@ -10,6 +10,7 @@
 
 #include "core/job_config.h"
 #include "core/merge.h"
+#include "core/rewriter.h"
 #include "core/scorer.h"
 #include "distributed/comm.h"
 
@@ -20,6 +21,7 @@ struct CurationResult {
   std::uint64_t input_records = 0;
   std::uint64_t stage1_kept = 0;
   std::uint64_t stage2_kept = 0;
+  nlohmann::json rewrite;    // stages.rewrite of summary.json (null when stage 3 did not run)
 };
 
 struct CurationOptions {
@@ -31,7 +33,9 @@ struct CurationOptions {
 // <output_dir>/work (core/work_dir.h): rerunning after a kill resumes; an output_dir that
 // holds another run (config, model or pool changed) is refused unless options.force. Throws on bad input (a pool file that
 // cannot be read) on every rank alike, or on I/O failure on the rank that saw it.
+// With `rewriter`, stage 3 rewrites and reviews every turn of the curated samples
+// (docs/rewrite.md); without, the run ends after stage 2.
 CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
-                            const CurationOptions& options = {});
+                            const CurationOptions& options = {}, Rewriter* rewriter = nullptr);
 
 }  // namespace align2

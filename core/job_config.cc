@@ -23,6 +23,11 @@ const json& defaults() {
       {"one_per_image", true},   {"batch_size", 8},            {"batch_tokens", 8192},
       {"question_model", ""},    {"answer_model", ""},        {"dtype", "f32"},
       {"threads", 0},            {"chunk_records", 256},       {"progress_seconds", 30},
+      {"rewrite", true},         {"rewrite_model", ""},        {"rewrite_template", "vicuna_v1"},
+      {"rewrite_prompt", ""},    {"review_prompt", ""},        {"rewrite_max_new_tokens", 512},
+      {"rewrite_temperature", 0.0}, {"rewrite_top_p", 1.0},    {"review_threshold", 0.5},
+      {"review_labels", {"A", "B"}}, {"rewrite_min_ratio", 0.3}, {"rewrite_max_ratio", 3.0},
+      {"rewrite_batch", 8},
   };
   return d;
 }
@@ -143,6 +148,33 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
   if (c.batch_size == 0 || c.batch_size > 1'000'000) bad(source, "batch_size", "must lie in 1..1000000");
   c.batch_tokens = eff["batch_tokens"].get<std::uint64_t>();
   if (c.batch_tokens > 1'000'000'000) bad(source, "batch_tokens", "must lie in 0..1000000000");
+  c.rewrite = eff["rewrite"].get<bool>();
+  c.rewrite_model = resolve(eff["rewrite_model"].get<std::string>(), base_for("rewrite_model"));
+  c.rewrite_template = eff["rewrite_template"].get<std::string>();
+  if (c.rewrite_template != "vicuna_v1" && c.rewrite_template != "llava_v1" && c.rewrite_template != "plain")
+    bad(source, "rewrite_template", "expected \"vicuna_v1\", \"llava_v1\" or \"plain\"");
+  c.rewrite_prompt = resolve(eff["rewrite_prompt"].get<std::string>(), base_for("rewrite_prompt"));
+  c.review_prompt = resolve(eff["review_prompt"].get<std::string>(), base_for("review_prompt"));
+  c.rewrite_max_new_tokens = eff["rewrite_max_new_tokens"].get<std::uint64_t>();
+  if (c.rewrite_max_new_tokens == 0 || c.rewrite_max_new_tokens > 65536)
+    bad(source, "rewrite_max_new_tokens", "must lie in 1..65536");
+  c.rewrite_temperature = eff["rewrite_temperature"].get<double>();
+  if (!(c.rewrite_temperature >= 0 && c.rewrite_temperature <= 100)) bad(source, "rewrite_temperature", "must lie in [0, 100]");
+  c.rewrite_top_p = eff["rewrite_top_p"].get<double>();
+  if (!(c.rewrite_top_p > 0 && c.rewrite_top_p <= 1)) bad(source, "rewrite_top_p", "must lie in (0, 1]");
+  c.review_threshold = eff["review_threshold"].get<double>();
+  if (!(c.review_threshold >= 0 && c.review_threshold <= 1)) bad(source, "review_threshold", "must lie in [0, 1]");
+  const json& labels = eff["review_labels"];
+  if (labels.size() != 2 || !labels[0].is_string() || !labels[1].is_string() || labels[0] == labels[1] ||
+      labels[0].get<std::string>().empty() || labels[1].get<std::string>().empty())
+    bad(source, "review_labels", "expected two different non-empty strings");
+  c.review_labels = {labels[0].get<std::string>(), labels[1].get<std::string>()};
+  c.rewrite_min_ratio = eff["rewrite_min_ratio"].get<double>();
+  c.rewrite_max_ratio = eff["rewrite_max_ratio"].get<double>();
+  if (!(c.rewrite_min_ratio >= 0 && c.rewrite_min_ratio <= c.rewrite_max_ratio))
+    bad(source, "rewrite_min_ratio", "must lie in [0, rewrite_max_ratio]");
+  c.rewrite_batch = eff["rewrite_batch"].get<std::uint64_t>();
+  if (c.rewrite_batch == 0 || c.rewrite_batch > 4096) bad(source, "rewrite_batch", "must lie in 1..4096");
   c.chunk_records = eff["chunk_records"].get<std::uint64_t>();
   if (c.chunk_records == 0 || c.chunk_records > 100'000'000) bad(source, "chunk_records", "must lie in 1..100000000");
   c.progress_seconds = eff["progress_seconds"].get<std::uint64_t>();
@@ -155,6 +187,9 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
   eff["image_root"] = c.image_root;
   eff["question_model"] = c.question_model;
   eff["answer_model"] = c.answer_model;
+  eff["rewrite_model"] = c.rewrite_model;
+  eff["rewrite_prompt"] = c.rewrite_prompt;
+  eff["review_prompt"] = c.review_prompt;
   eff["output_dir"] = c.output_dir;
   json resolved_pools = json::array();
   for (const PoolFile& f : c.pools) resolved_pools.push_back({{"path", f.path}, {"subset", f.subset}});

@@ -34,6 +34,21 @@ struct JobConfig {
   std::uint64_t chunk_records = 256;   // items per committed chunk (the unit of resume)
   std::uint64_t progress_seconds = 30; // seconds between progress lines when stderr is not a TTY (0 = none)
 
+  // Stage 3, LLM characteristic alignment (docs/rewrite.md).
+  bool rewrite = true;                   // run stage 3
+  std::string rewrite_model;             // LLaVA or LLaMA folder; "" = the question model's base model
+  std::string rewrite_template = "vicuna_v1";  // chat template wrapping the instructions
+  std::string rewrite_prompt;            // rewrite template file; "" = the shipped prompts/rewrite.txt
+  std::string review_prompt;             // review template file; "" = the shipped prompts/review.txt
+  std::uint64_t rewrite_max_new_tokens = 512;
+  double rewrite_temperature = 0.0;      // 0 = greedy
+  double rewrite_top_p = 1.0;
+  double review_threshold = 0.5;         // keep a rewrite when P(rewrite better) >= this
+  std::vector<std::string> review_labels = {"A", "B"};
+  double rewrite_min_ratio = 0.3;        // rewritten / original length bounds (code points)
+  double rewrite_max_ratio = 3.0;
+  std::uint64_t rewrite_batch = 8;       // samples per model call: fixed groups (enters the fingerprint)
+
   nlohmann::json effective;        // the whole config after defaults and overrides
   std::string fingerprint;         // 64 hex chars over the keys that change results
 };

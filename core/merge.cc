@@ -32,6 +32,7 @@
 #include <unordered_map>
 
 #include "core/report.h"
+#include "core/rewrite_stage.h"
 #include "core/shard_store.h"
 
 namespace align2 {
@@ -234,6 +235,12 @@ void take_stage_columns(const std::string& stage, ShardRow& into, ShardRow& from
   } else if (stage == "rewrite") {
     into.rewritten_questions = std::move(from.rewritten_questions);
     into.rewritten_answers = std::move(from.rewritten_answers);
+    into.rewrite_replies = std::move(from.rewrite_replies);
+    into.rewrite_reasons = std::move(from.rewrite_reasons);
+    into.rewrite_kept = std::move(from.rewrite_kept);
+    into.review_p = std::move(from.review_p);
+    into.review_p_order1 = std::move(from.review_p_order1);
+    into.review_p_order2 = std::move(from.review_p_order2);
   }
 }
 
@@ -546,6 +553,7 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
   // ---- scores.h5: the first stage's rows in pool-index order, joined with the later stages';
   // summary.json's counts on the way.
   json summary;
+  std::vector<bool> rewritten(n, false);  // [n] bits: the record's curated.json text holds kept rewrites
   {
     std::map<std::string, std::uint64_t> by_status, by_reason;
     std::map<std::string, std::map<std::string, std::uint64_t>> by_subset;
@@ -585,6 +593,8 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
         const bool ranked = rank_cursor < rank_of.size() && rank_of[rank_cursor].first == row.index;
         if (ranked != (row.kept == 1)) throw std::logic_error("merge: kept flags disagree between passes");
         if (ranked) row.global_rank = std::int64_t(rank_of[rank_cursor++].second);
+        if (ranked)
+          for (std::int8_t k : row.rewrite_kept) rewritten[row.index] = rewritten[row.index] || k == 1;
         ++by_status[row.status];
         if (!row.reason.empty()) ++by_reason[row.reason];
         auto& s = by_subset[row.subset];
@@ -616,9 +626,10 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
   later_rows.clear();
   std::vector<std::pair<std::uint64_t, std::uint64_t>>().swap(rank_of);
 
-  // ---- curated.json: kept records in global order, each verbatim, read back from scores.h5
-  // (row i is pool index i) a block at a time.
+  // ---- curated.json: kept records in global order, each verbatim (or with its kept rewrites
+  // applied), read back from scores.h5 (row i is pool index i) a block at a time.
   {
+    ShardReader written(result.scores_path);
     AtomicFileWriter curated(result.curated_path);
     curated.write("[");
     for (std::uint64_t b = 0; b < kept.size(); b += kBlockRows) {
@@ -627,7 +638,12 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
       std::vector<std::string> texts = read_shard_records(result.scores_path, rows);
       for (std::size_t j = 0; j < texts.size(); ++j) {
         curated.write(b + j ? ",\n" : "\n");
-        curated.write(texts[j]);
+        if (rewritten[rows[j]]) {
+          std::vector<ShardRow> row = written.read_rows(rows[j], rows[j] + 1, ShardReadOptions{/*records=*/false});
+          curated.write(record_with_rewrites(texts[j], row.at(0)));
+        } else {
+          curated.write(texts[j]);
+        }
       }
     }
     curated.write(kept.empty() ? "]\n" : "\n]\n");

@@ -132,11 +132,12 @@ LlavaBuildResult build_llava(const LlavaBuildOptions& o) {
   if (!fs::is_regular_file(llm_dir / "tokenizer.model"))
     throw std::runtime_error(fmt::format("{}: no tokenizer.model (the SentencePiece model the LLaVA folder needs)",
                                          o.llm_dir));
-  if (2 * patches > llm.llm.max_positions)
+  const std::int64_t positions = o.max_positions ? o.max_positions : llm.llm.max_positions;
+  if (2 * patches > positions)
     throw std::invalid_argument(fmt::format(
         "an image would take {} positions ((image size {} / patch size {})²), above half the {} positions of {}: "
         "use a smaller image size or a larger patch size",
-        patches, o.image_size, o.patch_size, llm.llm.max_positions, o.llm_dir));
+        patches, o.image_size, o.patch_size, positions, o.llm_dir));
 
   const fs::path out(o.output_dir);
   std::error_code ec;
@@ -249,6 +250,7 @@ LlavaBuildResult build_llava(const LlavaBuildOptions& o) {
   config["image_aspect_ratio"] = "pad";
   config["mm_use_im_start_end"] = false;
   config["mm_use_im_patch_token"] = false;
+  if (o.max_positions) config["max_position_embeddings"] = o.max_positions;
   fs::path llm_abs = fs::absolute(llm_dir).lexically_normal();
   if (llm_abs.filename().empty()) llm_abs = llm_abs.parent_path();
   config["align2_make_llava"] = {{"language_model", llm_abs.filename().string()},
@@ -264,7 +266,7 @@ LlavaBuildResult build_llava(const LlavaBuildOptions& o) {
   r.llava_dir = o.output_dir;
   r.vision_dir = vision_dir.string();
   r.image_tokens = patches;
-  r.llm_max_positions = llm.llm.max_positions;
+  r.llm_max_positions = positions;
   r.llm_tensors = copied;
   r.new_parameters = vis.parameters + proj.parameters;
   return r;

@@ -49,6 +49,7 @@ struct LlavaBuildOptions {
   std::int64_t image_size = 224;
   std::int64_t patch_size = 32;          // image tokens per image: (image_size / patch_size)²
   std::uint64_t seed = 0;
+  std::int64_t max_positions = 0;        // the LLaVA's max_position_embeddings; 0 = the LLaMA's
 };
 
 struct LlavaBuildResult {

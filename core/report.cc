@@ -767,9 +767,9 @@ class ReportBuilder {
     // Score distributions.
     h += "<h2>Score distributions</h2>\n";
     h += "<p class=\"note\">Per subset: stage 1 scores every valid record with the question reward model f and keeps "
-         "the top \u03b1 fraction; stage 2 scores the survivors' turns with the answer reward model g and keeps the top "
-         "\u03b2 by the mean. The vertical line is the stage's threshold (score of the last kept record); the shaded "
-         "region is the scores at or above it.</p>\n";
+         "the top \u03b1 fraction; stage 2 scores the survivors' turns with the answer reward model g and keeps the "
+         "top \u03b2 by the mean. The vertical line is the stage's threshold (score of the last kept record); the "
+         "shaded region is the scores at or above it.</p>\n";
     for (const auto& [name, st] : subsets_) {
       h += fmt::format("<h3>Subset {}</h3>\n", esc(subset_label(name)));
       h += "<figure>\n" + histogram_svg(subset_label(name) + ": stage 1, question score f", "question score f", st.f,

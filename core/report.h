@@ -16,9 +16,11 @@
 
 namespace align2 {
 
-// Reads <output_dir>/summary.json and <output_dir>/scores.h5 (without the record column;
-// record texts are read only for the examples shown) and writes <output_dir>/report.html
-// atomically. Returns the report's path. Throws std::runtime_error naming the file when
+// Reads <output_dir>/summary.json and <output_dir>/scores.h5 and writes <output_dir>/report.html
+// atomically. scores.h5 is streamed in blocks of rows, twice (counts, score ranges and example
+// candidates; then histogram bins), without the record column; record texts are read only for
+// the examples shown. Memory does not grow with the number of records (only with the number of
+// subsets, statuses and reasons). Returns the report's path. Throws std::runtime_error naming the file when
 // summary.json is missing, not JSON or not a run summary, when scores.h5 cannot be read,
 // or when the two disagree on the number of input records.
 std::string write_report(const std::string& output_dir);

@@ -259,6 +259,14 @@ void check_rows(const std::string& path, const std::vector<ShardRow>& rows, std:
     check_no_nul(path, row.record, where + " column record");
     for (const std::string& s : row.rewritten_questions) check_no_nul(path, s, where + " rewritten_questions");
     for (const std::string& s : row.rewritten_answers) check_no_nul(path, s, where + " rewritten_answers");
+    for (const std::string& s : row.rewrite_replies) check_no_nul(path, s, where + " rewrite_replies");
+    for (const std::string& s : row.rewrite_reasons) check_no_nul(path, s, where + " rewrite_reasons");
+    const std::size_t turns = row.rewritten_questions.size();
+    if (row.rewrite_replies.size() != turns || row.rewrite_reasons.size() != turns ||
+        row.rewrite_kept.size() != turns || row.review_p.size() != turns || row.review_p_order1.size() != turns ||
+        row.review_p_order2.size() != turns)
+      throw std::invalid_argument(path + ": " + where + ": the per-turn rewrite columns must all have " +
+                                  std::to_string(turns) + " entries (one per rewritten turn)");
   }
 }
 
@@ -291,6 +299,7 @@ enum ColumnId {
   kIndex, kKey, kId, kSubset, kStatus, kReason, kMessage, kImage, kRecord,
   kQuestionScore, kAnswerScore, kSelectedQuestions, kSelectedAnswers, kKept, kTruncated, kGlobalRank,
   kAnswerScores, kAnswerScoresOffsets, kRewrittenQuestions, kRewrittenAnswers, kRewrittenOffsets,
+  kRewriteReplies, kRewriteReasons, kRewriteKept, kReviewP, kReviewPOrder1, kReviewPOrder2,
   kColumnCount
 };
 
@@ -328,6 +337,12 @@ ColumnSpec column_spec(int id) {
     case kRewrittenQuestions: return {"rewritten_questions", H5T_STRING, -1, -1, false};
     case kRewrittenAnswers: return {"rewritten_answers", H5T_STRING, -1, -1, false};
     case kRewrittenOffsets: return {"rewritten_offsets", H5T_INTEGER, H5T_STD_U64LE, H5T_NATIVE_UINT64, true};
+    case kRewriteReplies: return {"rewrite_replies", H5T_STRING, -1, -1, false};
+    case kRewriteReasons: return {"rewrite_reasons", H5T_STRING, -1, -1, false};
+    case kRewriteKept: return {"rewrite_kept", H5T_INTEGER, H5T_STD_I8LE, H5T_NATIVE_INT8, false};
+    case kReviewP: return {"review_p", H5T_FLOAT, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, true};
+    case kReviewPOrder1: return {"review_p_order1", H5T_FLOAT, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, true};
+    case kReviewPOrder2: return {"review_p_order2", H5T_FLOAT, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, true};
     default: throw std::logic_error("shard_store: unknown column id");
   }
 }
@@ -739,17 +754,32 @@ struct ShardWriter::Impl {
     append_column(path, columns[kAnswerScores], scores.data(), scores.size());
     append_column(path, columns[kAnswerScoresOffsets], score_offsets.data(), k);
 
-    std::vector<const char*> questions, answers;  // borrowed pointers into `block`
+    std::vector<const char*> questions, answers, replies, reasons;  // [turns] borrowed pointers into `block`
+    std::vector<std::int8_t> rewrite_kept;                          // [turns]
+    std::vector<float> review_p, review_p1, review_p2;              // [turns]
     std::vector<std::uint64_t> rewritten_offsets(k);
     std::uint64_t rewritten_end = columns[kRewrittenQuestions].length;
     for (std::size_t i = 0; i < k; ++i) {
-      for (const std::string& s : block[i].rewritten_questions) questions.push_back(s.c_str());
-      for (const std::string& s : block[i].rewritten_answers) answers.push_back(s.c_str());
-      rewritten_offsets[i] = rewritten_end + questions.size();  // == answers, checked in check_rows
+      const ShardRow& row = block[i];
+      for (const std::string& s : row.rewritten_questions) questions.push_back(s.c_str());
+      for (const std::string& s : row.rewritten_answers) answers.push_back(s.c_str());
+      for (const std::string& s : row.rewrite_replies) replies.push_back(s.c_str());
+      for (const std::string& s : row.rewrite_reasons) reasons.push_back(s.c_str());
+      rewrite_kept.insert(rewrite_kept.end(), row.rewrite_kept.begin(), row.rewrite_kept.end());
+      review_p.insert(review_p.end(), row.review_p.begin(), row.review_p.end());
+      review_p1.insert(review_p1.end(), row.review_p_order1.begin(), row.review_p_order1.end());
+      review_p2.insert(review_p2.end(), row.review_p_order2.begin(), row.review_p_order2.end());
+      rewritten_offsets[i] = rewritten_end + questions.size();  // every per-turn column alike, checked in check_rows
     }
     append_column(path, columns[kRewrittenQuestions], questions.data(), questions.size());
     append_column(path, columns[kRewrittenAnswers], answers.data(), answers.size());
     append_column(path, columns[kRewrittenOffsets], rewritten_offsets.data(), k);
+    append_column(path, columns[kRewriteReplies], replies.data(), replies.size());
+    append_column(path, columns[kRewriteReasons], reasons.data(), reasons.size());
+    append_column(path, columns[kRewriteKept], rewrite_kept.data(), rewrite_kept.size());
+    append_column(path, columns[kReviewP], review_p.data(), review_p.size());
+    append_column(path, columns[kReviewPOrder1], review_p1.data(), review_p1.size());
+    append_column(path, columns[kReviewPOrder2], review_p2.data(), review_p2.size());
     rows += k;
   }
 
@@ -903,7 +933,7 @@ ShardReader::ShardReader(const std::string& path) : impl_(std::make_unique<Impl>
     if (id == kIndex) r.n = column.length;
     if (id == kAnswerScoresOffsets || id == kRewrittenOffsets) {
       expect_length(r.shard, column, r.n + 1, "one more than the rows");
-    } else if (id == kRewrittenAnswers) {
+    } else if (id == kRewrittenAnswers || id >= kRewriteReplies) {
       expect_length(r.shard, column, r.columns[kRewrittenQuestions].length, "as many as rewritten_questions");
     } else if (id != kAnswerScores && id != kRewrittenQuestions) {
       expect_length(r.shard, column, r.n, "one per row");
@@ -982,9 +1012,17 @@ std::vector<ShardRow> ShardReader::read_rows(std::uint64_t begin, std::uint64_t 
     std::vector<std::uint64_t> offsets = read_offsets(shard, column(kRewrittenOffsets), r.n, begin, end,
                                                       questions.length, "rewritten_questions");
     const hsize_t turns = offsets[k] - offsets[0];
-    std::vector<std::string> q, a;  // [turns] each
+    std::vector<std::string> q, a, replies, reasons;  // [turns] each
     read_strings(shard, questions, nullptr, offsets[0], turns, q);
     read_strings(shard, column(kRewrittenAnswers), nullptr, offsets[0], turns, a);
+    read_strings(shard, column(kRewriteReplies), nullptr, offsets[0], turns, replies);
+    read_strings(shard, column(kRewriteReasons), nullptr, offsets[0], turns, reasons);
+    std::vector<std::int8_t> kept(turns);            // [turns]
+    std::vector<float> p(turns), p1(turns), p2(turns);  // [turns]
+    read_fixed(shard, column(kRewriteKept), H5T_NATIVE_INT8, offsets[0], turns, kept.data());
+    read_fixed(shard, column(kReviewP), H5T_NATIVE_FLOAT, offsets[0], turns, p.data());
+    read_fixed(shard, column(kReviewPOrder1), H5T_NATIVE_FLOAT, offsets[0], turns, p1.data());
+    read_fixed(shard, column(kReviewPOrder2), H5T_NATIVE_FLOAT, offsets[0], turns, p2.data());
     for (hsize_t i = 0; i < k; ++i) {
       const std::ptrdiff_t from = std::ptrdiff_t(offsets[i] - offsets[0]);
       const std::ptrdiff_t to = std::ptrdiff_t(offsets[i + 1] - offsets[0]);
@@ -993,6 +1031,14 @@ std::vector<ShardRow> ShardReader::read_rows(std::uint64_t begin, std::uint64_t 
                                      std::make_move_iterator(q.begin() + to));
       row.rewritten_answers.assign(std::make_move_iterator(a.begin() + from),
                                    std::make_move_iterator(a.begin() + to));
+      row.rewrite_replies.assign(std::make_move_iterator(replies.begin() + from),
+                                 std::make_move_iterator(replies.begin() + to));
+      row.rewrite_reasons.assign(std::make_move_iterator(reasons.begin() + from),
+                                 std::make_move_iterator(reasons.begin() + to));
+      row.rewrite_kept.assign(kept.begin() + from, kept.begin() + to);
+      row.review_p.assign(p.begin() + from, p.begin() + to);
+      row.review_p_order1.assign(p1.begin() + from, p1.begin() + to);
+      row.review_p_order2.assign(p2.begin() + from, p2.begin() + to);
     }
   }
   return rows;

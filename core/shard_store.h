@@ -14,7 +14,7 @@ namespace align2 {
 
 struct Sample;  // core/sample.h
 
-constexpr int kShardSchemaVersion = 1;
+constexpr int kShardSchemaVersion = 2;  // 2: per-turn rewrite / review columns
 
 // File-level attributes.
 struct ShardMeta {
@@ -51,9 +51,15 @@ struct ShardRow {
   std::int8_t truncated = -1;           // 1 when a reward-model input was cut to max_length, 0 when not, -1 unscored
   std::int64_t global_rank = -1;        // 0-based position among kept records in curated.json; -1 if not kept
 
-  // Rewrite stage: per turn, the text that ends in curated.json. Empty until that stage runs.
-  std::vector<std::string> rewritten_questions;
-  std::vector<std::string> rewritten_answers;
+  // Rewrite stage, one entry per turn each (all the same length; empty until that stage runs):
+  std::vector<std::string> rewritten_questions;  // the parsed rewrite Q' ("" when it fell back)
+  std::vector<std::string> rewritten_answers;    // the parsed rewrite A' ("" when it fell back)
+  std::vector<std::string> rewrite_replies;      // the inner LLM's reply as generated
+  std::vector<std::string> rewrite_reasons;      // why the rewrite fell back ("" when it was reviewed)
+  std::vector<std::int8_t> rewrite_kept;         // 1: curated.json holds the rewrite, 0: the original
+  std::vector<float> review_p;                   // P(rewrite better), mean of both orders; NaN if not reviewed
+  std::vector<float> review_p_order1;            // P(rewrite better) shown as version B
+  std::vector<float> review_p_order2;            // P(rewrite better) shown as version A
 };
 
 // The row of a sample with its identity and status columns filled (id, subset, image,

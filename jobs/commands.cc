@@ -200,7 +200,9 @@ const std::vector<Command>& commands() {
        "are NOT trained: the folder is a starting point for training (e.g. train-reward, which\n"
        "trains the projector), or a small model for demos and tests, such as the demo's LLaVA around\n"
        "Karpathy's stories260K. An image takes (image size / patch size)^2 positions of the LLaMA's\n"
-       "sequence; more than half of its max_position_embeddings is refused. The LLaMA's weights are\n"
+       "sequence; more than half of its max_position_embeddings is refused. --max-positions lets\n"
+       "prompts longer than the LLaMA's training length run (the demo's rewrite stage needs about\n"
+       "1,000 positions; stories260K was trained on 512). The LLaMA's weights are\n"
        "held in memory once while writing. DIR must be new or empty.",
        {{"llm", "DIR", "LlamaForCausalLM folder: config.json, safetensors weights, tokenizer.model (required)"},
         {"output-dir", "DIR", "the LLaVA folder to write, new or empty (required)"},
@@ -210,7 +212,9 @@ const std::vector<Command>& commands() {
         {"vision-heads", "N", "CLIP attention heads, dividing the hidden size (default 4)"},
         {"image-size", "N", "square input side in pixels (default 224)"},
         {"patch-size", "N", "patch side in pixels, dividing the image size (default 32: 49 image tokens)"},
-        {"seed", "S", "seed of the initial weights, unsigned 64-bit (default 0)"}},
+        {"seed", "S", "seed of the initial weights, unsigned 64-bit (default 0)"},
+        {"max-positions", "N", "the LLaVA's max_position_embeddings (default: the LLaMA's). RoPE runs at any\n"
+                               "position, but a LLaMA never saw positions past its training length"}},
        run_make_llava},
       {"score", "--kind question|answer --model DIR --input POOL --image-root DIR --output FILE.h5",
        "score every record of a pool with a reward model",

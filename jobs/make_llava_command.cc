@@ -23,6 +23,7 @@ int run_make_llava(const Args& args) {
   o.vision_heads = int_option(args, "vision-heads", o.vision_heads, 1, 1 << 10);
   o.image_size = int_option(args, "image-size", o.image_size, 1, 1 << 14);
   o.patch_size = int_option(args, "patch-size", o.patch_size, 1, 1 << 14);
+  o.max_positions = int_option(args, "max-positions", 0, 1, 1 << 24);
   const std::string seed = args.get("seed", "0");
   char* end = nullptr;
   errno = 0;

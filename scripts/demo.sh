@@ -4,7 +4,8 @@
 #   1. make-llava    a tiny LLaVA: the real trained stories260K LLaMA + a seeded CLIP + projector
 #   2. pairs         reward-model preference pairs from the pool, negatives made by corruption
 #   3. train-reward  the question and the answer reward model (LoRA), held-out accuracy
-#   4. curate        the two-stage cascade over the real LLaVA records and bundled photos,
+#   4. curate        the cascade over the real LLaVA records and bundled photos: two reward-model
+#                    stages, then the inner LLM's rewrite and review of every kept turn,
 #                    under mpirun (ALIGN2_DEMO_RANKS, default 2; 1 = a single process)
 # Everything it makes goes to demo-out/ (not committed). A few minutes on 2 cores.
 # ALIGN2_BIN=path/to/align2 skips the installation and the build and uses that binary.
@@ -44,7 +45,7 @@ show "$bin" inspect --image-root "$demo/images" --subset-field type --subset lla
 end "inspect"
 
 begin "1. a tiny LLaVA from the real stories260K LLaMA (vision tower and projector freshly initialised)"
-show "$bin" make-llava --llm "$demo/models/stories260K" --output-dir "$out/llava" --seed "$seed"
+show "$bin" make-llava --llm "$demo/models/stories260K" --output-dir "$out/llava" --seed "$seed" --max-positions 2048
 end "make-llava"
 
 begin "2. preference pairs from the pool: real data (chosen) against corrupted copies or other records' text (rejected)"
@@ -71,7 +72,7 @@ train() {
 train question 2
 train answer 1
 
-begin "4. curate the bundled sample (alpha 0.5, beta 0.5) with the two reward models, $ranks rank(s)"
+begin "4. curate the bundled sample (alpha 0.5, beta 0.5; then rewrite and review), $ranks rank(s)"
 curate=("$bin" curate --config "$demo/job.json" --set "output_dir=$out/curate")
 if [ "$ranks" -gt 1 ]; then
   curate=(mpirun -np "$ranks" --oversubscribe --bind-to none "${curate[@]}")
@@ -94,18 +95,19 @@ for kind in ("question", "answer"):
 s = json.load(open(f"{out}/curate/summary.json"))
 print(f"curate: {s['input_records']} records in, {s['kept']} kept; per subset (kept / valid / input): " +
       ", ".join(f"{k} {v['kept']}/{v['valid']}/{v['input']}" for k, v in s["by_subset"].items()))
+r = s["stages"].get("rewrite")
+if r:
+    reasons = ", ".join(f"{k} {v}" for k, v in r["turns"]["by_reason"].items()) or "none"
+    print(f"rewrite: {r['attempted']} samples attempted: {r['kept_rewrite']} kept a rewrite, {r['kept_original']} kept "
+          f"the original after review, {r['fallback']} fell back (turns by reason: {reasons})")
 PY
 echo "curated records (LLaVA JSON): $out/curate/curated.json"
-report="$out/curate/report.html"
-if [ -f "$report" ]; then
-  echo "report:                       $report"
-else
-  echo "report:                       $report (not written by this build of curate)"
-fi
+echo "report:                       $out/curate/report.html"
 echo "every score and decision:     $out/curate/scores.h5, counts in $out/curate/summary.json"
 echo
 echo "Note: the demo's models are tiny (a 260K-parameter story-writing LLaMA with an untrained"
 echo "vision tower) and their reward models learned only to tell real records from corrupted ones"
-echo "in a few seconds of training. Their choices are NOT meaningful quality judgements; the demo"
+echo "in a few seconds of training. Their choices are NOT meaningful quality judgements, and the"
+echo "inner LLM writes children's stories, so its rewrites mostly fall back to the originals; the demo"
 echo "shows the pipeline working end to end. For real curation, see docs/models.md and"
 echo "docs/reward-models.md."

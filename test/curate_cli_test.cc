@@ -77,6 +77,9 @@ TEST(CurateCli, OneAndThreeRanksGiveTheSameOutputs) {
   EXPECT_EQ(summary["input_records"], 24);
   EXPECT_EQ(summary["kept"], 6);  // floor(0.5 * floor(0.5 * 24))
   EXPECT_EQ(summary["timings"]["select_questions"]["ranks"], 3);
+  // Stage 3 ran with the base LLaVA (the question model's): every curated sample attempted.
+  EXPECT_EQ(summary["stages"]["rewrite"]["attempted"], 6);
+  EXPECT_EQ(summary["timings"]["rewrite"]["ranks"], 3);
   ShardData scores = read_shard(root + "/np3/scores.h5");
   ASSERT_EQ(scores.rows.size(), 24u);
   for (const ShardRow& r : scores.rows) {

@@ -5,6 +5,7 @@
 #include "core/curation.h"
 #include "distributed/mpi_comm.h"
 #include "test/pipeline_fixture.h"
+#include "test/test_rewriter.h"
 #include "test/test_scorer.h"
 
 namespace align2 {
@@ -40,6 +41,30 @@ TEST(PipelineMpi, RanksAndBatchSizeDoNotChangeTheOutputs) {
               test::summary_without_timings(r.merged.summary_path));
     nlohmann::json summary = nlohmann::json::parse(test::read_file(r.merged.summary_path));
     EXPECT_EQ(summary["timings"]["select_questions"]["ranks"], comm.size());
+  }
+  comm.barrier();
+
+  // With stage 3 (the test rewriter): ranks receive whole rewrite groups; same outputs as 1 rank.
+  test::TestScorer scorer3;
+  test::TestRewriter rewriter3;
+  JobConfig with_rewrite = test::pipeline_config(dir, dir + "/np-rewrite", 2, /*write_pool=*/false);
+  with_rewrite.rewrite_batch = 3;
+  with_rewrite.chunk_records = 4;
+  CurationResult rr = run_curation(comm, with_rewrite, scorer3, {}, &rewriter3);
+  EXPECT_EQ(rewriter3.largest_call, 3u);
+  if (comm.rank() == 0) {
+    LocalComm one;
+    test::TestScorer scorer1;
+    test::TestRewriter rewriter1;
+    JobConfig single = test::pipeline_config(dir, dir + "/np1-rewrite", 7, /*write_pool=*/false);
+    single.rewrite_batch = 3;
+    CurationResult r1 = run_curation(one, single, scorer1, {}, &rewriter1);
+    EXPECT_EQ(test::read_file(r1.merged.curated_path), test::read_file(rr.merged.curated_path));
+    EXPECT_EQ(test::summary_without_timings(r1.merged.summary_path),
+              test::summary_without_timings(rr.merged.summary_path));
+    nlohmann::json summary = nlohmann::json::parse(test::read_file(rr.merged.summary_path));
+    EXPECT_EQ(summary["timings"]["rewrite"]["ranks"], comm.size());
+    EXPECT_EQ(summary["stages"]["rewrite"]["attempted"], summary["kept"]);
   }
   comm.barrier();
 }

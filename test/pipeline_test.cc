@@ -8,6 +8,7 @@
 #include "core/curation.h"
 #include "core/shard_store.h"
 #include "test/pipeline_fixture.h"
+#include "test/test_rewriter.h"
 #include "test/test_scorer.h"
 
 namespace align2 {
@@ -196,6 +197,95 @@ TEST(Pipeline, AnotherRunsFolderIsRefusedUnlessForced) {
   forced.model = "test-scorer-v2";
   run_curation(comm, c, forced, force);
   EXPECT_EQ(forced.samples_scored, 190u + 95u);  // everything scored again
+}
+
+// Stage 3 with the deterministic test rewriter: every curated sample is attempted, the counts
+// add up, curated.json holds the kept rewrites (and nothing else changed), scores.h5 keeps both
+// texts and the review probabilities, and the rewrite groups make the result independent of
+// batch size; a resumed stage 3 ends the same.
+TEST(Pipeline, RewriteStageKeepsTheBetterVersionOfEveryTurn) {
+  namespace fs = std::filesystem;
+  std::string dir = test::scratch_dir("pipeline-rewrite");
+  LocalComm comm;
+  test::TestScorer scorer;
+  test::TestRewriter rewriter;
+  JobConfig c = test::pipeline_config(dir, dir + "/out", 4);
+  c.rewrite_batch = 4;
+  c.chunk_records = 8;
+  CurationResult r = run_curation(comm, c, scorer, {}, &rewriter);
+  EXPECT_EQ(rewriter.largest_call, 4u);
+  json summary = json::parse(test::read_file(r.merged.summary_path));
+  const json& rw = summary["stages"]["rewrite"];
+  const std::uint64_t curated = summary["kept"].get<std::uint64_t>();
+  EXPECT_EQ(rw["attempted"], curated);
+  EXPECT_EQ(rw["kept_rewrite"].get<std::uint64_t>() + rw["kept_original"].get<std::uint64_t>() +
+                rw["fallback"].get<std::uint64_t>(),
+            curated);
+  EXPECT_GT(rw["kept_rewrite"].get<std::uint64_t>(), 0u);
+  EXPECT_GT(rw["fallback"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(rw["turns"]["attempted"].get<std::uint64_t>(),
+            rw["turns"]["kept_rewrite"].get<std::uint64_t>() + rw["turns"]["kept_original"].get<std::uint64_t>() +
+                rw["turns"]["fallback"].get<std::uint64_t>());
+  EXPECT_EQ(rw["turns"]["by_reason"]["malformed"].get<std::uint64_t>() +
+                rw["turns"]["by_reason"]["truncated"].get<std::uint64_t>(),
+            rw["turns"]["fallback"].get<std::uint64_t>());
+  EXPECT_EQ(summary["timings"]["rewrite"]["ranks"], 1);
+
+  // scores.h5: curated rows carry one entry per turn in every rewrite column; curated.json
+  // holds each kept rewrite in place of its turn and the original elsewhere.
+  ShardData scores = read_shard(r.merged.scores_path);
+  json out = json::parse(test::read_file(r.merged.curated_path));
+  ASSERT_EQ(out.size(), curated);
+  std::uint64_t rewritten_records = 0;
+  for (const ShardRow& row : scores.rows) {
+    if (row.kept != 1) {
+      EXPECT_TRUE(row.rewrite_kept.empty());
+      continue;
+    }
+    json original = json::parse(row.record);
+    const json& written = out[std::size_t(row.global_rank)];
+    ASSERT_EQ(row.rewrite_kept.size(), row.rewritten_questions.size());
+    bool any = false;
+    for (std::size_t t = 0; t < row.rewrite_kept.size(); ++t) {
+      std::string q = original.contains("conversations") ? original["conversations"][2 * t]["value"].get<std::string>()
+                                                         : original["instruction"].get<std::string>();
+      std::string got = written.contains("conversations") ? written["conversations"][2 * t]["value"].get<std::string>()
+                                                          : written["instruction"].get<std::string>();
+      if (row.rewrite_kept[t] == 1) {
+        any = true;
+        EXPECT_EQ(got, row.rewritten_questions[t]);
+        EXPECT_NE(got.find("Rephrased: "), std::string::npos);
+        EXPECT_EQ(got.find("<image>") != std::string::npos, q.find("<image>") != std::string::npos);  // placement kept
+        EXPECT_GE(row.review_p[t], 0.5f);
+        EXPECT_TRUE(row.rewrite_reasons[t].empty());
+      } else {
+        EXPECT_EQ(got, q);
+        if (!row.rewrite_reasons[t].empty()) EXPECT_TRUE(std::isnan(row.review_p[t]));
+      }
+    }
+    rewritten_records += any;
+    if (!any) EXPECT_EQ(written.dump(), original.dump());
+  }
+  EXPECT_EQ(rewritten_records, rw["kept_rewrite"].get<std::uint64_t>());
+
+  // Another batch size and chunking, and a resumed stage 3: the same outputs.
+  JobConfig b = test::pipeline_config(dir, dir + "/out-b", 9, false);
+  b.rewrite_batch = 4;
+  b.chunk_records = 5;  // rounded to whole groups of 4
+  test::TestScorer scorer_b;
+  test::TestRewriter rewriter_b;
+  CurationResult rb = run_curation(comm, b, scorer_b, {}, &rewriter_b);
+  EXPECT_EQ(test::read_file(rb.merged.curated_path), test::read_file(r.merged.curated_path));
+  EXPECT_EQ(test::summary_without_timings(rb.merged.summary_path), test::summary_without_timings(r.merged.summary_path));
+  fs::remove(b.output_dir + "/summary.json");
+  fs::remove_all(b.output_dir + "/shards/rewrite");
+  fs::remove(b.output_dir + "/work/rewrite/000000000004-000000000008.h5");
+  test::TestRewriter rewriter_c;
+  test::TestScorer scorer_c;
+  CurationResult rc = run_curation(comm, b, scorer_c, {}, &rewriter_c);
+  EXPECT_EQ(rewriter_c.samples_rewritten, 4u);
+  EXPECT_EQ(scorer_c.samples_scored, 0u);
+  EXPECT_EQ(test::read_file(rc.merged.curated_path), test::read_file(r.merged.curated_path));
 }
 
 TEST(Pipeline, ARecordTheScorerCannotScoreEndsWithItsReason) {

@@ -15,6 +15,7 @@
 
 #include "core/image_preprocess.h"
 #include "core/merge.h"
+#include "core/ranking.h"
 #include "core/report.h"
 #include "core/shard_store.h"
 #include "test/test_support.h"
@@ -154,6 +155,12 @@ class Report : public ::testing::Test {
       r.kept = 1;
       r.rewritten_questions = {fmt::format("Rewritten question {}?", r.index), "Second question?"};
       r.rewritten_answers = {fmt::format("Rewritten answer {}.", r.index), "Second answer."};
+      r.rewrite_replies = {"Q': rewritten. A': rewritten.", ""};
+      r.rewrite_reasons = {"", "unchanged"};
+      r.rewrite_kept = {1, 0};
+      r.review_p = {0.75f, NAN};
+      r.review_p_order1 = {0.7f, NAN};
+      r.review_p_order2 = {0.8f, NAN};
       s3.push_back(r);
     }
     json summary3 = {{"attempted", 10}, {"kept_rewrite", 7}, {"kept_original", 2}, {"fallback", 1}};
@@ -309,6 +316,70 @@ TEST(ReportErrors, NameTheFile) {
   write_shard(dir + "/scores.h5", m, {});
   EXPECT_NE(message().find(dir + "/scores.h5: holds 0 rows, but"), std::string::npos) << message();
   EXPECT_FALSE(fs::exists(dir + "/report.html"));
+}
+
+// write_report reads scores.h5 in blocks of rows: a file of several blocks, with examples and
+// score extremes in different blocks and equal scores across them, gives the same report as
+// render_report over all rows at once, and its top examples are the best rows of the file.
+TEST(ReportStreaming, BlocksGiveTheSameReportAsAllRows) {
+  std::string dir = test::scratch_dir("report_streaming");
+  constexpr std::uint64_t kRows = 10000;  // about 2.5 blocks
+  std::vector<ShardRow> rows;
+  std::int64_t rank = 0;
+  for (std::uint64_t i = 0; i < kRows; ++i) {
+    ShardRow r = base_row(i, i % 3 == 0 ? "detail" : "conversation");
+    r.question_score = double((i * 7919) % 1000) / 100.0;  // 0 .. 9.99, every value ten times
+    r.selected_questions = r.question_score >= 5.0;
+    if (r.selected_questions == 1) {
+      r.answer_score = double((i * 104729) % 997) / 10.0 - 40.0;
+      r.answer_scores = {float(r.answer_score)};
+      r.selected_answers = r.answer_score >= 0;
+    }
+    r.kept = r.selected_answers == 1 ? 1 : 0;
+    if (r.kept == 1) r.global_rank = rank++;
+    r.truncated = 0;
+    if (i % 1500 == 1499) {  // a few rewritten rows, kept or not, in several blocks
+      r.rewritten_questions = {fmt::format("Rewritten question {}?", i)};
+      r.rewritten_answers = {fmt::format("Rewritten answer {}.", i)};
+      r.rewrite_replies = {"reply"};
+      r.rewrite_reasons = {""};
+      r.rewrite_kept = {1};
+      r.review_p = {0.75f};
+      r.review_p_order1 = {0.75f};
+      r.review_p_order2 = {0.75f};
+    }
+    rows.push_back(r);
+  }
+  ShardMeta m;
+  m.stage = "merged";
+  m.align2_version = "0.1.0+report-test";
+  m.input_records = kRows;
+  write_shard(dir + "/scores.h5", m, rows);
+  json summary = {{"input_records", kRows}, {"kept", rank}};
+  test::write_file(dir + "/summary.json", summary.dump());
+
+  std::string html = test::read_file(write_report(dir));
+  EXPECT_EQ(html, render_report(json::parse(test::read_file(dir + "/summary.json")),
+                                read_shard_meta(dir + "/scores.h5"), rows));
+  // The best "conversation" row by mean answer score (ties broken by key), wherever it lies.
+  const ShardRow* best = nullptr;
+  for (const ShardRow& r : rows)
+    if (r.subset == "conversation" && r.selected_answers != -1 &&
+        (!best || ranks_before(r.answer_score, r.key, best->answer_score, best->key)))
+      best = &r;
+  ASSERT_NE(best, nullptr);
+  EXPECT_NE(html.find(fmt::format("<td>top 1</td><td><code>{}</code></td>", best->id)), std::string::npos);
+  EXPECT_NE(html.find(fmt::format("What is in picture {}?", best->index)), std::string::npos);
+  // The rewrite examples: kept rows by global rank first, then the others by row.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> rewritten;  // (rank or max, index)
+  for (const ShardRow& r : rows)
+    if (!r.rewritten_questions.empty())
+      rewritten.push_back({r.global_rank < 0 ? UINT64_MAX : std::uint64_t(r.global_rank), r.index});
+  std::sort(rewritten.begin(), rewritten.end());
+  ASSERT_GE(rewritten.size(), 4u);
+  for (std::size_t k = 0; k < rewritten.size(); ++k)
+    EXPECT_EQ(html.find(fmt::format("Rewritten question {}?", rewritten[k].second)) != std::string::npos, k < 3) << k;
+  EXPECT_EQ(html.find("record text not loaded"), std::string::npos);
 }
 
 // ---- headless Chromium

@@ -27,6 +27,25 @@ namespace fs = std::filesystem;
 namespace align2 {
 namespace {
 
+// Fills the per-turn rewrite columns of `row` to match its rewritten_questions (test data).
+inline void fill_rewrite_columns(align2::ShardRow& row) {
+  const std::size_t n = row.rewritten_questions.size();
+  row.rewrite_replies.assign(n, "");
+  row.rewrite_reasons.assign(n, "");
+  row.rewrite_kept.assign(n, 0);
+  row.review_p.assign(n, 0.0f);
+  row.review_p_order1.assign(n, 0.0f);
+  row.review_p_order2.assign(n, 0.0f);
+  for (std::size_t t = 0; t < n; ++t) {
+    row.rewrite_replies[t] = "Question: " + row.rewritten_questions[t] + "\nAnswer: " + row.rewritten_answers[t];
+    row.rewrite_reasons[t] = t % 2 ? "length_ratio" : "";
+    row.rewrite_kept[t] = std::int8_t(t % 2 == 0);
+    row.review_p[t] = 0.25f + 0.5f * float(t % 2 == 0);
+    row.review_p_order1[t] = 0.3f;
+    row.review_p_order2[t] = 0.7f;
+  }
+}
+
 using test::read_file;
 using test::run_command;
 using test::scratch_dir;
@@ -68,6 +87,7 @@ std::vector<ShardRow> sample_rows() {
   rows[0].global_rank = 0;
   rows[0].rewritten_questions = {"问题一：图片里有什么？", "Second 🐱 question"};
   rows[0].rewritten_answers = {"一只猫 🐈 和一只狗。", ""};
+  fill_rewrite_columns(rows[0]);
 
   rows[1].index = 7;
   rows[1].key = "fedcba9876543210fedcba9876543210";
@@ -109,6 +129,7 @@ std::vector<ShardRow> sample_rows() {
   rows[3].global_rank = 1;
   rows[3].rewritten_questions = {""};
   rows[3].rewritten_answers = {"只有答案"};
+  fill_rewrite_columns(rows[3]);
   return rows;
 }
 
@@ -130,6 +151,7 @@ std::vector<ShardRow> many_rows(std::size_t n) {
     if (i % 3 == 0) {
       row.rewritten_questions = {"q" + std::to_string(i)};
       row.rewritten_answers = {"a" + std::to_string(i)};
+      fill_rewrite_columns(row);
     }
   }
   return rows;
@@ -177,6 +199,12 @@ void expect_same_rows(const std::vector<ShardRow>& want, const std::vector<Shard
     EXPECT_EQ(g.global_rank, w.global_rank);
     EXPECT_EQ(g.rewritten_questions, w.rewritten_questions);
     EXPECT_EQ(g.rewritten_answers, w.rewritten_answers);
+    EXPECT_EQ(g.rewrite_replies, w.rewrite_replies);
+    EXPECT_EQ(g.rewrite_reasons, w.rewrite_reasons);
+    EXPECT_EQ(g.rewrite_kept, w.rewrite_kept);
+    EXPECT_EQ(g.review_p, w.review_p);
+    EXPECT_EQ(g.review_p_order1, w.review_p_order1);
+    EXPECT_EQ(g.review_p_order2, w.review_p_order2);
   }
 }
 
@@ -277,7 +305,8 @@ TEST(ShardStore, EmptyShardRoundTripsAndIsReadableByH5py) {
 f = h5py.File(sys.argv[1], "r")
 names = ["index", "key", "id", "subset", "status", "reason", "message", "image", "record",
          "question_score", "answer_score", "selected_questions", "selected_answers", "kept",
-         "global_rank", "answer_scores", "rewritten_questions", "rewritten_answers"]
+         "global_rank", "answer_scores", "rewritten_questions", "rewritten_answers", "rewrite_replies",
+         "rewrite_reasons", "rewrite_kept", "review_p", "review_p_order1", "review_p_order2"]
 for name in names:
     assert f[name].shape == (0,), (name, f[name].shape)
     assert len(f[name][()]) == 0, name
@@ -313,7 +342,7 @@ print(f["index"].compression, f["index"].chunks)
                                {path});
   const std::string expected =
       "align2-shard\n"
-      "1 int32\n"
+      "2 int32\n"
       "select_answers 2 3 123456789012\n"
       "{\"kept\":2,\"threshold\":0.5,\"note\":\"阈值 ✓\"}\n"
       "0123456789abcdef0123456789abcdef,fedcba9876543210fedcba9876543210,"
@@ -335,7 +364,7 @@ with h5py.File(sys.argv[1], "r+") as f:
 )",
              {path});
   const std::string expected = path +
-                               ": shard schema_version 7 is not supported by this align2 (supports 1); "
+                               ": shard schema_version 7 is not supported by this align2 (supports 2); "
                                "re-run the stage or upgrade align2";
   EXPECT_EQ(runtime_error_of([&] { read_shard(path); }), expected);
   EXPECT_EQ(runtime_error_of([&] { read_shard_meta(path); }), expected);
@@ -643,7 +672,7 @@ TEST(ShardWriter, RefusesBadBlocksAndStaysUsable) {
   EXPECT_THROW(writer.append(bad), std::invalid_argument);
   EXPECT_EQ(writer.rows_written(), 5u);
   ShardMeta future = sample_meta();
-  future.schema_version = 2;
+  future.schema_version = kShardSchemaVersion + 1;
   EXPECT_THROW(writer.commit(future), std::invalid_argument);
 
   writer.append(many_rows(2));
@@ -716,7 +745,10 @@ TEST(ShardReader, ChecksOffsetsOfEveryRange) {
   };
   const std::vector<Case> cases = {
       {"bad_start", "f['answer_scores_offsets'][0] = 1", 50, 60, "dataset 'answer_scores_offsets' does not start at 0"},
-      {"bad_end", "f['rewritten_questions'].resize((999,)); f['rewritten_answers'].resize((999,))", 10, 20,
+      {"bad_end",
+       "for n in ['rewritten_questions', 'rewritten_answers', 'rewrite_replies', 'rewrite_reasons', 'rewrite_kept',"
+       " 'review_p', 'review_p_order1', 'review_p_order2']: f[n].resize((999,))",
+       10, 20,
        "dataset 'rewritten_offsets' ends at"},
       {"decreasing", "f['answer_scores_offsets'][30] = 0", 20, 40, "dataset 'answer_scores_offsets' decreases at row 29"},
       {"past_end", "f['answer_scores_offsets'][31] = 10**9", 25, 35, "dataset 'answer_scores_offsets' points past the end"},
