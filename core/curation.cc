@@ -284,6 +284,74 @@ json rank_timings(const StageRun& run, std::uint64_t scored) {
           {"computed", run.computed}, {"resumed", run.resumed}, {"scored", scored}};
 }
 
+// Stage 3 over `items` (pool indices in stage order): fixed groups of rewrite_batch items, one
+// rewriter call per group over its valid samples; other records pass through with their status
+// and no rewrite columns. `first_stage`: the stage holds every input record (items[p] == p,
+// align2 rewrite), so its shard carries the record texts the merge writes out. Returns
+// stages.rewrite of summary.json (attempted = the valid samples among the items).
+json rewrite_stage(const RunContext& ctx, CorpusReader& reader, Rewriter& rewriter,
+                   const std::vector<std::uint64_t>& items, bool first_stage) {
+  const JobConfig& config = ctx.config;
+  const std::uint64_t group = config.rewrite_batch;
+  RewriteCounts counts;
+  auto sink = [&](const ShardRow& row) {
+    if (row.status == "valid") counts.add(row);
+  };
+  StageRun run = run_stage(ctx, "rewrite", items, group, [&](ChunkRange chunk) {
+    std::vector<ShardRow> rows;
+    for (std::uint64_t g = chunk.begin; g < chunk.end; g += group) {  // fixed groups
+      std::vector<Sample> samples;
+      for (std::uint64_t p = g; p < std::min(chunk.end, g + group); ++p) samples.push_back(reader.read_one(items[p]));
+      std::vector<const Sample*> batch;
+      for (const Sample& sample : samples)
+        if (sample.status == Status::valid) batch.push_back(&sample);
+      std::vector<SampleRewrite> results = batch.empty() ? std::vector<SampleRewrite>{} : rewriter.rewrite(batch);
+      if (results.size() != batch.size())
+        throw std::logic_error(fmt::format("rewriter returned {} results for {} samples", results.size(), batch.size()));
+      std::size_t next = 0;
+      for (const Sample& sample : samples) {
+        ShardRow row = sample_row(sample);
+        row.record.clear();  // read from the pool again when the shard is assembled (first stage), else from stage 1
+        if (sample.status == Status::valid) fill_rewrite_row(sample, results[next++], &row);
+        rows.push_back(std::move(row));
+      }
+    }
+    return rows;
+  }, sink);
+  std::vector<std::vector<std::uint8_t>> all_counts = ctx.comm.allgatherv(counts.serialize());
+  RewriteCounts total;
+  for (const auto& part : all_counts) total.add(RewriteCounts::deserialize(part));
+  ShardMeta meta = stage_meta(ctx.comm, ctx.fingerprint, ctx.index, "rewrite");
+  meta.stage_summary_json = total.summary().dump();
+  json timings = rank_timings(run, counts.attempted);
+  const RewriteStats& st = rewriter.stats();
+  timings["prompt_tokens"] = st.prompt_tokens;
+  timings["generated_tokens"] = st.generated_tokens;
+  timings["generate_s"] = st.generate_s;
+  timings["review_s"] = st.review_s;
+  meta.timings_json = timings.dump();
+  write_stage_shard(ctx, "rewrite", items, run, meta, [&](ChunkRange chunk, std::vector<ShardRow>& rows) {
+    if (!first_stage) return;
+    std::vector<Sample> samples = reader.read(items.at(chunk.begin), items.at(chunk.end - 1) + 1);
+    if (samples.size() != rows.size()) throw std::logic_error("rewrite: the first stage's items are not the pool");
+    for (std::size_t k = 0; k < rows.size(); ++k) rows[k].record = printable_text(samples[k].raw);
+  });
+  return total.summary();
+}
+
+// Merges the shards of `stages` on rank 0 once every rank's are on disk; a failure there
+// reaches every rank.
+void merge_on_root(const RunContext& ctx, const std::vector<std::string>& stages, CurationResult* result) {
+  ctx.comm.barrier();
+  on_root(ctx.comm, [&] {
+    std::vector<std::string> paths;
+    for (const std::string& stage : stages)
+      for (int r = 0; r < ctx.comm.size(); ++r) paths.push_back(shard_path(ctx.config.output_dir, stage, r));
+    result->merged = merge_shards(paths, ctx.config.output_dir);
+    return std::vector<std::uint8_t>{};
+  });
+}
+
 }  // namespace
 
 CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer, const CurationOptions& options,
@@ -436,52 +504,33 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
     std::vector<std::uint64_t> curated;
     for (std::uint64_t i = 0; i < n; ++i)
       if (kept2[i]) curated.push_back(i);
-    RewriteCounts counts;
-    auto sink3 = [&](const ShardRow& row) { counts.add(row); };
-    StageRun run3 = run_stage(ctx, "rewrite", curated, config.rewrite_batch, [&](ChunkRange chunk) {
-      std::vector<ShardRow> rows;
-      for (std::uint64_t g = chunk.begin; g < chunk.end; g += config.rewrite_batch) {  // fixed groups
-        std::vector<Sample> samples;
-        for (std::uint64_t p = g; p < std::min(chunk.end, g + config.rewrite_batch); ++p)
-          samples.push_back(reader.read_one(curated[p]));
-        std::vector<const Sample*> batch;
-        for (const Sample& sample : samples) batch.push_back(&sample);
-        std::vector<SampleRewrite> results = rewriter->rewrite(batch);
-        for (std::size_t k = 0; k < samples.size(); ++k) {
-          ShardRow row = sample_row(samples[k]);
-          row.record.clear();
-          fill_rewrite_row(samples[k], results.at(k), &row);
-          rows.push_back(std::move(row));
-        }
-      }
-      return rows;
-    }, sink3);
-    std::vector<std::vector<std::uint8_t>> all_counts = comm.allgatherv(counts.serialize());
-    RewriteCounts total;
-    for (const auto& part : all_counts) total.add(RewriteCounts::deserialize(part));
-    ShardMeta meta3 = stage_meta(comm, fingerprint, index, "rewrite");
-    meta3.stage_summary_json = total.summary().dump();
-    json t3 = rank_timings(run3, counts.attempted);
-    const RewriteStats& st = rewriter->stats();
-    t3["prompt_tokens"] = st.prompt_tokens;
-    t3["generated_tokens"] = st.generated_tokens;
-    t3["generate_s"] = st.generate_s;
-    t3["review_s"] = st.review_s;
-    meta3.timings_json = t3.dump();
-    write_stage_shard(ctx, "rewrite", curated, run3, meta3, [](ChunkRange, std::vector<ShardRow>&) {});
-    result.rewrite = total.summary();
+    result.rewrite = rewrite_stage(ctx, reader, *rewriter, curated, /*first_stage=*/false);
     stages.push_back("rewrite");
   }
 
-  // ---- Merge on rank 0 once every shard is on disk.
-  comm.barrier();
+  merge_on_root(ctx, stages, &result);
+  return result;
+}
+
+CurationResult run_rewrite(Comm& comm, const JobConfig& config, Rewriter& rewriter, const CurationOptions& options) {
+  CurationResult result;
+  const PoolIndex index = share_index(comm, config);
+  const std::uint64_t n = index.entries.size();
+  result.input_records = n;
+  // Not curate's fingerprint: a curate folder is refused (and the other way round).
+  const std::string fingerprint = config.fingerprint + ":rewrite-only:" + rewriter.fingerprint();
   on_root(comm, [&] {
-    std::vector<std::string> paths;
-    for (const std::string& stage : stages)
-      for (int r = 0; r < comm.size(); ++r) paths.push_back(shard_path(config.output_dir, stage, r));
-    result.merged = merge_shards(paths, config.output_dir);
+    open_run(config.output_dir, RunIdentity{fingerprint, index.fingerprint}, options.force);
     return std::vector<std::uint8_t>{};
   });
+  CorpusReader reader(index);
+  RunContext ctx{comm, config, options, index, fingerprint};
+  // The rewrite stage is the first and only stage: it holds every input record (invalid ones
+  // pass through with their status), and the merge keeps every valid one, in pool order.
+  std::vector<std::uint64_t> all(n);
+  for (std::uint64_t i = 0; i < n; ++i) all[i] = i;
+  result.rewrite = rewrite_stage(ctx, reader, rewriter, all, /*first_stage=*/true);
+  merge_on_root(ctx, {"rewrite"}, &result);
   return result;
 }
 

@@ -2,7 +2,8 @@
 // gathered, top alpha per subset) → stage 2 (survivors re-sharded by cost, answer
 // scores per turn, mean, top beta per subset) → per-rank HDF5 shards → merge on the
 // final rank. Every rank calls run_curation with the same config; scores travel
-// through the communicator so every rank computes the same thresholds.
+// through the communicator so every rank computes the same thresholds. run_rewrite runs
+// stage 3 alone over a whole pool (align2 rewrite) with the same machinery.
 #pragma once
 
 #include <cstdint>
@@ -37,5 +38,17 @@ struct CurationOptions {
 // (docs/rewrite.md); without, the run ends after stage 2.
 CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
                             const CurationOptions& options = {}, Rewriter* rewriter = nullptr);
+
+// Stage 3 alone over every record of the config's pools (align2 rewrite): no reward models,
+// no selection. The rewrite stage is the run's first and only stage: it holds every input
+// record, in fixed groups of rewrite_batch consecutive records (the group's valid samples
+// are one rewriter call; other records pass through with their status and no rewrite
+// columns). The merge then keeps every valid record, in pool order: curated.json lists each
+// with its kept rewrites applied, scores.h5 holds every input record, summary.json's
+// stages.rewrite counts the valid records as attempted. Chunks, resume, the refusal of
+// another run's folder (curate's included) and determinism (any rank count, any batch_size)
+// are those of run_curation; stage1_kept and stage2_kept stay 0.
+CurationResult run_rewrite(Comm& comm, const JobConfig& config, Rewriter& rewriter,
+                           const CurationOptions& options = {});
 
 }  // namespace align2

@@ -9,9 +9,11 @@
 
 #include "core/generation.h"
 #include "core/image_preprocess.h"
+#include "core/job_config.h"
 #include "core/llava_model.h"
 #include "core/llava_prompt.h"
 #include "core/record_validation.h"
+#include "core/reward_model.h"
 #include "core/tokenizer.h"
 
 namespace align2 {
@@ -285,6 +287,35 @@ std::vector<SampleRewrite> LlmRewriter::rewrite(const std::vector<const Sample*>
     }
   }
   return out;
+}
+
+RewriteSettings rewrite_settings(const JobConfig& config) {
+  RewriteSettings settings;
+  settings.chat_template = template_from_name(config.rewrite_template);
+  settings.max_new_tokens = std::int64_t(config.rewrite_max_new_tokens);
+  settings.temperature = config.rewrite_temperature;
+  settings.top_p = config.rewrite_top_p;
+  settings.label_a = config.review_labels.at(0);
+  settings.label_b = config.review_labels.at(1);
+  settings.threshold = config.review_threshold;
+  settings.limits = {config.rewrite_min_ratio, config.rewrite_max_ratio};
+  settings.batch_size = config.rewrite_batch;
+  settings.batch_tokens = 0;  // a group is one call: its composition must not depend on lengths elsewhere
+  return settings;
+}
+
+std::string rewrite_model_dir(const JobConfig& config) {
+  if (!config.rewrite_model.empty()) return config.rewrite_model;
+  if (config.question_model.empty())
+    throw std::runtime_error("config key \"rewrite_model\" is empty and there is no question_model whose base model "
+                             "could rewrite: name the LLaVA or LLaMA folder that rewrites (docs/rewrite.md)");
+  return load_reward_config(config.question_model).base_model;
+}
+
+std::unique_ptr<LlmRewriter> make_llm_rewriter(const JobConfig& config) {
+  return std::make_unique<LlmRewriter>(rewrite_model_dir(config), config.image_root,
+                                       config.dtype == "bf16" ? at::kBFloat16 : at::kFloat, rewrite_settings(config),
+                                       load_rewrite_templates(config.rewrite_prompt, config.review_prompt));
 }
 
 }  // namespace align2

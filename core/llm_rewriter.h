@@ -24,6 +24,7 @@ namespace align2 {
 
 class LlavaModel;
 class Tokenizer;
+struct JobConfig;  // core/job_config.h
 
 struct RewriteSettings {
   TemplateKind chat_template = TemplateKind::vicuna_v1;  // how instructions are wrapped for the model
@@ -76,5 +77,17 @@ class LlmRewriter : public Rewriter {
   RewriteStats stats_;
   std::string fingerprint_;
 };
+
+// The job config's side of stage 3, shared by align2 curate and align2 rewrite:
+// The settings its rewrite keys give (rewrite_template, rewrite_max_new_tokens,
+// rewrite_temperature, rewrite_top_p, review_labels, review_threshold, rewrite_min_ratio /
+// rewrite_max_ratio, rewrite_batch; no token bound: a group is one call, whatever its lengths).
+RewriteSettings rewrite_settings(const JobConfig& config);
+// The model folder that rewrites: rewrite_model, else the base model of the question reward
+// model (question_model's reward_config.json). Throws std::runtime_error when it names neither.
+std::string rewrite_model_dir(const JobConfig& config);
+// The LlmRewriter of the config: that model, those settings, the rewrite_prompt / review_prompt
+// templates (the shipped ones when empty), dtype and image_root.
+std::unique_ptr<LlmRewriter> make_llm_rewriter(const JobConfig& config);
 
 }  // namespace align2

@@ -14,6 +14,10 @@
 //     once, front to back;
 //  5. curated.json by reading the kept records' texts back from scores.h5 in global order,
 //     a block at a time, into an AtomicFileWriter; then summary.json and report.html.
+//
+// A run of align2 rewrite has one stage, "rewrite", holding every input record and no
+// selection: every valid record is kept, in pool order (global_rank = its position among the
+// valid records), with its kept rewrites applied in curated.json.
 #include "core/merge.h"
 
 #include <fmt/format.h>
@@ -389,7 +393,9 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
     stages.push_back(stage);
     by_stage[stage] = by_rank;
   }
-  if (stages.front() != stage_order().front())
+  // align2 rewrite: the rewrite stage alone, holding every input record; no selection.
+  const bool rewrite_only = stages.size() == 1 && stages.front() == "rewrite";
+  if (stages.front() != stage_order().front() && !rewrite_only)
     throw std::runtime_error(fmt::format("merge: no {} shards: the first stage holds every input record",
                                          stage_order().front()));
   auto stage_paths = [&](const std::string& stage) {
@@ -398,8 +404,10 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
     return paths;
   };
 
-  // Final decision: the last selection stage's flag; final score: its score.
-  const std::string last_selection = std::find(stages.begin(), stages.end(), "select_answers") != stages.end()
+  // Final decision: the last selection stage's flag; final score: its score. Without a
+  // selection stage every valid record is kept.
+  const std::string last_selection = rewrite_only ? ""
+                                     : std::find(stages.begin(), stages.end(), "select_answers") != stages.end()
                                          ? "select_answers" : "select_questions";
   const bool by_answer = last_selection == "select_answers";
 
@@ -522,11 +530,12 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
     if (!std::is_sorted(at.begin(), at.end())) std::sort(at.begin(), at.end());
   }
 
-  // Kept records in global order: final score descending, then key ascending (NaN last).
+  // Kept records in global order: final score descending, then key ascending (NaN last);
+  // without a selection stage, pool order.
   std::vector<std::uint64_t> kept;  // pool indices, in curated.json order
   for (std::uint64_t i = 0; i < n; ++i)
-    if ((flags[i] & kValid) && decision(last_selection, i) == 1) kept.push_back(i);
-  std::sort(kept.begin(), kept.end(), [&](std::uint64_t a, std::uint64_t b) {
+    if ((flags[i] & kValid) && (rewrite_only || decision(last_selection, i) == 1)) kept.push_back(i);
+  if (!rewrite_only) std::sort(kept.begin(), kept.end(), [&](std::uint64_t a, std::uint64_t b) {
     const double sa = final_score[a], sb = final_score[b];
     const bool nan_a = std::isnan(sa), nan_b = std::isnan(sb);
     if (nan_a != nan_b) return nan_b;
@@ -589,7 +598,7 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
       }
 
       for (ShardRow& row : block) {
-        row.kept = row.status == "valid" ? (stage_decision(last_selection, row) == 1 ? 1 : 0) : -1;
+        row.kept = row.status == "valid" ? (rewrite_only || stage_decision(last_selection, row) == 1 ? 1 : 0) : -1;
         const bool ranked = rank_cursor < rank_of.size() && rank_of[rank_cursor].first == row.index;
         if (ranked != (row.kept == 1)) throw std::logic_error("merge: kept flags disagree between passes");
         if (ranked) row.global_rank = std::int64_t(rank_of[rank_cursor++].second);

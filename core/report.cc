@@ -9,9 +9,11 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string_view>
+#include <tuple>
 
 #include "core/merge.h"
 #include "core/ranking.h"
@@ -25,8 +27,10 @@ namespace fs = std::filesystem;
 constexpr int kBins = 30;                  // histogram bins over the data's range
 constexpr std::size_t kExamplesPerEnd = 3;  // top and bottom examples per subset
 constexpr std::size_t kRewriteExamples = 3; // before/after examples of the rewrite stage
+constexpr std::size_t kFallbackExamples = 3; // fallback examples of the rewrite stage
 constexpr std::size_t kTextLimit = 400;     // code points shown of a question or answer
 constexpr std::size_t kFieldLimit = 120;    // code points shown of an id, image path, message
+constexpr std::size_t kReplyLimit = 300;    // code points shown of a rewrite reply that fell back
 constexpr double kHugeScore = 1e15;         // |score| at or above this is treated like NaN
 
 // Colours (Paul Tol's bright scheme, readable in print).
@@ -121,9 +125,9 @@ double number_or(const json& v, double fallback) {
 
 // ---- records
 
-struct FirstTurn {
-  bool parsed = false;
-  std::string question;
+struct Turn {
+  bool parsed = false;  // the record has the turn's question
+  std::string question;  // without its <image> tag
   std::string answer;
 };
 
@@ -135,34 +139,42 @@ std::string without_image_tag(std::string s) {
   return s.substr(b, e - b + 1);
 }
 
-// First (question, answer) of a record: LLaVA `conversations`, or instruction/output.
-FirstTurn first_turn(const std::string& record) {
-  FirstTurn t;
+// Turn `t` (0-based (question, answer) pair) of a record: LLaVA `conversations` (a "human"
+// message and the "gpt" message after it), or instruction/output (turn 0 only).
+Turn turn_of(const std::string& record, std::size_t t) {
+  Turn out;
   json j = json::parse(record, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return t;
+  if (j.is_discarded() || !j.is_object()) return out;
   const json& conv = member(j, "conversations");
   if (conv.is_array()) {
     bool have_q = false;
-    for (const json& turn : conv) {
-      const json& from = member(turn, "from");
-      const json& value = member(turn, "value");
+    std::size_t pair = 0;
+    for (const json& message : conv) {
+      const json& from = member(message, "from");
+      const json& value = member(message, "value");
       if (!from.is_string() || !value.is_string()) continue;
       if (!have_q && from == "human") {
-        t.question = value.get<std::string>();
         have_q = true;
+        if (pair == t) {
+          out.question = value.get<std::string>();
+          out.parsed = true;
+        }
       } else if (have_q && from == "gpt") {
-        t.answer = value.get<std::string>();
-        break;
+        if (pair == t) {
+          out.answer = value.get<std::string>();
+          break;
+        }
+        have_q = false;
+        ++pair;
       }
     }
-    t.parsed = have_q;
-  } else if (member(j, "instruction").is_string() && member(j, "output").is_string()) {
-    t.question = j["instruction"].get<std::string>();
-    t.answer = j["output"].get<std::string>();
-    t.parsed = true;
+  } else if (t == 0 && member(j, "instruction").is_string() && member(j, "output").is_string()) {
+    out.question = j["instruction"].get<std::string>();
+    out.answer = j["output"].get<std::string>();
+    out.parsed = true;
   }
-  t.question = without_image_tag(t.question);
-  return t;
+  out.question = without_image_tag(out.question);
+  return out;
 }
 
 // ---- example selection (streamed; shared by report_example_rows, render_report and write_report)
@@ -173,10 +185,29 @@ struct SubsetExamples {
   std::vector<std::uint64_t> bottom; // worst first, none of `top`
 };
 
+// One turn of one row, shown as a rewrite example.
+struct TurnExample {
+  std::uint64_t row = 0;
+  std::size_t turn = 0;
+};
+
 struct Examples {
   std::map<std::string, SubsetExamples> by_subset;
-  std::vector<std::uint64_t> rewritten;  // rows with rewritten turns, by global rank then index
+  std::vector<TurnExample> kept_rewrites;  // rows using a rewrite, their first such turn; curated order
+  std::vector<TurnExample> fallbacks;      // turns that fell back, distinct reasons first; curated order
 };
+
+// Where a rewrite turn comes in the report's order: (global rank, or UINT64_MAX when not
+// kept, so curated.json order first; row; turn).
+using TurnKey = std::tuple<std::uint64_t, std::uint64_t, std::size_t>;
+
+// Keeps the k smallest keys of a stream, sorted.
+void keep_first(std::vector<TurnKey>& first, std::size_t k, const TurnKey& key) {
+  auto pos = std::lower_bound(first.begin(), first.end(), key);
+  if (std::size_t(pos - first.begin()) >= k) return;
+  first.insert(pos, key);
+  if (first.size() > k) first.pop_back();
+}
 
 // A row that may be shown as an example: its ranking score and key, and its position.
 struct Candidate {
@@ -202,15 +233,22 @@ void keep_ranked(std::vector<Candidate>& best, std::size_t k, bool worst_first, 
 class ExampleChooser {
  public:
   void add(const ShardRow& r, std::uint64_t row) {
-    if (!r.rewritten_questions.empty()) {
+    if (!r.rewrite_kept.empty() || !r.rewrite_reasons.empty()) {
       // Kept rows by their position in curated.json first, then the rest by row.
-      std::uint64_t rank = r.global_rank < 0 ? UINT64_MAX : std::uint64_t(r.global_rank);
-      auto pos = std::find_if(rewritten_.begin(), rewritten_.end(), [&](const RankedRow& c) {
-        return rank != c.first ? rank < c.first : row < c.second;
-      });
-      if (std::size_t(pos - rewritten_.begin()) < kRewriteExamples) {
-        rewritten_.insert(pos, {rank, row});
-        if (rewritten_.size() > kRewriteExamples) rewritten_.pop_back();
+      const std::uint64_t rank = r.global_rank < 0 ? UINT64_MAX : std::uint64_t(r.global_rank);
+      for (std::size_t t = 0; t < r.rewrite_kept.size(); ++t)
+        if (r.rewrite_kept[t] == 1) {  // the row's first turn that uses its rewrite
+          keep_first(kept_rewrites_, kRewriteExamples, {rank, row, t});
+          break;
+        }
+      for (std::size_t t = 0; t < r.rewrite_reasons.size(); ++t) {
+        const std::string& reason = r.rewrite_reasons[t];
+        if (reason.empty() || (t < r.rewrite_kept.size() && r.rewrite_kept[t] == 1)) continue;
+        const TurnKey key{rank, row, t};
+        keep_first(fallbacks_, kFallbackExamples, key);
+        auto it = first_fallback_by_reason_.find(reason);
+        if (it == first_fallback_by_reason_.end()) first_fallback_by_reason_.emplace(reason, key);
+        else if (key < it->second) it->second = key;
       }
     }
     bool q = r.selected_questions != -1 && usable(r.question_score);
@@ -229,7 +267,20 @@ class ExampleChooser {
 
   Examples examples() const {
     Examples ex;
-    for (const auto& c : rewritten_) ex.rewritten.push_back(c.second);
+    for (const TurnKey& k : kept_rewrites_) ex.kept_rewrites.push_back({std::get<1>(k), std::get<2>(k)});
+    // Fallbacks: the first turn of each reason (the earliest reasons), then the first turns of all.
+    std::vector<TurnKey> firsts, chosen;
+    for (const auto& [reason, key] : first_fallback_by_reason_) firsts.push_back(key);
+    std::sort(firsts.begin(), firsts.end());
+    auto choose = [&](const std::vector<TurnKey>& from) {
+      for (const TurnKey& k : from)
+        if (chosen.size() < kFallbackExamples && std::find(chosen.begin(), chosen.end(), k) == chosen.end())
+          chosen.push_back(k);
+    };
+    choose(firsts);
+    choose(fallbacks_);
+    std::sort(chosen.begin(), chosen.end());
+    for (const TurnKey& k : chosen) ex.fallbacks.push_back({std::get<1>(k), std::get<2>(k)});
     auto rows_of = [](const std::vector<Candidate>& cs) {
       std::vector<std::uint64_t> out;
       for (const Candidate& c : cs) out.push_back(c.row);
@@ -253,8 +304,9 @@ class ExampleChooser {
     std::vector<Candidate> top_q, bottom_q, top_a, bottom_a;
   };
   std::map<std::string, Ends> ends_;
-  using RankedRow = std::pair<std::uint64_t, std::uint64_t>;  // (global rank or UINT64_MAX, row)
-  std::vector<RankedRow> rewritten_;                          // best first
+  std::vector<TurnKey> kept_rewrites_;                          // first kRewriteExamples, sorted
+  std::vector<TurnKey> fallbacks_;                              // first kFallbackExamples, sorted
+  std::map<std::string, TurnKey> first_fallback_by_reason_;     // reason -> its first turn
 };
 
 // ---- statistics over the rows
@@ -528,7 +580,7 @@ code { font-size: 12px; overflow-wrap: anywhere; }
 figure { display: inline-block; margin: 4px 12px 12px 0; }
 figcaption { font-size: 12px; color: #444444; max-width: 560px; }
 p.note { color: #444444; }
-@media print { body { margin: 0; } h2, h3 { break-after: avoid; } figure, tr { break-inside: avoid; } }
+@media print { body { margin: 0; } h2, h3 { break-after: avoid; } figure, tr, tbody.pair { break-inside: avoid; } }
 </style>
 )";
 
@@ -553,7 +605,7 @@ std::string example_rows_html(const std::map<std::uint64_t, ShardRow>& shown, co
   std::string s;
   for (std::size_t k = 0; k < which.size(); ++k) {
     const ShardRow& r = shown.at(which[k]);
-    FirstTurn t = first_turn(r.record);
+    Turn t = turn_of(r.record, 0);
     double score = by_answer ? r.answer_score : r.question_score;
     std::string q, a;
     if (t.parsed) {
@@ -580,6 +632,161 @@ std::vector<std::string> stages_in_order(const json& obj) {
   for (const auto& [k, v] : obj.items())
     if (std::find(out.begin(), out.end(), k) == out.end()) out.push_back(k);
   return out;
+}
+
+// ---- the rewrite stage (stage 3)
+
+// A count of summary.json: a non-negative integer, else none.
+std::optional<std::uint64_t> count_value(const json& v) {
+  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+  if (v.is_number_integer() && v.get<std::int64_t>() >= 0) return std::uint64_t(v.get<std::int64_t>());
+  return std::nullopt;
+}
+
+std::string count_cell(const json& v) {
+  std::optional<std::uint64_t> c = count_value(v);
+  return c ? num_cell(*c) : "<td class=\"n\">\u2014</td>";
+}
+
+// part / whole as a percentage cell; a dash when either is not a count.
+std::string share_cell(const json& part, const json& whole) {
+  std::optional<std::uint64_t> p = count_value(part), w = count_value(whole);
+  return fmt::format("<td class=\"n\">{}</td>", p && w ? percent(*p, *w) : "\u2014");
+}
+
+// What a fallback reason means (docs/rewrite.md); "" for a reason this report does not know.
+const char* fallback_meaning(const std::string& reason) {
+  static const std::map<std::string, const char*> kMeaning = {
+      {"too_long", "the rewrite or review prompt does not fit the model's context"},
+      {"truncated", "the reply reached rewrite_max_new_tokens before it ended"},
+      {"malformed", "the reply is not one \"Question:\" line and one \"Answer:\" line"},
+      {"empty", "the rewritten question or answer is empty"},
+      {"image_tag", "the reply writes an image placeholder tag"},
+      {"length_ratio", "the rewrite is too short or too long for the original (rewrite_min_ratio, rewrite_max_ratio)"},
+      {"bad_image", "the sample's image could not be read (all its turns keep their originals)"},
+  };
+  auto it = kMeaning.find(reason);
+  return it == kMeaning.end() ? "" : it->second;
+}
+
+template <typename T>
+T item_or(const std::vector<T>& v, std::size_t i, T fallback) {
+  return i < v.size() ? v[i] : fallback;
+}
+
+// The "Rewrite" section: counts of stages.rewrite (samples and turns, fallback reasons, per
+// subset) and the examples, whose rows are in `shown`.
+std::string rewrite_section(const json& rewrite, const Examples& examples,
+                            const std::map<std::uint64_t, ShardRow>& shown) {
+  std::string h = "<h2>Rewrite</h2>\n";
+  h += "<p class=\"note\">Stage 3 rewrites each turn of every curated sample with the model's inner LLM and has the "
+       "model review original against rewrite, in both orders; curated.json holds a turn's rewrite where the review "
+       "preferred it. A turn <i>falls back</i> (keeps its original, unreviewed) when its rewrite cannot be used. A "
+       "sample counts as <i>kept the rewrite</i> when at least one of its turns uses its rewrite, as <i>fell "
+       "back</i> when none does and a turn fell back, else as <i>kept the original</i>.</p>\n";
+
+  // Samples and turns.
+  const json& turns = member(rewrite, "turns");
+  h += "<table>\n<tr><th></th><th>samples</th><th>of samples</th><th>turns</th><th>of turns</th></tr>\n";
+  static const std::pair<const char*, const char*> kRows[] = {{"attempted", "attempted"},
+                                                              {"kept_rewrite", "kept the rewrite"},
+                                                              {"kept_original", "kept the original (after review)"},
+                                                              {"fallback", "fell back"}};
+  for (const auto& [key, label] : kRows)
+    h += fmt::format("<tr><th>{}</th>{}{}{}{}</tr>\n", label, count_cell(member(rewrite, key)),
+                     share_cell(member(rewrite, key), member(rewrite, "attempted")), count_cell(member(turns, key)),
+                     share_cell(member(turns, key), member(turns, "attempted")));
+  h += "</table>\n";
+
+  // Fallback reasons, most frequent first.
+  const json& by_reason = member(turns, "by_reason");
+  if (by_reason.is_object() && !by_reason.empty()) {
+    std::vector<std::pair<std::string, std::uint64_t>> reasons;
+    for (const auto& [reason, n] : by_reason.items()) reasons.emplace_back(reason, count_value(n).value_or(0));
+    std::stable_sort(reasons.begin(), reasons.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    h += "<h3>Fallback reasons</h3>\n<table>\n<tr><th>reason</th><th>meaning</th><th>turns</th>"
+         "<th>of turns that fell back</th><th>of all turns</th></tr>\n";
+    for (const auto& [reason, n] : reasons)
+      h += fmt::format("<tr><td><code>{}</code></td><td>{}</td>{}{}{}</tr>\n", esc_cut(reason, kFieldLimit),
+                       esc(fallback_meaning(reason)), count_cell(by_reason[reason]),
+                       share_cell(by_reason[reason], member(turns, "fallback")),
+                       share_cell(by_reason[reason], member(turns, "attempted")));
+    h += "</table>\n";
+  } else if (by_reason.is_object()) {
+    h += "<p class=\"note\">No turn fell back.</p>\n";
+  }
+
+  // Per subset.
+  const json& by_subset = member(rewrite, "by_subset");
+  if (by_subset.is_object() && !by_subset.empty()) {
+    h += "<h3>Rewrites kept per subset</h3>\n<table>\n<tr><th>subset</th><th>samples attempted</th>"
+         "<th>kept the rewrite</th><th>share</th></tr>\n";
+    for (const auto& [subset, c] : by_subset.items())
+      h += fmt::format("<tr><td>{}</td>{}{}{}</tr>\n", esc_cut(subset_label(subset), kFieldLimit),
+                       count_cell(member(c, "attempted")), count_cell(member(c, "kept_rewrite")),
+                       share_cell(member(c, "kept_rewrite"), member(c, "attempted")));
+    h += "</table>\n";
+  }
+
+  // Before and after.
+  h += "<h3>Before and after</h3>\n";
+  if (examples.kept_rewrites.empty()) {
+    h += "<p class=\"note\">No sample uses a rewrite.</p>\n";
+  } else {
+    h += fmt::format("<p class=\"note\">The first {} samples in curated.json order that use a rewrite: their first "
+                     "rewritten turn, original and rewrite (cut to {} characters, image tag removed), and the "
+                     "review's probability that the rewrite is better: the mean of both orders (order 1 shows the "
+                     "original first, order 2 the rewrite).</p>\n",
+                     examples.kept_rewrites.size(), kTextLimit);
+    h += "<table>\n<thead><tr><th>id</th><th>turn</th><th></th><th>before</th><th>after</th><th>P(rewrite better)</th>"
+         "</tr></thead>\n";
+    for (const TurnExample& e : examples.kept_rewrites) {
+      const ShardRow& r = shown.at(e.row);
+      const std::size_t t = e.turn;
+      Turn before = turn_of(r.record, t);
+      std::string q_before, a_before;
+      if (before.parsed) {
+        q_before = esc_cut(before.question, kTextLimit);
+        a_before = esc_cut(before.answer, kTextLimit);
+      } else {
+        q_before = r.record.empty() ? "<i>record text not loaded</i>"
+                                    : fmt::format("<i>the record has no turn {}</i>", t + 1);
+      }
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      h += fmt::format(
+          "<tbody class=\"pair\"><tr><td rowspan=\"2\"><code>{}</code></td><td rowspan=\"2\" class=\"n\">{} of {}</td>"
+          "<th>question</th>"
+          "<td class=\"t\">{}</td><td class=\"t\">{}</td><td rowspan=\"2\" class=\"n\">{}<br>order 1: {}<br>"
+          "order 2: {}</td></tr>\n",
+          esc_cut(r.id, kFieldLimit), t + 1, r.rewrite_kept.size(), q_before,
+          esc_cut(without_image_tag(item_or(r.rewritten_questions, t, std::string())), kTextLimit),
+          fixed(item_or(r.review_p, t, nan), 3), fixed(item_or(r.review_p_order1, t, nan), 3),
+          fixed(item_or(r.review_p_order2, t, nan), 3));
+      h += fmt::format("<tr><th>answer</th><td class=\"t\">{}</td><td class=\"t\">{}</td></tr></tbody>\n", a_before,
+                       esc_cut(item_or(r.rewritten_answers, t, std::string()), kTextLimit));
+    }
+    h += "</table>\n";
+  }
+
+  // Fallbacks.
+  if (!examples.fallbacks.empty()) {
+    h += fmt::format("<h3>Fallbacks</h3>\n<p class=\"note\">Up to {} turns whose rewrite could not be used (one per "
+                     "reason where there are several), in curated.json order: the reason and the start of the "
+                     "model's reply (cut to {} characters).</p>\n",
+                     kFallbackExamples, kReplyLimit);
+    h += "<table>\n<tr><th>id</th><th>turn</th><th>reason</th><th>reply</th></tr>\n";
+    for (const TurnExample& e : examples.fallbacks) {
+      const ShardRow& r = shown.at(e.row);
+      std::string reply = item_or(r.rewrite_replies, e.turn, std::string());
+      h += fmt::format("<tr><td><code>{}</code></td><td class=\"n\">{} of {}</td><td><code>{}</code></td>"
+                       "<td class=\"t\">{}</td></tr>\n",
+                       esc_cut(r.id, kFieldLimit), e.turn + 1, r.rewrite_reasons.size(),
+                       esc_cut(item_or(r.rewrite_reasons, e.turn, std::string()), kFieldLimit),
+                       reply.empty() ? "<i>no reply</i>" : esc_cut(reply, kReplyLimit));
+    }
+    h += "</table>\n";
+  }
+  return h;
 }
 
 // ---- the report, gathered from the rows in two passes
@@ -620,7 +827,6 @@ class ReportBuilder {
     else ++sc.not_considered;
     if (!r.reason.empty()) ++by_reason_[{r.reason, r.status}];
     truncated_ += r.truncated == 1;
-    rewritten_rows_ += !r.rewritten_questions.empty();
     auto range = [](Histogram& h, double v, std::int8_t decision) {
       if (decision == -1) return;
       ++h.scored;
@@ -644,11 +850,14 @@ class ReportBuilder {
       widen(st.g, st.g_threshold);
     }
     examples_ = chooser_.examples();
-    for (std::uint64_t row : examples_.rewritten) shown_[row];
+    // Rows shown with their record text, and (fallback examples) without it.
+    for (const TurnExample& e : examples_.kept_rewrites) text_rows_.insert(e.row);
     for (const auto& [subset, s] : examples_.by_subset) {
-      for (std::uint64_t row : s.top) shown_[row];
-      for (std::uint64_t row : s.bottom) shown_[row];
+      text_rows_.insert(s.top.begin(), s.top.end());
+      text_rows_.insert(s.bottom.begin(), s.bottom.end());
     }
+    for (std::uint64_t row : text_rows_) shown_[row];
+    for (const TurnExample& e : examples_.fallbacks) shown_[e.row];
   }
 
   // Pass 2: histogram bins, and a copy of the example rows.
@@ -662,12 +871,8 @@ class ReportBuilder {
     if (it != shown_.end()) it->second = r;
   }
 
-  // The rows shown as examples (after finish_counting): sorted, unique.
-  std::vector<std::uint64_t> example_rows() const {
-    std::vector<std::uint64_t> out;
-    for (const auto& [row, r] : shown_) out.push_back(row);
-    return out;
-  }
+  // The rows whose record text the report shows (after finish_counting): sorted, unique.
+  std::vector<std::uint64_t> example_rows() const { return {text_rows_.begin(), text_rows_.end()}; }
 
   void set_record(std::uint64_t row, std::string text) { shown_.at(row).record = std::move(text); }
 
@@ -732,13 +937,23 @@ class ReportBuilder {
       h += "</table>\n";
     }
 
-    h += "<h2>Subsets</h2>\n<table>\n<tr><th>subset</th><th>input</th><th>valid</th><th>stage-1 scored</th>"
-         "<th>stage-1 kept</th><th>stage-1 threshold</th>";
+    // Stages: a rewrite-only run (align2 rewrite) has no selection: no score columns, plots or examples.
+    std::vector<std::string> stage_names = stages_in_order(stages);
+    std::vector<std::string> selection_stages;
+    for (const std::string& s : stage_names)
+      if (s != "rewrite") selection_stages.push_back(s);
+    bool selecting = !selection_stages.empty() || has_stage2_;
+    for (const auto& [name, st] : subsets_) selecting = selecting || st.f.scored > 0;
+
+    h += "<h2>Subsets</h2>\n<table>\n<tr><th>subset</th><th>input</th><th>valid</th>";
+    if (selecting) h += "<th>stage-1 scored</th><th>stage-1 kept</th><th>stage-1 threshold</th>";
     if (has_stage2_) h += "<th>stage-2 scored</th><th>stage-2 kept</th><th>stage-2 threshold</th>";
     h += "<th>kept</th><th>kept / valid</th></tr>\n";
     for (const auto& [name, st] : subsets_) {
-      h += fmt::format("<tr><td>{}</td>{}{}{}{}<td class=\"n\">{}</td>", esc(subset_label(name)), num_cell(st.input),
-                       num_cell(st.valid), num_cell(st.f.scored), num_cell(st.f.kept), threshold_text(st.f_threshold));
+      h += fmt::format("<tr><td>{}</td>{}{}", esc(subset_label(name)), num_cell(st.input), num_cell(st.valid));
+      if (selecting)
+        h += fmt::format("{}{}<td class=\"n\">{}</td>", num_cell(st.f.scored), num_cell(st.f.kept),
+                         threshold_text(st.f_threshold));
       if (has_stage2_)
         h += fmt::format("{}{}<td class=\"n\">{}</td>", num_cell(st.g.scored), num_cell(st.g.kept),
                          threshold_text(st.g_threshold));
@@ -746,12 +961,7 @@ class ReportBuilder {
     }
     h += "</table>\n";
 
-    // Stages.
-    std::vector<std::string> stage_names = stages_in_order(stages);
-    std::vector<std::string> selection_stages;
-    for (const std::string& s : stage_names)
-      if (s != "rewrite") selection_stages.push_back(s);
-    if (!selection_stages.empty()) {
+    if (selecting) {
       h += "<h2>Selection stages</h2>\n<table>\n<tr><th>stage</th><th>input</th><th>scored</th><th>kept</th>"
            "<th>fraction</th><th>one per image</th></tr>\n";
       for (const std::string& s : selection_stages) {
@@ -765,6 +975,7 @@ class ReportBuilder {
     }
 
     // Score distributions.
+    if (selecting) {
     h += "<h2>Score distributions</h2>\n";
     h += "<p class=\"note\">Per subset: stage 1 scores every valid record with the question reward model f and keeps "
          "the top \u03b1 fraction; stage 2 scores the survivors' turns with the answer reward model g and keeps the "
@@ -780,6 +991,7 @@ class ReportBuilder {
                                           st.g, st.g_threshold);
         h += "<figcaption>" + esc(histogram_caption(st.g, st.g_threshold)) + "</figcaption>\n</figure>\n";
       }
+    }
     }
 
     // Per-rank busy time.
@@ -808,36 +1020,10 @@ class ReportBuilder {
 
     // Rewrite stage.
     const json& rewrite = member(stages, "rewrite");
-    if (rewrite.is_object() || rewritten_rows_) {
-      h += "<h2>Rewrite</h2>\n";
-      if (rewrite.is_object()) {
-        h += "<table>\n";
-        for (const auto& [k, v] : rewrite.items())
-          h += fmt::format("<tr><th>{}</th><td class=\"n\">{}</td></tr>\n", esc(k),
-                           v.is_primitive() ? cell(v) : esc_cut(v.dump(), kTextLimit));
-        h += "</table>\n";
-      }
-      if (!examples_.rewritten.empty()) {
-        h += fmt::format("<p class=\"note\">{} records have rewritten turns; the first turn of a few, before and "
-                         "after:</p>\n",
-                         rewritten_rows_);
-        h += "<table>\n<tr><th>id</th><th>turns</th><th>question before</th><th>question after</th>"
-             "<th>answer before</th><th>answer after</th></tr>\n";
-        for (std::uint64_t i : examples_.rewritten) {
-          const ShardRow& r = shown_.at(i);
-          FirstTurn t = first_turn(r.record);
-          std::string qa = r.rewritten_answers.empty() ? "" : r.rewritten_answers[0];
-          h += fmt::format("<tr><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"t\">{}</td>"
-                           "<td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td></tr>\n",
-                           esc_cut(r.id, kFieldLimit), r.rewritten_questions.size(), esc_cut(t.question, kTextLimit),
-                           esc_cut(without_image_tag(r.rewritten_questions[0]), kTextLimit),
-                           esc_cut(t.answer, kTextLimit), esc_cut(qa, kTextLimit));
-        }
-        h += "</table>\n";
-      }
-    }
+    if (rewrite.is_object()) h += rewrite_section(rewrite, examples_, shown_);
 
     // Examples.
+    if (!selecting) return h + "</body>\n</html>\n";
     h += "<h2>Examples</h2>\n";
     h += fmt::format("<p class=\"note\">Per subset, the {0} highest and {0} lowest scored records by their final score "
                      "(the mean answer score g where stage 2 scored the subset, else the question score f); first "
@@ -865,10 +1051,10 @@ class ReportBuilder {
   std::map<std::string, StatusCounts> by_status_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> by_reason_;  // (reason, status) -> records
   std::uint64_t truncated_ = 0;
-  std::uint64_t rewritten_rows_ = 0;
   ExampleChooser chooser_;
   Examples examples_;
-  std::map<std::uint64_t, ShardRow> shown_;  // example rows by position
+  std::set<std::uint64_t> text_rows_;        // example rows whose record text is shown
+  std::map<std::uint64_t, ShardRow> shown_;  // example rows by position (text_rows_ and fallback examples)
 };
 
 constexpr std::uint64_t kBlockRows = 4096;  // rows read from scores.h5 at a time

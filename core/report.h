@@ -1,7 +1,9 @@
 // report.html: a human-readable report of a curation run, written beside summary.json
 // and scores.h5. One self-contained HTML file (inline CSS and SVG, no scripts, no
 // external resources) that prints well: run facts, counts, score histograms with the
-// selection thresholds, per-rank busy time, and a few examples. See docs/report.md.
+// selection thresholds, per-rank busy time, the rewrite stage's outcome (counts, fallback
+// reasons, per subset, before/after and fallback examples), and a few examples. See
+// docs/report.md.
 //
 // Deterministic: the same summary.json and scores.h5 give a byte-identical report (fixed
 // number formats, no clock).
@@ -26,7 +28,9 @@ namespace align2 {
 std::string write_report(const std::string& output_dir);
 
 // The rows (positions in `rows`) whose record text the report shows: per subset the top
-// and bottom examples by final score, and the first rewritten rows. Sorted, unique.
+// and bottom examples by final score, and the rewrite stage's before/after examples (the
+// first rows in curated.json order with a turn whose rewrite was kept). The rewrite
+// fallback examples show no record text and are not among them. Sorted, unique.
 std::vector<std::uint64_t> report_example_rows(const std::vector<ShardRow>& rows);
 
 // The report as a string. `summary` is summary.json's object; `meta` the scores.h5

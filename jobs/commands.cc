@@ -13,9 +13,11 @@ int run_score(const Args&);
 int run_merge_lora(const Args&);
 int run_train_reward(const Args&);
 int run_curate(const Args&);
+int run_rewrite(const Args&);
 int run_preprocess(const Args&);
 int run_pairs(const Args&);
 int run_make_llava(const Args&);
+int run_slurm_script(const Args&);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -24,6 +26,8 @@ const std::vector<Command>& commands() {
        "Rank 0 indexes the pool and every rank scores its cost-balanced share. Stage 1 keeps the\n"
        "top alpha of each subset by the question reward model (one sample per image), stage 2\n"
        "re-shards the survivors and keeps the top beta by the mean answer-model score over turns.\n"
+       "Stage 3 (rewrite: true, the default) has the inner LLM rewrite every turn of the curated\n"
+       "samples and review original against rewrite, keeping the better (docs/rewrite.md).\n"
        "Scores travel between ranks so every rank computes the same thresholds; each rank writes\n"
        "its HDF5 shards and rank 0 merges them into output_dir: curated.json, scores.h5,\n"
        "summary.json and report.html (docs/report.md). Every key of the job config is in\n"
@@ -39,6 +43,73 @@ const std::vector<Command>& commands() {
         {"set", "KEY=VALUE", "override a config key (value read as JSON when it parses)", true},
         {"force", "", "discard the work of another run found in output_dir and start over"}},
        run_curate},
+      {"slurm-script", "--config job.json --nodes N --gpus-per-node G [--partition P] [--account A] [--time T] "
+                       "[--set key=value ...]",
+       "print an sbatch script that runs curate on a Slurm cluster (one rank per GPU)",
+       "Writes to stdout a bash script for sbatch: #SBATCH lines for N nodes with G ranks each (one\n"
+       "rank per GPU; with --gpus-per-node 0, --ntasks-per-node CPU ranks), --requeue, --open-mode=append\n"
+       "and --signal=B:USR1@S, then `srun --mpi=pmix --kill-on-bad-exit=1 BIN curate --config CONFIG\n"
+       "[--set ...]`. Every value is quoted for the shell (or for sbatch in #SBATCH lines). The config is\n"
+       "loaded with the --set overrides first, so a broken config fails here, not when the job starts;\n"
+       "relative paths in --set are relative to --chdir, where the job runs.\n"
+       "\n"
+       "Resume: curate commits chunks under output_dir/work, so submitting the script again, or Slurm\n"
+       "requeueing it (preemption, node failure), resumes. S seconds before the time limit Slurm sends\n"
+       "USR1 to the batch shell (B:; without B: only the ranks would get it and nobody would requeue);\n"
+       "the script forwards it to srun, which hands it to every rank, and once the step has ended the\n"
+       "script runs `scontrol requeue` on its own job, which then resumes. Commented site settings\n"
+       "(module load, NCCL_* and OMPI_MCA_* variables) come before the command. See docs/slurm.md.",
+       {{"config", "FILE", "the job config (required; made absolute)"},
+        {"nodes", "N", "nodes (required)"},
+        {"gpus-per-node", "G", "GPUs per node, one rank each (required; 0 = CPU ranks, see --ntasks-per-node)"},
+        {"ntasks-per-node", "N", "CPU ranks per node with --gpus-per-node 0 (default 1)"},
+        {"cpus-per-task", "N", "CPU cores per rank (default: no line, the site's default)"},
+        {"partition", "P", "partition (default: no line, the cluster's default partition)"},
+        {"account", "A", "account to charge (default: no line, your default account)"},
+        {"time", "T", "time limit, e.g. 12:00:00 or 2-00:00:00 (default: the partition's)"},
+        {"job-name", "NAME", "job name (default align2-curate)"},
+        {"output", "PATTERN", "log file pattern, appended to across requeues (default %x-%j.out: name-jobid)"},
+        {"chdir", "DIR", "working folder of the job (default: the current folder; made absolute)"},
+        {"signal-seconds", "S", "USR1 this long before the time limit, then requeue (default 300; 0 = none)"},
+        {"set", "KEY=VALUE", "passed to curate as --set KEY=VALUE (a config override)", true},
+        {"sbatch", "OPTION", "one more #SBATCH line, e.g. --sbatch=--mem=0 or --sbatch=--constraint=a100", true},
+        {"bin", "PATH", "the align2 binary the job runs (default: this binary's absolute path)"}},
+       run_slurm_script},
+      {"rewrite", "--config job.json --input POOL [--input POOL ...] --output-dir DIR [--set key=value ...] [--force]",
+       "rewrite and review every valid record of a pool with the inner LLM (stage 3 alone)",
+       "Runs curate's stage 3, LLM characteristic alignment (docs/rewrite.md), over every valid\n"
+       "record of POOL, with no reward models and no selection: the model rewrites each (question,\n"
+       "answer) turn in its own words, reviews original against rewrite in both orders and keeps\n"
+       "the better one. Alone or under mpirun / srun, like curate: rank 0 indexes the pool, every\n"
+       "rank rewrites its cost-balanced share in fixed groups of rewrite_batch consecutive records,\n"
+       "and rank 0 merges the shards into DIR:\n"
+       "  curated.json  every valid record in pool order, each with its kept rewrites applied\n"
+       "  scores.h5     every input record (invalid ones with their status and reason), with the\n"
+       "                rewrites, the model's replies, fallback reasons and review probabilities\n"
+       "  summary.json  counts; stages.rewrite as in curate (attempted = the valid records)\n"
+       "  report.html   the same page as curate's (docs/report.md)\n"
+       "\n"
+       "The job config is curate's (docs/running.md): its rewrite keys (rewrite_model,\n"
+       "rewrite_template, rewrite_prompt, review_prompt, rewrite_max_new_tokens,\n"
+       "rewrite_temperature, rewrite_top_p, review_threshold, review_labels, rewrite_min_ratio,\n"
+       "rewrite_max_ratio, rewrite_batch) and dtype, threads, image_root, subsets, subset_field,\n"
+       "max_record_bytes, chunk_records, progress_seconds. rewrite_model names the LLaVA or LLaMA\n"
+       "folder that rewrites; when it is empty, the base model of question_model's reward model is\n"
+       "used, as curate does. --input replaces the config's pools (repeat it for several files;\n"
+       "entries of subsets that name no --input file are ignored) and --output-dir its output_dir,\n"
+       "both relative to the current folder; --set overrides any key. The selection keys (alpha,\n"
+       "beta, answer_model, ...) and rewrite are not used, but still enter the run's fingerprint.\n"
+       "\n"
+       "Work is committed in chunks under DIR/work: rerunning the same command after a kill resumes\n"
+       "and ends with the outputs of an uninterrupted run. curated.json and summary.json (timings\n"
+       "aside) are byte-identical for any number of ranks and any batch_size. A DIR holding another\n"
+       "run (another config, model or pool, or a curate run) is refused unless --force.",
+       {{"config", "FILE", "the job config (JSON) (required)"},
+        {"input", "POOL", "a LLaVA pool file (JSON array or JSONL), in place of the config's pools (required)", true},
+        {"output-dir", "DIR", "where the outputs go, in place of the config's output_dir (required)"},
+        {"set", "KEY=VALUE", "override a config key (value read as JSON when it parses)", true},
+        {"force", "", "discard the work of another run found in DIR and start over"}},
+       run_rewrite},
       {"inspect", "[--image-root DIR] [--json] [options] POOL...",
        "count records per subset and status, and show what is wrong with the invalid ones",
        "Reads LLaVA pool files (JSON arrays or JSONL, told apart by their first byte) in one\n"

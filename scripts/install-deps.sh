@@ -12,6 +12,7 @@ packages=(
   libsentencepiece-dev
   python3 python3-h5py python3-numpy python3-pil
   chromium
+  slurm-wlm munge
 )
 
 missing=()
@@ -24,6 +25,14 @@ done
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # Install services without starting them (slurm-wlm's and munge's scripts would start daemons
+  # that have no configuration; scripts/slurm-local.sh starts its own by hand, without systemd).
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else

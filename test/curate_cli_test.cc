@@ -92,6 +92,53 @@ TEST(CurateCli, OneAndThreeRanksGiveTheSameOutputs) {
   EXPECT_NE(bad.err.find("question_model and answer_model"), std::string::npos) << bad.err;
 }
 
+// align2 rewrite on real records and photos with the tiny LLaVA (the question model's base):
+// every valid record rewritten and reviewed, in pool order; 1 rank and 2 ranks identical.
+TEST(RewriteCli, OneAndTwoRanksGiveTheSameOutputs) {
+  std::string root = test::scratch_dir("rewrite-cli");
+  write_job(root, 5, 0.5, 0.5);
+  json first = json::parse(test::read_file(root + "/pool.json"))[0];
+  test::write_file(root + "/more.jsonl", first.dump() + "\n{\"id\": \"no-turns\", \"conversations\": []}\n");
+  std::string bin = test::align2_bin();
+  std::string command = bin + " rewrite --config " + root + "/job.json --input " + root + "/pool.json --input " + root +
+                        "/more.jsonl --set rewrite_max_new_tokens=48 --set rewrite_batch=2 --output-dir ";
+  auto one = test::run_command(command + root + "/np1");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_NE(one.out.find(root + "/np1/curated.json"), std::string::npos) << one.out;
+  auto two = test::run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 " + command +
+                               root + "/np2 --set batch_size=3");
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_EQ(test::read_file(root + "/np1/curated.json"), test::read_file(root + "/np2/curated.json"));
+  EXPECT_EQ(test::summary_without_timings(root + "/np1/summary.json"),
+            test::summary_without_timings(root + "/np2/summary.json"));
+  json summary = json::parse(test::read_file(root + "/np2/summary.json"));
+  EXPECT_EQ(summary["input_records"], 7);
+  EXPECT_EQ(summary["kept"], 5);
+  EXPECT_EQ(summary["stages"]["rewrite"]["attempted"], 5);
+  EXPECT_EQ(summary["timings"]["rewrite"]["ranks"], 2);
+  ShardData scores = read_shard(root + "/np2/scores.h5");
+  ASSERT_EQ(scores.rows.size(), 7u);
+  EXPECT_EQ(scores.rows[5].status, "duplicate");
+  EXPECT_EQ(scores.rows[6].status, "invalid");
+  json curated = json::parse(test::read_file(root + "/np2/curated.json"));
+  ASSERT_EQ(curated.size(), 5u);
+  for (std::size_t k = 0; k < 5; ++k) {
+    EXPECT_EQ(curated[k]["id"], scores.rows[k].id);  // pool order
+    EXPECT_EQ(scores.rows[k].global_rank, std::int64_t(k));
+    EXPECT_FALSE(scores.rows[k].rewrite_replies.empty());
+  }
+  EXPECT_TRUE(fs::exists(root + "/np2/report.html"));
+
+  // Without a model to rewrite with: refused, naming the key. --help explains the command.
+  auto bad = test::run_command(command + root + "/bad --set question_model=");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("rewrite_model"), std::string::npos) << bad.err;
+  auto help = test::run_command(bin + " rewrite --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--output-dir"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("rewrite_model"), std::string::npos) << help.out;
+}
+
 // Processes whose command line contains `needle` and whose name is align2 (the ranks, not mpirun).
 std::vector<pid_t> ranks_running(const std::string& needle) {
   std::vector<pid_t> pids;

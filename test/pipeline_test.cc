@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/curation.h"
+#include "core/rewrite_stage.h"
 #include "core/shard_store.h"
 #include "test/pipeline_fixture.h"
 #include "test/test_rewriter.h"
@@ -286,6 +287,105 @@ TEST(Pipeline, RewriteStageKeepsTheBetterVersionOfEveryTurn) {
   EXPECT_EQ(rewriter_c.samples_rewritten, 4u);
   EXPECT_EQ(scorer_c.samples_scored, 0u);
   EXPECT_EQ(test::read_file(rc.merged.curated_path), test::read_file(r.merged.curated_path));
+}
+
+// align2 rewrite's core: stage 3 alone over the whole pool. Every valid record is attempted
+// and ends in curated.json in pool order with its kept rewrites; invalid records are in
+// scores.h5 with their status; a deleted chunk is the only work redone; batch size and
+// chunking do not change the outputs; a curate run's folder is refused.
+TEST(Pipeline, RewriteOnlyRewritesEveryValidRecordInPoolOrder) {
+  namespace fs = std::filesystem;
+  std::string dir = test::scratch_dir("pipeline-rewrite-only");
+  LocalComm comm;
+  JobConfig c = test::pipeline_config(dir, dir + "/out", 4);
+  c.rewrite_batch = 4;
+  c.chunk_records = 16;
+  auto rewriter_for = [] {
+    test::TestRewriter r;
+    r.fail_image = "000000379143.jpg";  // the first record of llava_instruct_60.json: its turns keep their originals
+    return r;
+  };
+  test::TestRewriter rewriter = rewriter_for();
+  CurationResult r = run_rewrite(comm, c, rewriter);
+  EXPECT_EQ(rewriter.samples_rewritten, 190u);  // 197 input records, 190 valid
+  EXPECT_LE(rewriter.largest_call, 4u);
+  EXPECT_EQ(r.input_records, 197u);
+  json summary = json::parse(test::read_file(r.merged.summary_path));
+  EXPECT_EQ(summary["input_records"], 197);
+  EXPECT_EQ(summary["by_status"]["valid"], 190);
+  EXPECT_EQ(summary["kept"], 190);
+  EXPECT_EQ(summary["stages"].size(), 1u);
+  const json& rw = summary["stages"]["rewrite"];
+  EXPECT_EQ(rw, r.rewrite);
+  EXPECT_EQ(rw["attempted"], 190);
+  EXPECT_EQ(rw["kept_rewrite"].get<std::uint64_t>() + rw["kept_original"].get<std::uint64_t>() +
+                rw["fallback"].get<std::uint64_t>(),
+            190u);
+  EXPECT_GT(rw["kept_rewrite"].get<std::uint64_t>(), 0u);
+  EXPECT_GT(rw["turns"]["by_reason"]["bad_image"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(rw["by_subset"]["conversation"]["attempted"], 60);
+
+  ShardData scores = read_shard(r.merged.scores_path);
+  ASSERT_EQ(scores.rows.size(), 197u);
+  json out = json::parse(test::read_file(r.merged.curated_path));
+  ASSERT_EQ(out.size(), 190u);
+  std::int64_t position = 0;
+  std::uint64_t rewritten = 0, redo = 0;  // redo: valid records of items [16, 32)
+  for (const ShardRow& row : scores.rows) {
+    if (row.status != "valid") {
+      EXPECT_EQ(row.kept, -1);
+      EXPECT_EQ(row.global_rank, -1);
+      EXPECT_FALSE(row.reason.empty());
+      EXPECT_TRUE(row.rewrite_kept.empty());
+      continue;
+    }
+    EXPECT_EQ(row.kept, 1);
+    EXPECT_EQ(row.global_rank, position);  // pool order
+    EXPECT_FALSE(row.rewrite_kept.empty());
+    EXPECT_EQ(out[std::size_t(position)], json::parse(record_with_rewrites(row.record, row)));
+    bool any = false;
+    for (std::int8_t k : row.rewrite_kept) any |= k == 1;
+    rewritten += any;
+    redo += row.index >= 16 && row.index < 32;
+    ++position;
+  }
+  EXPECT_EQ(rewritten, rw["kept_rewrite"].get<std::uint64_t>());
+  EXPECT_EQ(scores.rows[0].rewrite_reasons[0], "bad_image");
+  EXPECT_EQ(out[0], json::parse(scores.rows[0].record));
+  EXPECT_EQ(scores.rows[195].reason, "invalid_utf8");
+
+  // Another batch size, rewrite groups cut into other chunks: the same outputs.
+  JobConfig b = test::pipeline_config(dir, dir + "/out-b", 9, false);
+  b.rewrite_batch = 4;
+  b.chunk_records = 5;  // rounded to whole groups of 4
+  test::TestRewriter rewriter_b = rewriter_for();
+  CurationResult rb = run_rewrite(comm, b, rewriter_b);
+  EXPECT_EQ(test::read_file(rb.merged.curated_path), test::read_file(r.merged.curated_path));
+  EXPECT_EQ(test::summary_without_timings(rb.merged.summary_path), test::summary_without_timings(r.merged.summary_path));
+
+  // Resume after a kill: outputs, shard and one chunk gone; only that chunk is rewritten again.
+  for (const char* f : {"curated.json", "scores.h5", "summary.json"}) fs::remove(c.output_dir + "/" + f);
+  fs::remove_all(c.output_dir + "/shards/rewrite");
+  fs::remove(c.output_dir + "/work/rewrite/000000000016-000000000032.h5");
+  test::TestRewriter rewriter_c = rewriter_for();
+  CurationResult rc = run_rewrite(comm, c, rewriter_c);
+  EXPECT_EQ(rewriter_c.samples_rewritten, redo);
+  EXPECT_EQ(test::read_file(rc.merged.curated_path), test::read_file(r.merged.curated_path));
+  json timings = json::parse(test::read_file(rc.merged.summary_path))["timings"]["rewrite"]["per_rank"][0];
+  EXPECT_EQ(timings["computed"], 16);
+  EXPECT_EQ(timings["resumed"], 197 - 16);
+
+  // A curate run's folder is another run.
+  test::TestScorer scorer;
+  run_curation(comm, test::pipeline_config(dir, dir + "/curate", 4, false), scorer);
+  test::TestRewriter rewriter_d;
+  try {
+    run_rewrite(comm, test::pipeline_config(dir, dir + "/curate", 4, false), rewriter_d);
+    ADD_FAILURE() << "a curate folder was not refused";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--force"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(rewriter_d.samples_rewritten, 0u);
 }
 
 TEST(Pipeline, ARecordTheScorerCannotScoreEndsWithItsReason) {

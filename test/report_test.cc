@@ -11,12 +11,14 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
+#include <tuple>
 #include <unistd.h>
 
 #include "core/image_preprocess.h"
 #include "core/merge.h"
 #include "core/ranking.h"
 #include "core/report.h"
+#include "core/rewrite_stage.h"
 #include "core/shard_store.h"
 #include "test/test_support.h"
 
@@ -33,6 +35,31 @@ std::size_t count_of(const std::string& text, const std::string& what) {
   std::size_t n = 0;
   for (std::size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
   return n;
+}
+
+// HTML-escaped text (the report's escaping of & < > " ').
+std::string escaped(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '&') out += "&amp;";
+    else if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '"') out += "&quot;";
+    else if (c == '\'') out += "&#39;";
+    else out += c;
+  }
+  return out;
+}
+
+bool ends_with(const std::string& s, const std::string& end) {
+  return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
+}
+
+// A truncated reply of the fixture: markup, then 1000 characters.
+std::string long_reply() {
+  std::string reply = "Question: <b>Where</b> & 'why' ";
+  while (reply.size() < 1000) reply += "and so on ";
+  return reply;
 }
 
 ShardMeta meta(const std::string& stage, int rank, const json& summary) {
@@ -55,8 +82,8 @@ std::string record_text(const std::string& id, const std::string& question, cons
               {"conversations",
                {{{"from", "human"}, {"value", "<image>\n" + question}},
                 {{"from", "gpt"}, {"value", answer}},
-                {{"from", "human"}, {"value", "Second question?"}},
-                {{"from", "gpt"}, {"value", "Second answer."}}}}}
+                {{"from", "human"}, {"value", "Second question about " + id + "?"}},
+                {{"from", "gpt"}, {"value", "Second answer about " + id + "."}}}}}
       .dump();
 }
 
@@ -73,9 +100,10 @@ ShardRow base_row(std::uint64_t index, const std::string& subset) {
 }
 
 // The run: subset "conversation" with 40 scored records (stage 1 keeps 20, stage 2 keeps
-// 10, all 10 rewritten); "detail" with one scored record (nothing kept: null thresholds)
-// and one invalid record; "complex" with only unusable records (nothing scored). Record 0
-// carries a <script> tag and scores highest, so it is a top example.
+// 10, all 10 go through the rewrite stage, see rewrite_turns); "detail" with one scored
+// record (nothing kept: null thresholds) and one invalid record; "complex" with only
+// unusable records (nothing scored). Record 0 carries a <script> tag and scores highest, so
+// it is a top example.
 class Report : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -146,24 +174,19 @@ class Report : public ::testing::Test {
         {"input", 20}, {"scored", 20}, {"kept", 10}, {"fraction", 0.5}, {"one_per_image", true},
         {"by_subset", {{"conversation", {{"scored", 20}, {"eligible", 20}, {"kept", 10}, {"threshold", g_threshold_}}}}}};
 
-    // Rewrite: every kept record, one turn rewritten.
+    // Rewrite: every kept record, two turns each, in five patterns (see rewrite_turns).
     std::vector<ShardRow> s3;
+    RewriteCounts counts;
     for (const ShardRow& r2 : s2) {
       if (r2.selected_answers != 1) continue;
       ShardRow r = base_row(r2.index, "conversation");
       r.record.clear();
       r.kept = 1;
-      r.rewritten_questions = {fmt::format("Rewritten question {}?", r.index), "Second question?"};
-      r.rewritten_answers = {fmt::format("Rewritten answer {}.", r.index), "Second answer."};
-      r.rewrite_replies = {"Q': rewritten. A': rewritten.", ""};
-      r.rewrite_reasons = {"", "unchanged"};
-      r.rewrite_kept = {1, 0};
-      r.review_p = {0.75f, NAN};
-      r.review_p_order1 = {0.7f, NAN};
-      r.review_p_order2 = {0.8f, NAN};
+      rewrite_turns(s3.size() % 5, &r);
+      counts.add(r);
       s3.push_back(r);
     }
-    json summary3 = {{"attempted", 10}, {"kept_rewrite", 7}, {"kept_original", 2}, {"fallback", 1}};
+    json summary3 = counts.summary();
 
     std::vector<std::string> paths;
     auto write_stage = [&](const std::string& stage, const std::vector<ShardRow>& rows, const json& summary) {
@@ -178,6 +201,55 @@ class Report : public ::testing::Test {
     write_stage("select_answers", s2, summary2);
     write_stage("rewrite", s3, summary3);
     merge_shards(paths, out_);
+  }
+
+  // The rewrite columns of a record of pattern p:
+  //   0: turn 1 uses its rewrite, turn 2 kept its original after review;
+  //   1: turn 1 fell back (truncated, a long reply with markup), turn 2 uses its rewrite;
+  //   2: both fell back (malformed with markup, length_ratio);
+  //   3: the image could not be read (bad_image, no replies);
+  //   4: both turns kept their originals after review.
+  // Of 10 records: samples 4 kept the rewrite, 2 the original, 4 fell back; turns 4, 6, 10.
+  static void rewrite_turns(std::size_t p, ShardRow* r) {
+    const std::uint64_t i = r->index;
+    const float nan = NAN;
+    auto turn = [&](const std::string& q, const std::string& a, const std::string& reply, const std::string& reason,
+                    std::int8_t kept, float p1, float p2) {
+      r->rewritten_questions.push_back(q);
+      r->rewritten_answers.push_back(a);
+      r->rewrite_replies.push_back(reply);
+      r->rewrite_reasons.push_back(reason);
+      r->rewrite_kept.push_back(kept);
+      r->review_p_order1.push_back(p1);
+      r->review_p_order2.push_back(p2);
+      r->review_p.push_back(std::isnan(p1) ? nan : (p1 + p2) / 2);
+    };
+    const std::string q1 = fmt::format("<image>\nRewritten question {}?", i);
+    const std::string a1 = fmt::format("Rewritten answer {}.", i);
+    const std::string q2 = fmt::format("Rewritten second question {}?", i);
+    const std::string a2 = fmt::format("Rewritten second answer {}.", i);
+    switch (p) {
+      case 0:
+        turn(q1, a1, "Question: " + q1 + "\nAnswer: " + a1, "", 1, 0.625f, 0.875f);
+        turn(q2, a2, "Question: " + q2 + "\nAnswer: " + a2, "", 0, 0.25f, 0.375f);
+        break;
+      case 1:
+        turn("", "", long_reply(), "truncated", 0, nan, nan);
+        turn(q2, a2, "Question: " + q2 + "\nAnswer: " + a2, "", 1, 0.875f, 1.0f);
+        break;
+      case 2:
+        turn("", "", "Sure! <i>Here</i> is my \"rewrite\" & more", "malformed", 0, nan, nan);
+        turn("", "", "Question: Hm?\nAnswer: Hm.", "length_ratio", 0, nan, nan);
+        break;
+      case 3:
+        turn("", "", "", "bad_image", 0, nan, nan);
+        turn("", "", "", "bad_image", 0, nan, nan);
+        r->message = "cannot read coco/" + r->id + ".jpg";
+        break;
+      default:
+        turn(q1, a1, "Question: " + q1 + "\nAnswer: " + a1, "", 0, 0.125f, 0.25f);
+        turn(q2, a2, "Question: " + q2 + "\nAnswer: " + a2, "", 0, 0.375f, 0.25f);
+    }
   }
 
   std::string out_;
@@ -231,13 +303,122 @@ TEST_F(Report, ShowsCountsPlotsThresholdsAndEscapedExamples) {
             std::string::npos);
   // Busy time: 1.5 s and 0.5 s -> mean 1.0, imbalance 50 %.
   EXPECT_NE(html.find("imbalance (max/mean \u2212 1) 50.0 %"), std::string::npos);
-  // Rewrite counts and a before/after example.
-  EXPECT_NE(html.find("kept_rewrite"), std::string::npos);
+  // Rewrite: samples and turns, fallback reasons, per subset (the examples: RewriteExamples).
   EXPECT_NE(html.find("<h2>Rewrite</h2>"), std::string::npos);
-  EXPECT_NE(html.find("Rewritten question 0?"), std::string::npos);
+  EXPECT_NE(html.find("<tr><th>attempted</th><td class=\"n\">10</td><td class=\"n\">100.0 %</td>"
+                      "<td class=\"n\">20</td><td class=\"n\">100.0 %</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<tr><th>kept the rewrite</th><td class=\"n\">4</td><td class=\"n\">40.0 %</td>"
+                      "<td class=\"n\">4</td><td class=\"n\">20.0 %</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<tr><th>kept the original (after review)</th><td class=\"n\">2</td>"
+                      "<td class=\"n\">20.0 %</td><td class=\"n\">6</td><td class=\"n\">30.0 %</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<tr><th>fell back</th><td class=\"n\">4</td><td class=\"n\">40.0 %</td>"
+                      "<td class=\"n\">10</td><td class=\"n\">50.0 %</td></tr>"),
+            std::string::npos);
+  // Reasons, most frequent first (bad_image: 4 of 10 fallbacks, of 20 turns), then by name.
+  std::size_t bad_image = html.find("<tr><td><code>bad_image</code></td><td>the sample&#39;s image could not be read");
+  ASSERT_NE(bad_image, std::string::npos);
+  EXPECT_TRUE(ends_with(html.substr(bad_image, html.find("</tr>", bad_image) + 5 - bad_image),
+                        "<td class=\"n\">4</td><td class=\"n\">40.0 %</td><td class=\"n\">20.0 %</td></tr>"));
+  std::size_t length_ratio = html.find("<tr><td><code>length_ratio</code></td>");
+  std::size_t malformed = html.find("<tr><td><code>malformed</code></td>");
+  std::size_t truncated = html.find("<tr><td><code>truncated</code></td>");
+  EXPECT_LT(bad_image, length_ratio);
+  EXPECT_LT(length_ratio, malformed);
+  EXPECT_LT(malformed, truncated);
+  EXPECT_NE(truncated, std::string::npos);
+  EXPECT_NE(html.find("<h3>Rewrites kept per subset</h3>"), std::string::npos);
+  EXPECT_NE(html.find("<tr><td>conversation</td><td class=\"n\">10</td><td class=\"n\">4</td>"
+                      "<td class=\"n\">40.0 %</td></tr>"),
+            std::string::npos);
   // Top example of "conversation": record 0; long-text fields shown without the <image> tag.
   EXPECT_NE(html.find("<td>top 1</td><td><code>rec000</code></td>"), std::string::npos);
   EXPECT_EQ(html.find("&lt;image&gt;"), std::string::npos);
+}
+
+// Before/after: the first 3 samples in curated order that use a rewrite, each at its first
+// kept turn (turn 2 where turn 1 fell back), original beside rewrite; fallbacks: one turn per
+// reason, the earliest reasons first, with the start of the reply, escaped.
+TEST_F(Report, RewriteExamples) {
+  std::string html = test::read_file(write_report(out_));
+  ShardData data = read_shard(out_ + "/scores.h5");
+  using Key = std::tuple<std::int64_t, std::uint64_t, std::size_t>;  // (global rank, row, turn)
+  std::vector<Key> kept, fallbacks;
+  for (std::uint64_t row = 0; row < data.rows.size(); ++row) {
+    const ShardRow& r = data.rows[row];
+    for (std::size_t t = 0; t < r.rewrite_kept.size(); ++t)
+      if (r.rewrite_kept[t] == 1) {
+        kept.push_back({r.global_rank, row, t});
+        break;
+      }
+    for (std::size_t t = 0; t < r.rewrite_reasons.size(); ++t)
+      if (!r.rewrite_reasons[t].empty()) fallbacks.push_back({r.global_rank, row, t});
+  }
+  std::sort(kept.begin(), kept.end());
+  ASSERT_EQ(kept.size(), 4u);
+  bool second_turn_shown = false;
+  for (std::size_t k = 0; k < kept.size(); ++k) {
+    const auto [rank, row, t] = kept[k];
+    const ShardRow& r = data.rows[row];
+    ASSERT_GE(rank, 0);
+    std::string original = json::parse(r.record)["conversations"][2 * t]["value"].get<std::string>();
+    if (original.rfind("<image>\n", 0) == 0) original.erase(0, 8);
+    original = escaped(original);  // rec000: a <script> tag
+    const std::string rewrite = t == 0 ? fmt::format("Rewritten question {}?", r.index)
+                                       : fmt::format("Rewritten second question {}?", r.index);
+    const std::string p = fmt::format("{:.3f}<br>order 1: {:.3f}<br>order 2: {:.3f}", r.review_p[t],
+                                      r.review_p_order1[t], r.review_p_order2[t]);
+    const std::string shown = fmt::format(
+        "<tr><td rowspan=\"2\"><code>{}</code></td><td rowspan=\"2\" class=\"n\">{} of 2</td><th>question</th>"
+        "<td class=\"t\">{}</td><td class=\"t\">{}</td><td rowspan=\"2\" class=\"n\">{}</td></tr>",
+        r.id, t + 1, original, rewrite, p);
+    EXPECT_EQ(html.find(shown) != std::string::npos, k < 3) << k << ": " << shown;
+    if (k < 3 && t == 1) {
+      second_turn_shown = true;
+      EXPECT_NE(html.find(shown + fmt::format("\n<tr><th>answer</th><td class=\"t\">Second answer about {}.</td>"
+                                              "<td class=\"t\">Rewritten second answer {}.</td></tr>",
+                                              r.id, r.index)),
+                std::string::npos);
+    }
+  }
+  ASSERT_TRUE(second_turn_shown) << "the fixture shows no example whose first turn fell back";
+
+  // Fallbacks: 4 reasons; the 3 whose first turn comes first in curated order, in that order.
+  std::sort(fallbacks.begin(), fallbacks.end());
+  std::vector<Key> first_of_reason;
+  std::set<std::string> reasons;
+  for (const Key& f : fallbacks)
+    if (reasons.insert(data.rows[std::get<1>(f)].rewrite_reasons[std::get<2>(f)]).second) first_of_reason.push_back(f);
+  ASSERT_EQ(first_of_reason.size(), 4u);
+  std::size_t at = html.find("<h3>Fallbacks</h3>");
+  ASSERT_NE(at, std::string::npos);
+  for (std::size_t k = 0; k < 4; ++k) {
+    const auto [rank, row, t] = first_of_reason[k];
+    const ShardRow& r = data.rows[row];
+    const std::string& reason = r.rewrite_reasons[t];
+    std::string reply = reason == "bad_image"   ? "<i>no reply</i></td>"
+                        : reason == "truncated" ? "Question: &lt;b&gt;Where&lt;/b&gt; &amp; &#39;why&#39; and so on "
+                        : reason == "malformed" ? "Sure! &lt;i&gt;Here&lt;/i&gt; is my &quot;rewrite&quot; &amp; more"
+                                                : "Question: Hm?\nAnswer: Hm.";
+    if (reason != "truncated" && reason != "bad_image") reply += "</td>";
+    std::string row_html = fmt::format("<tr><td><code>{}</code></td><td class=\"n\">{} of 2</td><td><code>{}</code>"
+                                       "</td><td class=\"t\">{}",
+                                       r.id, t + 1, reason, reply);
+    std::size_t found = html.find(row_html, at);
+    EXPECT_EQ(found != std::string::npos, k < 3) << k << ": " << row_html;
+    if (found != std::string::npos) at = found;
+  }
+  // A long reply is cut to 300 characters (the markup, 31, escaped).
+  if (html.find("<td><code>truncated</code></td>", html.find("<h3>Fallbacks</h3>")) != std::string::npos) {
+    EXPECT_NE(html.find("<td class=\"t\">" + escaped(long_reply().substr(0, 300)) + "\u2026</td>"), std::string::npos);
+  }
+  // No markup of a reply or a record gets through.
+  EXPECT_EQ(html.find("<b>Where"), std::string::npos);
+  EXPECT_EQ(html.find("<i>Here"), std::string::npos);
+  EXPECT_EQ(html.find("&lt;image&gt;"), std::string::npos);
+  EXPECT_EQ(html.find("<b>tags"), std::string::npos);
 }
 
 TEST_F(Report, IsDeterministicAndAtomic) {
@@ -291,6 +472,61 @@ TEST(ReportEdges, EmptyAndDegenerateInputsGiveNoNan) {
   EXPECT_NE(html.find("2 without a finite score"), std::string::npos);
   EXPECT_NE(html.find("imbalance (max/mean \u2212 1) n/a"), std::string::npos);
   EXPECT_EQ(count_of(html, "<svg "), count_of(html, "</svg>"));
+}
+
+// The Rewrite section is there when summary.json has stages.rewrite (whatever the rows hold);
+// counts it lacks are dashes; one-turn instruction/output records show their turn.
+TEST(ReportEdges, RewriteSectionFollowsTheSummary) {
+  std::vector<ShardRow> rows(2);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    rows[i].index = i;
+    rows[i].key = std::string(31, 'a') + char('a' + i);
+    rows[i].id = fmt::format("r{}", i);
+    rows[i].subset = "s";
+    rows[i].status = "valid";
+    rows[i].kept = 1;
+    rows[i].global_rank = std::int64_t(1 - i);
+  }
+  rows[0].record = json{{"id", "r0"}, {"instruction", "<image> Describe <it>."}, {"output", "A cat & a dog."}}.dump();
+  rows[0].rewritten_questions = {"<image>\nDescribe it, please."};
+  rows[0].rewritten_answers = {"A cat and a dog."};
+  rows[0].rewrite_replies = {"Question: Describe it, please.\nAnswer: A cat and a dog."};
+  rows[0].rewrite_reasons = {""};
+  rows[0].rewrite_kept = {1};
+  rows[0].review_p = {0.6f};
+  rows[0].review_p_order1 = {0.55f};
+  rows[0].review_p_order2 = {0.65f};
+  rows[1].record = record_text("r1", "Q?", "A.");
+  rows[1].rewritten_questions = rows[1].rewritten_answers = rows[1].rewrite_replies = {"", ""};
+  rows[1].rewrite_reasons = {"", "too_long"};
+  rows[1].rewrite_kept = {0, 0};
+  rows[1].review_p = rows[1].review_p_order1 = rows[1].review_p_order2 = {0.25f, NAN};
+
+  std::string without = render_report(json{{"input_records", 2}}, ShardMeta{}, rows);
+  EXPECT_EQ(without.find("<h2>Rewrite</h2>"), std::string::npos);
+
+  json summary = {{"input_records", 2},
+                  {"stages", {{"rewrite", {{"attempted", 2}, {"turns", {{"by_reason", json::object()}}}}}}}};
+  std::string html = render_report(summary, ShardMeta{}, rows);
+  expect_no_nan(html);
+  EXPECT_NE(html.find("<h2>Rewrite</h2>"), std::string::npos);
+  EXPECT_NE(html.find("<tr><th>attempted</th><td class=\"n\">2</td><td class=\"n\">100.0 %</td>"
+                      "<td class=\"n\">\u2014</td><td class=\"n\">\u2014</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<tr><th>kept the rewrite</th><td class=\"n\">\u2014</td><td class=\"n\">\u2014</td>"),
+            std::string::npos);
+  EXPECT_NE(html.find("No turn fell back."), std::string::npos);
+  EXPECT_EQ(html.find("Rewrites kept per subset"), std::string::npos);
+  EXPECT_NE(html.find("<td class=\"t\">Describe &lt;it&gt;.</td><td class=\"t\">Describe it, please.</td>"
+                      "<td rowspan=\"2\" class=\"n\">0.600<br>order 1: 0.550<br>order 2: 0.650</td></tr>\n"
+                      "<tr><th>answer</th><td class=\"t\">A cat &amp; a dog.</td>"
+                      "<td class=\"t\">A cat and a dog.</td>"),
+            std::string::npos);
+  EXPECT_NE(html.find("<tr><td><code>r1</code></td><td class=\"n\">2 of 2</td><td><code>too_long</code></td>"
+                      "<td class=\"t\"><i>no reply</i></td></tr>"),
+            std::string::npos);
+  // The fallback row's record text is not needed: only the before/after row and the subset examples'.
+  EXPECT_EQ(report_example_rows(rows), std::vector<std::uint64_t>{0});
 }
 
 TEST(ReportErrors, NameTheFile) {
@@ -355,7 +591,7 @@ TEST(ReportStreaming, BlocksGiveTheSameReportAsAllRows) {
   m.align2_version = "0.1.0+report-test";
   m.input_records = kRows;
   write_shard(dir + "/scores.h5", m, rows);
-  json summary = {{"input_records", kRows}, {"kept", rank}};
+  json summary = {{"input_records", kRows}, {"kept", rank}, {"stages", {{"rewrite", {{"attempted", kRows / 1500}}}}}};
   test::write_file(dir + "/summary.json", summary.dump());
 
   std::string html = test::read_file(write_report(dir));

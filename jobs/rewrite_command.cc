@@ -1,0 +1,82 @@
+// align2 rewrite: stage 3 (LLM characteristic alignment) alone over any LLaVA pool, alone or
+// under mpirun / srun: every valid record is rewritten and reviewed, none is selected away.
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/curation.h"
+#include "core/engine_runtime.h"
+#include "core/llm_rewriter.h"
+#include "distributed/launch.h"
+#include "jobs/cli.h"
+
+namespace align2::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// The job config with --input as its pools and --output-dir as its output_dir (both relative
+// to the current folder, as --set paths are), after the user's --set overrides. Entries of
+// `subsets` that name no input file are dropped: they belong to the config's own pools.
+JobConfig rewrite_job_config(const std::string& path, const std::vector<std::string>& inputs,
+                             const std::string& output_dir, std::vector<std::string> overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(fmt::format("{}: cannot read the job config", path));
+  json config;
+  try {
+    config = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw std::runtime_error(fmt::format("{}: the job config is not valid JSON: {}", path, e.what()));
+  }
+  if (config.is_object() && config.contains("subsets") && config["subsets"].is_object()) {
+    json kept = json::object();
+    for (auto& [name, subset] : config["subsets"].items())
+      for (const std::string& input : inputs)
+        if (fs::path(input).filename().string() == name) kept[name] = subset;
+    config["subsets"] = kept;
+  }
+  overrides.push_back("pools=" + json(inputs).dump());
+  overrides.push_back("output_dir=" + json(output_dir).dump());
+  std::string base = fs::path(path).parent_path().string();
+  return parse_job_config(std::move(config), base.empty() ? "." : base, overrides, path);
+}
+
+}  // namespace
+
+int run_rewrite(const Args& args) {
+  const std::string config_path = args.get("config"), output_dir = args.get("output-dir");
+  const std::vector<std::string> inputs = args.all("input");
+  if (config_path.empty() || inputs.empty() || output_dir.empty())
+    throw UsageError("--config, --input and --output-dir are required");
+  World world = open_world();  // under mpirun / srun the ranks work together; alone, one process
+  std::unique_ptr<Comm>& comm = world.comm;
+  std::string stage = "config";
+  try {
+    JobConfig config = rewrite_job_config(config_path, inputs, output_dir, args.all("set"));
+    configure_cpu_engine(threads_per_rank(config.threads));  // the config's, else the node's cores / ranks
+    stage = "load model";
+    std::unique_ptr<LlmRewriter> rewriter = make_llm_rewriter(config);
+    stage = "rewrite";
+    CurationOptions options;
+    options.force = args.flag("force");
+    CurationResult r = run_rewrite(*comm, config, *rewriter, options);
+    if (comm->rank() == 0)
+      std::cout << fmt::format("{} input records, {} valid ones attempted; rewrites kept in {} of them\n{}\n{}\n{}\n{}\n",
+                               r.input_records, r.rewrite["attempted"].get<std::uint64_t>(),
+                               r.rewrite["kept_rewrite"].get<std::uint64_t>(), r.merged.curated_path,
+                               r.merged.scores_path, r.merged.summary_path, r.merged.report_path);
+  } catch (const std::exception& e) {
+    if (comm->size() > 1) abort_job(comm.get(), stage, e.what());
+    throw;
+  }
+  return 0;
+}
+
+}  // namespace align2::cli

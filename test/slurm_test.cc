@@ -1,0 +1,266 @@
+// align2 on Slurm: the script `align2 slurm-script` writes, submitted with sbatch to the
+// loopback cluster scripts/test.sh starts (scripts/slurm-local.sh), runs a 2-rank curate with
+// `srun --mpi=pmix` whose outputs equal a plain `mpirun -np 2` run; USR1 to the batch shell
+// (what --signal=B:USR1@S sends before the time limit) stops the ranks, the job requeues
+// itself and the requeued run resumes to the same outputs. Without a reachable Slurm
+// (SLURM_CONF unset or `scontrol ping` failing) every test skips.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/safetensors.h"
+#include "test/model_fixture.h"
+#include "test/test_support.h"
+
+namespace align2 {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Why Slurm cannot be used here, or "" when it can. Only a cluster named by SLURM_CONF is
+// used (scripts/test.sh sets it to its loopback Slurm): the jobs read the test's temporary
+// folder, which a real cluster's nodes do not see. Slurm's clients retry a missing
+// configuration file for 60 s, so the file is looked for first.
+std::string slurm_unavailable() {
+  const char* env = std::getenv("SLURM_CONF");
+  if (!env || !*env) return "SLURM_CONF is not set; scripts/test.sh starts a loopback Slurm (scripts/slurm-local.sh)";
+  if (!fs::exists(env)) return std::string("SLURM_CONF=") + env + " does not exist";
+  auto ping = test::run_command("timeout 20 scontrol ping");
+  if (ping.exit_code != 0 || ping.out.find("UP") == std::string::npos)
+    return "Slurm does not answer (scontrol ping: " + ping.out + ping.err + ")";
+  return "";
+}
+
+void write_rm(const std::string& dir, const std::string& kind, std::uint32_t seed) {
+  fs::create_directories(dir);
+  test::write_file(dir + "/reward_config.json", json{{"format", "align2-reward-model"}, {"version", 1}, {"kind", kind},
+                                                     {"base_model", "../base"}}.dump());
+  at::manual_seed(seed);
+  at::Tensor w = at::randn({1, 32});
+  write_safetensors(dir + "/score_head.safetensors",
+                    {float_tensor("score.weight", {1, 32}, std::vector<float>(w.data_ptr<float>(), w.data_ptr<float>() + 32))});
+}
+
+// As test/curate_cli_test.cc: a tiny LLaVA base, two tiny reward models, `records` real LLaVA
+// records, each with a copy of a real photo under its COCO name; root/job.json curates them.
+void write_job(const std::string& root, int records) {
+  test::write_tiny_model(root + "/base", test::TinyLayout::llava_liuhaotian, {},
+                         test::shared_path("models/stories260K-hf/tokenizer.model"));
+  write_rm(root + "/qrm", "question", 1);
+  write_rm(root + "/arm", "answer", 2);
+  json all = json::parse(test::read_file(test::shared_path("data/llava/llava_instruct_60.json")));
+  json pool = json::array();
+  std::vector<std::string> photos;
+  for (const auto& e : fs::directory_iterator(test::shared_path("data/images/rlaifv")))
+    if (e.path().extension() == ".jpg") photos.push_back(e.path().string());
+  std::sort(photos.begin(), photos.end());
+  fs::create_directories(root + "/images");
+  for (int i = 0; i < records; ++i) {
+    pool.push_back(all[std::size_t(i)]);
+    fs::copy_file(photos[std::size_t(i) % photos.size()], root + "/images/" + all[std::size_t(i)]["image"].get<std::string>());
+  }
+  test::write_file(root + "/pool.json", pool.dump(1));
+  test::write_file(root + "/job.json", json{{"pools", {"pool.json"}}, {"subsets", {{"pool.json", "conversation"}}},
+                                            {"image_root", "images"}, {"question_model", "qrm"}, {"answer_model", "arm"},
+                                            {"alpha", 0.5}, {"beta", 0.5}, {"threads", 1},
+                                            {"rewrite_max_new_tokens", 16}}.dump(2));
+}
+
+std::string read_file_or(const std::string& path) {
+  return fs::exists(path) ? test::read_file(path) : "(no " + path + ")\n";
+}
+
+std::string summary_without_timings(const std::string& path) {
+  json j = json::parse(test::read_file(path));
+  j.erase("timings");
+  return j.dump(2);
+}
+
+std::string field(const std::string& line, const std::string& key) {
+  std::size_t at = line.find(" " + key + "=");
+  if (at == std::string::npos) return "";
+  at += key.size() + 2;
+  return line.substr(at, line.find_first_of(" \n", at) - at);
+}
+
+struct SlurmJob {
+  std::string id;
+  std::string state;  // the last JobState seen
+  std::string line;   // the last `scontrol show job -o` line
+  ~SlurmJob() {       // a test that fails half-way leaves nothing running
+    if (!id.empty() && state != "COMPLETED" && state != "FAILED" && state != "CANCELLED")
+      test::run_command("scancel " + id);
+  }
+  void refresh() {
+    auto r = test::run_command("scontrol show job -o " + id);
+    if (r.exit_code != 0) return;
+    line = r.out;
+    state = field(r.out, "JobState");
+  }
+  // Polls scontrol every 100 ms (sbatch --wait polls far more slowly) until `done(state)`.
+  template <class Done>
+  bool wait(Done done, double timeout_s) {
+    auto start = Clock::now();
+    for (;;) {
+      refresh();
+      if (done(state)) return true;
+      if (seconds_since(start) > timeout_s) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  bool wait_finished(double timeout_s) {
+    return wait([](const std::string& s) {
+      return s == "COMPLETED" || s == "FAILED" || s == "CANCELLED" || s == "TIMEOUT" || s == "NODE_FAIL" ||
+             s == "OUT_OF_MEMORY" || s == "BOOT_FAIL" || s == "DEADLINE" || s == "PREEMPTED";
+    }, timeout_s);
+  }
+};
+
+class Slurm : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    skip_reason_ = new std::string(slurm_unavailable());
+    if (!skip_reason_->empty()) return;
+    root_ = new std::string(test::scratch_dir("slurm"));
+    write_job(*root_, 24);
+    // The reference: a plain 2-rank Open MPI run.
+    auto start = Clock::now();
+    auto ref = test::run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversubscribe "
+                                 "--bind-to none " + test::align2_bin() + " curate --config " + *root_ +
+                                 "/job.json --set output_dir=" + *root_ + "/mpirun");
+    std::printf("mpirun -np 2 curate: %.1f s\n", seconds_since(start));
+    reference_ok_ = ref.exit_code == 0;
+    if (!reference_ok_) std::fprintf(stderr, "reference mpirun run failed:\n%s\n", ref.err.c_str());
+  }
+  void SetUp() override {
+    if (!skip_reason_->empty()) GTEST_SKIP() << *skip_reason_;
+    ASSERT_TRUE(reference_ok_);
+  }
+  const std::string& root() const { return *root_; }
+
+  // `align2 slurm-script` for 1 node x 2 CPU ranks, written to root/NAME.sbatch, submitted.
+  SlurmJob submit(const std::string& name, const std::vector<std::string>& sets) {
+    std::string cmd = "cd " + root() + " && " + test::align2_bin() +
+                      " slurm-script --config job.json --nodes 1 --gpus-per-node 0 --ntasks-per-node 2 --time 10"
+                      " --job-name align2-" + name + " --output " + name + "-%j.log";
+    for (const std::string& s : sets) cmd += " --set " + s;
+    auto script = test::run_command(cmd + " > " + name + ".sbatch");
+    EXPECT_EQ(script.exit_code, 0) << script.err;
+    auto sbatch = test::run_command("cd " + root() + " && sbatch --parsable " + name + ".sbatch");
+    EXPECT_EQ(sbatch.exit_code, 0) << sbatch.err;
+    SlurmJob job;
+    job.id = sbatch.out.substr(0, sbatch.out.find_first_of(";\n"));
+    return job;
+  }
+  std::string log(const std::string& name, const SlurmJob& job) const {
+    std::string path = root() + "/" + name + "-" + job.id + ".log";
+    return fs::exists(path) ? test::read_file(path) : "(no log " + path + ")";
+  }
+  void expect_reference_outputs(const std::string& out) const {
+    EXPECT_EQ(test::read_file(out + "/curated.json"), test::read_file(root() + "/mpirun/curated.json"));
+    EXPECT_EQ(summary_without_timings(out + "/summary.json"), summary_without_timings(root() + "/mpirun/summary.json"));
+  }
+
+  static std::string* skip_reason_;
+  static std::string* root_;
+  static bool reference_ok_;
+};
+std::string* Slurm::skip_reason_ = nullptr;
+std::string* Slurm::root_ = nullptr;
+bool Slurm::reference_ok_ = false;
+
+TEST_F(Slurm, SbatchedScriptGivesTheOutputsOfMpirun) {
+  auto start = Clock::now();
+  SlurmJob job = submit("plain", {"output_dir=slurm-plain"});
+  ASSERT_FALSE(job.id.empty());
+  ASSERT_TRUE(job.wait_finished(300)) << "job " << job.id << " still " << job.state << "\n" << log("plain", job);
+  std::printf("sbatch -> COMPLETED: %.1f s\n", seconds_since(start));
+  ASSERT_EQ(job.state, "COMPLETED") << job.line << "\n" << log("plain", job);
+  EXPECT_EQ(field(job.line, "ExitCode"), "0:0");
+  std::string out = root() + "/slurm-plain";  // relative --set paths: from the folder slurm-script ran in
+  expect_reference_outputs(out);
+  json timings = json::parse(test::read_file(out + "/summary.json"))["timings"];
+  EXPECT_EQ(timings["select_questions"]["ranks"], 2);  // srun made one 2-rank MPI job
+  EXPECT_NE(log("plain", job).find(": 2 ranks on "), std::string::npos) << log("plain", job);
+}
+
+TEST_F(Slurm, Usr1StopsTheRanksAndTheRequeuedJobResumes) {
+  auto start = Clock::now();
+  // One item per chunk and per batch (neither changes results): the run lasts long enough to
+  // be caught, and a stop loses little.
+  SlurmJob job = submit("requeue", {"output_dir=slurm-requeue", "chunk_records=1", "batch_size=1"});
+  ASSERT_FALSE(job.id.empty());
+  const std::string work = root() + "/slurm-requeue/work/select_questions";
+  auto committed = [&] {
+    std::error_code ec;
+    std::size_t n = 0;
+    for (auto it = fs::directory_iterator(work, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
+    return n;
+  };
+  ASSERT_TRUE(job.wait([&](const std::string& s) { return s != "PENDING" && s != "RUNNING" ? true : committed() >= 2; }, 300))
+      << log("requeue", job);
+  ASSERT_EQ(job.state, "RUNNING") << "the job ended before it could be signalled:\n" << log("requeue", job);
+  // What --signal=B:USR1@S does S seconds before the time limit: USR1 to the batch shell only.
+  auto signal = test::run_command("scancel --batch --signal=USR1 " + job.id);
+  ASSERT_EQ(signal.exit_code, 0) << signal.err;
+  ASSERT_TRUE(job.wait_finished(300)) << "job " << job.id << " still " << job.state << "\n" << log("requeue", job);
+  std::printf("sbatch -> USR1 -> requeue -> COMPLETED: %.1f s\n", seconds_since(start));
+  std::string text = log("requeue", job);
+  ASSERT_EQ(job.state, "COMPLETED") << job.line << "\n" << text;
+  EXPECT_EQ(field(job.line, "Restarts"), "1") << job.line;
+  EXPECT_NE(text.find("USR1: the time limit is near"), std::string::npos) << text;
+  EXPECT_NE(text.find("requeueing job " + job.id), std::string::npos) << text;
+  EXPECT_NE(text.find(" run 1: 2 ranks"), std::string::npos) << text;  // the second run of the same job
+  std::string out = root() + "/slurm-requeue";
+  expect_reference_outputs(out);
+  json timings = json::parse(test::read_file(out + "/summary.json"))["timings"];
+  std::uint64_t resumed = 0;
+  for (const json& r : timings["select_questions"]["per_rank"]) resumed += r["resumed"].get<std::uint64_t>();
+  EXPECT_GE(resumed, 2u);  // the requeued run reused the first run's committed chunks
+}
+
+// slurm/nightly.sh: the template slurm/curate.sbatch into a dated folder, then slurm/merge.sbatch
+// once it succeeded (--dependency=afterok).
+TEST_F(Slurm, NightlyChainsCurateAndMerge) {
+  auto start = Clock::now();
+  auto submitted = test::run_command("cd " + root() + " && ALIGN2_BIN=" + test::align2_bin() +
+                                     " ALIGN2_SBATCH_ARGS='--nodes=1 --ntasks-per-node=2 --time=10' ALIGN2_DATE=night-1"
+                                     " bash " + test::source_path("slurm/nightly.sh") + " job.json nightly");
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  SlurmJob curate, merge;
+  std::size_t blank = submitted.out.find(' ');
+  ASSERT_NE(blank, std::string::npos) << submitted.out;
+  curate.id = submitted.out.substr(0, blank);
+  merge.id = submitted.out.substr(blank + 1, submitted.out.find('\n') - blank - 1);
+  const std::string out = root() + "/nightly/night-1";
+  auto logs = [&] {
+    return read_file_or(out + "/align2-nightly-" + curate.id + ".out") +
+           read_file_or(out + "/align2-merge-" + merge.id + ".out");
+  };
+  merge.refresh();
+  EXPECT_NE(merge.line.find("Dependency=afterok:" + curate.id), std::string::npos) << merge.line;
+  ASSERT_TRUE(merge.wait_finished(300)) << merge.line << logs();
+  curate.refresh();
+  std::printf("nightly.sh -> curate, merge COMPLETED: %.1f s\n", seconds_since(start));
+  EXPECT_EQ(curate.state, "COMPLETED") << curate.line << logs();
+  ASSERT_EQ(merge.state, "COMPLETED") << merge.line << logs();
+  EXPECT_NE(logs().find("merge exit 0"), std::string::npos) << logs();
+  expect_reference_outputs(out);
+}
+
+}  // namespace
+}  // namespace align2
