@@ -48,7 +48,7 @@ cat > "$work/job.json" <<EOF
   "question_model": "$PWD/demo-out/rm-question",
   "answer_model": "$PWD/demo-out/rm-answer",
   "alpha": 0.5, "beta": 0.5, "one_per_image": false, "image_cost": 49,
-  "batch_size": 8, "threads": 1, "progress_seconds": 0
+  "batch_size": 8, "threads": 1, "progress_seconds": 0, "rewrite_max_new_tokens": 32
 }
 EOF
 
@@ -75,10 +75,11 @@ def load(np):
     return json.load(open(f"{work}/np{np}/summary.json"))
 s1, s2 = load(1), load(2)
 n = s1["input_records"]
-print(f"pool: {n} records, {s1['stages']['select_answers']['input']} reach stage 2, {s1['kept']} kept")
+print(f"pool: {n} records, {s1['stages']['select_answers']['input']} reach stage 2, {s1['kept']} kept and rewritten "
+      f"(at most 32 new tokens a turn)")
 print(f"end to end (process start to outputs written): np1 {n / wall1:.1f} samples/s, np2 {n / wall2:.1f} samples/s, "
       f"speed-up {wall1 / wall2:.2f}x (goal >= 1.9x)")
-for stage in ("select_questions", "select_answers"):
+for stage in ("select_questions", "select_answers", "rewrite"):
     busy1 = sum(r["busy_s"] for r in s1["timings"][stage]["per_rank"])
     ranks = s2["timings"][stage]["per_rank"]
     busy = [r["busy_s"] for r in ranks]

@@ -373,7 +373,11 @@ PoolIndex build_index(const std::vector<PoolFile>& files, const IndexOptions& op
       hex_to_bytes(key, e.key);
 
       std::uint64_t text_bytes = 0;
-      for (const Turn& t : s.turns) text_bytes += t.question.size() + t.answer.size();
+      for (const Turn& t : s.turns) {
+        text_bytes += t.question.size() + t.answer.size();
+        e.question_bytes += t.question.size();
+      }
+      e.turns = std::uint32_t(std::min<std::size_t>(s.turns.size(), UINT32_MAX));
       e.cost = s.status == Status::valid ? estimate_record_cost(text_bytes, e.has_image, options.image_cost) : 1;
 
       index.entries.push_back(e);
@@ -435,6 +439,8 @@ std::vector<std::uint8_t> serialize_index(const PoolIndex& index) {
     w.u64(e.line);
     w.u64(e.index_in_file);
     w.u64(e.cost);
+    w.u64(e.question_bytes);
+    w.u32(e.turns);
     w.u64(e.duplicate_of);
     w.u64(e.repeat);
     w.u32(e.file);
@@ -465,7 +471,7 @@ PoolIndex deserialize_index(const std::vector<std::uint8_t>& bytes) {
   index.options.max_record_bytes = r.u64();
   index.fingerprint = r.str();
   std::uint64_t n = r.u64();
-  constexpr std::size_t kEntryBytes = 7 * 8 + 2 * 4 + 3 + 16;
+  constexpr std::size_t kEntryBytes = 8 * 8 + 3 * 4 + 3 + 16;
   if (n > (bytes.size() - r.pos) / kEntryBytes) throw std::runtime_error("pool index message: truncated");
   index.entries.resize(n);
   for (IndexEntry& e : index.entries) {
@@ -474,6 +480,8 @@ PoolIndex deserialize_index(const std::vector<std::uint8_t>& bytes) {
     e.line = r.u64();
     e.index_in_file = r.u64();
     e.cost = r.u64();
+    e.question_bytes = r.u64();
+    e.turns = r.u32();
     e.duplicate_of = r.u64();
     e.repeat = r.u64();
     e.file = r.u32();

@@ -39,6 +39,8 @@ struct IndexEntry {
   std::uint64_t line = 0;           // 1-based line of the record's first byte
   std::uint64_t index_in_file = 0;  // 0-based position within its file
   std::uint64_t cost = 0;           // estimated tokens (text bytes / 4 + image tokens); 1 for invalid records
+  std::uint64_t question_bytes = 0; // bytes of all its questions (the question reward model's text)
+  std::uint32_t turns = 0;          // (question, answer) turns
   std::uint64_t duplicate_of = 0;   // pool index of the first occurrence when status == duplicate
   std::uint64_t repeat = 0;         // n when the content repeats an earlier record for the n-th time, else 0
   std::uint32_t file = 0;           // index into PoolIndex::files

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -147,6 +150,21 @@ ShardMeta stage_meta(Comm& comm, const std::string& run_fingerprint, const PoolI
   return m;
 }
 
+// Estimated work of one item in `stage`, in token units, for balancing the ranks
+// (distributed/shard_plan). The index's cost is text bytes / 4 + image_cost; per stage:
+//   select_questions  one sequence (image + all questions), plus the vision tower once
+//   select_answers    the vision tower once, then one sequence per turn (image + the turn)
+//   rewrite           per turn a prompt (image + the conversation) and the generated reply
+// Only the balance depends on it, never a result.
+std::uint64_t stage_cost(const IndexEntry& e, const std::string& stage, const JobConfig& config) {
+  if (e.status != Status::valid) return 1;
+  const std::uint64_t image = e.has_image ? config.image_cost : 0;
+  const std::uint64_t text = e.cost > image ? e.cost - image : 0, turns = e.turns;
+  if (stage == "select_questions") return 2 * image + e.question_bytes / 4 + 8;
+  if (stage == "select_answers") return image + turns * (image + 8) + text;
+  return turns * (image + text + config.rewrite_max_new_tokens);
+}
+
 // Scores the items [begin, end) of a stage: one row per item, in item order, `record` empty.
 using ScoreChunk = std::function<std::vector<ShardRow>(ChunkRange)>;
 // Sees each row of this rank once, in item order, as chunks are scored or resumed.
@@ -168,7 +186,20 @@ struct RunContext {
   const CurationOptions& options;
   const PoolIndex& index;
   std::string fingerprint;  // config + models
+  std::string attempt;      // this attempt's name, the same on every rank (chunk claims)
 };
+
+// Rank 0 refuses another run's folder (unless forced) before any rank writes, clears the
+// leftovers of killed attempts, and names this attempt; every rank gets the name.
+RunContext start_run(Comm& comm, const JobConfig& config, const CurationOptions& options, const PoolIndex& index,
+                     const std::string& fingerprint) {
+  std::vector<std::uint8_t> attempt = on_root(comm, [&] {
+    open_run(config.output_dir, RunIdentity{fingerprint, index.fingerprint}, options.force);
+    std::string name = fmt::format("{:x}-{}", Clock::now().time_since_epoch().count(), getpid());
+    return std::vector<std::uint8_t>(name.begin(), name.end());
+  });
+  return {comm, config, options, index, fingerprint, std::string(attempt.begin(), attempt.end())};
+}
 
 // Every rank scores its cost-balanced range of `items` (pool indices), chunk by chunk,
 // reusing the chunks an earlier run committed. `group` items always stay together (ranges
@@ -180,20 +211,23 @@ StageRun run_stage(const RunContext& ctx, const std::string& stage, const std::v
   Comm& comm = ctx.comm;
   const std::uint64_t groups = (items.size() + group - 1) / group;
   std::vector<std::uint64_t> costs(groups, 0);  // per group: estimated tokens
-  for (std::size_t p = 0; p < items.size(); ++p) costs[p / group] += ctx.index.entries[items[p]].cost;
+  for (std::size_t p = 0; p < items.size(); ++p)
+    costs[p / group] += stage_cost(ctx.index.entries[items[p]], stage, ctx.config);
   std::vector<ShardRange> plan = plan_shards(costs, comm.size());
-  const std::uint64_t chunk = std::max<std::uint64_t>(1, ctx.config.chunk_records / group) * group;
+  // Chunks of at most chunk_records items and, with several ranks, at least 16 per rank so
+  // that a rank that is ahead can take over work at a fine grain; whole groups.
+  const std::uint64_t per = 16 * std::uint64_t(comm.size());
+  const std::uint64_t fine = comm.size() == 1 ? ctx.config.chunk_records : (items.size() + per - 1) / per;
+  const std::uint64_t chunk =
+      std::max<std::uint64_t>(1, std::min<std::uint64_t>(ctx.config.chunk_records, fine) / group) * group;
   std::vector<ChunkRange> all_chunks;
+  std::vector<std::vector<ChunkRange>> by_rank;  // the plan: rank r's chunks, in order
   StageRun run;
   for (int r = 0; r < comm.size(); ++r) {
     std::uint64_t b = std::min<std::uint64_t>(items.size(), plan[std::size_t(r)].begin * group);
     std::uint64_t e = std::min<std::uint64_t>(items.size(), plan[std::size_t(r)].end * group);
-    std::vector<ChunkRange> c = chunk_ranges(b, e, chunk);
-    all_chunks.insert(all_chunks.end(), c.begin(), c.end());
-    if (r == comm.rank()) {
-      run.chunks = c;
-      run.items = e - b;
-    }
+    by_rank.push_back(chunk_ranges(b, e, chunk));
+    all_chunks.insert(all_chunks.end(), by_rank.back().begin(), by_rank.back().end());
   }
   const ShardMeta expected = stage_meta(comm, ctx.fingerprint, ctx.index, stage);
   const bool show = comm.rank() == 0 && ctx.options.progress;
@@ -203,7 +237,21 @@ StageRun run_stage(const RunContext& ctx, const std::string& stage, const std::v
     meter.emplace(stage, items.size(), committed_items(ctx.config.output_dir, stage, all_chunks),
                   double(ctx.config.progress_seconds));
 
-  for (const ChunkRange& c : run.chunks) {
+  // Each rank works through its planned chunks in order, then takes over chunks of the others
+  // from the end of their lists (the cost estimate is only an estimate: a rank that is ahead
+  // helps). A chunk is claimed before it is worked on, so each is done by exactly one rank.
+  auto take = [&](const ChunkRange& c) {
+    return comm.size() == 1 || claim_chunk(ctx.config.output_dir, stage, ctx.attempt, c);
+  };
+  std::vector<ChunkRange> order = by_rank[std::size_t(comm.rank())];
+  for (int k = 1; k < comm.size(); ++k) {
+    const auto& theirs = by_rank[std::size_t((comm.rank() + k) % comm.size())];
+    order.insert(order.end(), theirs.rbegin(), theirs.rend());
+  }
+  for (const ChunkRange& c : order) {
+    if (!take(c)) continue;
+    run.chunks.push_back(c);
+    run.items += c.end - c.begin;
     const std::string path = chunk_path(ctx.config.output_dir, stage, c);
     std::vector<ShardRow> rows;
     std::string problem;
@@ -235,6 +283,8 @@ StageRun run_stage(const RunContext& ctx, const std::string& stage, const std::v
     meter->finish(done);
   }
   run.wall_s = seconds_since(t_stage);
+  std::sort(run.chunks.begin(), run.chunks.end(),
+            [](const ChunkRange& a, const ChunkRange& b) { return a.begin < b.begin; });
   return run;
 }
 
@@ -362,12 +412,8 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
   result.input_records = n;
   const std::string fingerprint =
       config.fingerprint + ":" + scorer.fingerprint() + (rewriter ? ":" + rewriter->fingerprint() : std::string(":no-rewrite"));
-  on_root(comm, [&] {  // refuses another run's folder (unless forced) before any rank writes
-    open_run(config.output_dir, RunIdentity{fingerprint, index.fingerprint}, options.force);
-    return std::vector<std::uint8_t>{};
-  });
   CorpusReader reader(index);
-  RunContext ctx{comm, config, options, index, fingerprint};
+  RunContext ctx = start_run(comm, config, options, index, fingerprint);
 
   // ---- Stage 1: question scores over every record; invalid records pass through with their status.
   std::vector<std::uint64_t> all(n);
@@ -519,12 +565,8 @@ CurationResult run_rewrite(Comm& comm, const JobConfig& config, Rewriter& rewrit
   result.input_records = n;
   // Not curate's fingerprint: a curate folder is refused (and the other way round).
   const std::string fingerprint = config.fingerprint + ":rewrite-only:" + rewriter.fingerprint();
-  on_root(comm, [&] {
-    open_run(config.output_dir, RunIdentity{fingerprint, index.fingerprint}, options.force);
-    return std::vector<std::uint8_t>{};
-  });
   CorpusReader reader(index);
-  RunContext ctx{comm, config, options, index, fingerprint};
+  RunContext ctx = start_run(comm, config, options, index, fingerprint);
   // The rewrite stage is the first and only stage: it holds every input record (invalid ones
   // pass through with their status), and the merge keeps every valid one, in pool order.
   std::vector<std::uint64_t> all(n);

@@ -2,6 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -99,6 +104,13 @@ std::uint64_t open_run(const std::string& output_dir, const RunIdentity& run, bo
     for (const char* name : {"work", "shards"}) fs::remove_all(dir / name);
   }
   remove_stale_temporaries(dir / "work");
+  std::vector<fs::path> claims;  // of earlier attempts
+  if (fs::is_directory(dir / "work", ec))
+    for (const auto& stage : fs::directory_iterator(dir / "work", ec))
+      if (stage.is_directory())
+        for (const auto& e : fs::directory_iterator(stage.path(), ec))
+          if (e.is_directory() && e.path().filename().string().rfind("claims-", 0) == 0) claims.push_back(e.path());
+  for (const fs::path& c : claims) fs::remove_all(c, ec);
   remove_stale_temporaries(dir / "shards");
   fs::remove_all(dir / "shards");  // rebuilt from the chunks; a rank count change leaves none behind
   std::uint64_t chunks = 0;
@@ -147,6 +159,21 @@ bool read_chunk(const std::string& path, const ShardMeta& expected, ChunkRange r
     *problem = e.what();
     return false;
   }
+}
+
+bool claim_chunk(const std::string& output_dir, const std::string& stage, const std::string& attempt,
+                 ChunkRange range) {
+  fs::path dir = fs::path(output_dir) / "work" / stage / ("claims-" + attempt);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  fs::path path = dir / fmt::format("{:012}-{:012}", range.begin, range.end);
+  int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  if (fd >= 0) {
+    ::close(fd);
+    return true;
+  }
+  if (errno == EEXIST) return false;
+  throw std::runtime_error(fmt::format("{}: cannot claim the chunk: {}", path.string(), std::strerror(errno)));
 }
 
 std::uint64_t committed_items(const std::string& output_dir, const std::string& stage,

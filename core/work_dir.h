@@ -57,6 +57,14 @@ std::uint64_t open_run(const std::string& output_dir, const RunIdentity& run, bo
 bool read_chunk(const std::string& path, const ShardMeta& expected, ChunkRange range,
                 const std::vector<std::uint64_t>& items, const PoolIndex& index, std::vector<ShardRow>* rows, std::string* problem);
 
+// Claims the chunk `range` of `stage` for this process within the attempt `attempt` (a name
+// all ranks of one attempt share): atomically creates
+// <output_dir>/work/<stage>/claims-<attempt>/<begin>-<end> (O_CREAT | O_EXCL, which shared
+// filesystems honour). True for exactly one caller per chunk and attempt. open_run removes
+// the claims of earlier attempts. Throws std::runtime_error naming the path on I/O errors.
+bool claim_chunk(const std::string& output_dir, const std::string& stage, const std::string& attempt,
+                 ChunkRange range);
+
 // Items covered by chunk files of `stage` present under <output_dir>/work/<stage>/ whose
 // names are in `wanted` (progress: what every rank has committed so far).
 std::uint64_t committed_items(const std::string& output_dir, const std::string& stage,

@@ -48,6 +48,14 @@ TEST(WorkDir, RunManifestRefusesAnotherRunAndForceStartsOver) {
   EXPECT_EQ(open_run(dir, {"cfg-b", "pool-b"}, true), 0u);
   EXPECT_FALSE(fs::exists(dir + "/curated.json"));
   EXPECT_FALSE(fs::exists(chunk_path(dir, "select_questions", {0, 4})));
+  // Claims: one taker per chunk and attempt; a new attempt starts with none.
+  EXPECT_TRUE(claim_chunk(dir, "select_answers", "a1", {0, 4}));
+  EXPECT_FALSE(claim_chunk(dir, "select_answers", "a1", {0, 4}));
+  EXPECT_TRUE(claim_chunk(dir, "select_answers", "a1", {4, 8}));
+  EXPECT_TRUE(claim_chunk(dir, "select_answers", "a2", {0, 4}));
+  EXPECT_EQ(open_run(dir, {"cfg-b", "pool-b"}, false), 0u);  // claims are not chunks
+  EXPECT_FALSE(fs::exists(dir + "/work/select_answers/claims-a1"));
+  EXPECT_TRUE(claim_chunk(dir, "select_answers", "a1", {0, 4}));
   test::write_file(dir + "/run.json", "not json");
   EXPECT_THROW(open_run(dir, {"cfg-b", "pool-b"}, false), std::runtime_error);
 }
