@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
@@ -25,6 +28,10 @@
 
 namespace align2 {
 namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -249,6 +256,10 @@ StageRun run_stage(const RunContext& ctx, const std::string& stage, const std::v
     order.insert(order.end(), theirs.rbegin(), theirs.rend());
   }
   for (const ChunkRange& c : order) {
+    if (int sig = stop_requested())
+      throw Interrupted(fmt::format("rank {}: stopped by signal {} in stage {} after {} of its items; the committed "
+                                    "chunks stay in {}/work: rerun the same command to resume",
+                                    comm.rank(), sig, stage, run.items, ctx.config.output_dir));
     if (!take(c)) continue;
     run.chunks.push_back(c);
     run.items += c.end - c.begin;
@@ -403,6 +414,18 @@ void merge_on_root(const RunContext& ctx, const std::vector<std::string>& stages
 }
 
 }  // namespace
+
+void install_stop_handlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;  // a signal must not fail a write in progress
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
+}
+
+void request_stop(int signal_number) { g_stop_signal = signal_number; }
+int stop_requested() { return int(g_stop_signal); }
 
 CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer, const CurationOptions& options,
                             Rewriter* rewriter) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "core/job_config.h"
@@ -24,6 +25,19 @@ struct CurationResult {
   std::uint64_t stage2_kept = 0;
   nlohmann::json rewrite;    // stages.rewrite of summary.json (null when stage 3 did not run)
 };
+
+// Thrown on every rank that saw a stop request (SIGTERM or SIGUSR1, e.g. Slurm's preemption
+// warning) at its next chunk boundary: the chunks done so far are committed; rerunning the
+// same command resumes.
+struct Interrupted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Makes SIGTERM and SIGUSR1 request a stop (async-signal-safe: the handler only sets a flag).
+void install_stop_handlers();
+// The same request from code (tests), and the signal that made it (0 = none).
+void request_stop(int signal_number);
+int stop_requested();
 
 struct CurationOptions {
   bool force = false;     // discard another run's state in output_dir instead of refusing (--force)

@@ -20,6 +20,7 @@ int run_curate(const Args& args) {
   std::string config_path = args.get("config");
   if (config_path.empty()) throw UsageError("--config is required");
   World world = open_world();  // under mpirun / srun the ranks work together; alone, one process
+  install_stop_handlers();     // SIGTERM / SIGUSR1: commit the current chunk, stop, rerun resumes
   std::unique_ptr<Comm>& comm = world.comm;
   std::string stage = "config";
   try {

@@ -56,6 +56,7 @@ int run_rewrite(const Args& args) {
   if (config_path.empty() || inputs.empty() || output_dir.empty())
     throw UsageError("--config, --input and --output-dir are required");
   World world = open_world();  // under mpirun / srun the ranks work together; alone, one process
+  install_stop_handlers();     // SIGTERM / SIGUSR1: commit the current chunk, stop, rerun resumes
   std::unique_ptr<Comm>& comm = world.comm;
   std::string stage = "config";
   try {

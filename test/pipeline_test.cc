@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -160,6 +161,45 @@ TEST(Pipeline, ResumesFromCommittedChunks) {
   run_curation(comm, c, third);
   EXPECT_EQ(third.samples_scored, 0u);
   EXPECT_EQ(test::read_file(r.merged.curated_path), test::read_file(ref.merged.curated_path));
+}
+
+// A stop request (Slurm's SIGUSR1 / SIGTERM) ends the run at the next chunk boundary with
+// everything before it committed; the rerun resumes and ends as an uninterrupted run.
+class StopAfter : public test::TestScorer {
+ public:
+  explicit StopAfter(std::size_t calls) : left_(calls) {}
+  void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
+                     std::vector<ScoreFailure>* failures) override {
+    test::TestScorer::score_answers(samples, out, failures);
+    if (left_ && --left_ == 0) request_stop(SIGUSR1);
+  }
+
+ private:
+  std::size_t left_;
+};
+
+TEST(Pipeline, AStopRequestCommitsAndTheRerunResumes) {
+  std::string dir = test::scratch_dir("pipeline-stop");
+  LocalComm comm;
+  test::TestScorer reference_scorer;
+  CurationResult ref = run_curation(comm, test::pipeline_config(dir, dir + "/ref", 4), reference_scorer);
+  JobConfig c = test::pipeline_config(dir, dir + "/run", 4, false);
+  c.chunk_records = 10;
+  StopAfter stopping(5);  // the signal arrives during stage 2's fifth scorer call (second chunk)
+  try {
+    run_curation(comm, c, stopping);
+    FAIL() << "not stopped";
+  } catch (const Interrupted& e) {
+    EXPECT_NE(std::string(e.what()).find("stopped by signal 10 in stage select_answers"), std::string::npos) << e.what();
+  }
+  request_stop(0);
+  EXPECT_FALSE(std::filesystem::exists(c.output_dir + "/summary.json"));
+  test::TestScorer second;
+  CurationResult r = run_curation(comm, c, second);
+  EXPECT_EQ(second.samples_scored, 95u - 20u);  // stage 1 and two stage-2 chunks were committed
+  EXPECT_EQ(test::read_file(r.merged.curated_path), test::read_file(ref.merged.curated_path));
+  EXPECT_EQ(test::summary_without_timings(r.merged.summary_path),
+            test::summary_without_timings(ref.merged.summary_path));
 }
 
 TEST(Pipeline, AnotherRunsFolderIsRefusedUnlessForced) {
