@@ -17,6 +17,7 @@
 #include "core/engine_runtime.h"
 #include "core/generation.h"
 #include "core/llava_model.h"
+#include "bench/bench_model.h"
 #include "bench/machine_limits.h"
 #include "test/model_fixture.h"
 
@@ -36,18 +37,11 @@ int main(int argc, char** argv) {
   fmt::print("measured matmul peak: fp32 {:.1f} GFLOP/s, bf16 {:.1f} GFLOP/s; copy bandwidth {:.1f} GB/s\n",
              peak32 / 1e9, peak16 / 1e9, bw / 1e9);
 
-  test::TinyModelOptions o;
-  o.hidden = 1024;
-  o.intermediate = 2816;
-  o.layers = 8;
-  o.heads = 16;
-  o.kv_heads = 16;
-  o.vocab = 32000;
-  o.scale = 0.02f;
+  test::TinyModelOptions o = benchmark_llama();
   fs::path model_dir = dir / "llama-1024x8";
   if (!fs::exists(model_dir / "model.safetensors")) test::write_tiny_model(model_dir.string(), test::TinyLayout::llama, o);
-  const std::int64_t H = o.hidden, L = o.layers, I = o.intermediate;
-  const double linear_params = double(L) * (4.0 * H * H + 3.0 * H * I);
+  const std::int64_t H = o.hidden, L = o.layers;
+  const double linear_params = linear_parameters(o);
 
   for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
     const char* dn = dtype == at::kFloat ? "fp32" : "bf16";

@@ -20,6 +20,7 @@
 
 #include "core/engine_runtime.h"
 #include "core/llava_model.h"
+#include "bench/bench_model.h"
 #include "bench/machine_limits.h"
 #include "test/model_fixture.h"
 
@@ -46,13 +47,7 @@ int main(int argc, char** argv) {
   const double peak = matmul_peak(at::kFloat);
   fmt::print("measured fp32 matmul peak (2048^3 GEMM, best of 3): {:.1f} GFLOP/s\n", peak / 1e9);
 
-  test::TinyModelOptions o;
-  o.hidden = 1024;
-  o.intermediate = 2816;
-  o.layers = 8;
-  o.heads = 16;
-  o.kv_heads = 16;
-  o.vocab = 32000;
+  test::TinyModelOptions o = benchmark_llama();
   o.vision_hidden = 1024;
   o.vision_intermediate = 4096;
   o.vision_layers = 4;

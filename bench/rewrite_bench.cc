@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "bench/bench_model.h"
 #include "bench/machine_limits.h"
 #include "core/engine_runtime.h"
 #include "core/llm_rewriter.h"
@@ -35,20 +36,13 @@ int main(int argc, char** argv) {
   fmt::print("threads: {}; measured fp32 matmul peak {:.1f} GFLOP/s, copy bandwidth {:.1f} GB/s\n", threads,
              peak / 1e9, bw / 1e9);
 
-  test::TinyModelOptions o;
-  o.hidden = 1024;
-  o.intermediate = 2816;
-  o.layers = 8;
-  o.heads = 16;
-  o.kv_heads = 16;
-  o.vocab = 32000;
+  test::TinyModelOptions o = benchmark_llama();
   o.max_positions = 4096;
-  o.scale = 0.02f;
   fs::path model_dir = dir / "llama-1024x8-meta-tokenizer";
   if (!fs::exists(model_dir / "model.safetensors"))
     test::write_tiny_model(model_dir.string(), test::TinyLayout::llama, o,
                            test::shared_path("tokenizers/llama/tokenizer.model"));
-  const double linear_params = double(o.layers) * (4.0 * o.hidden * o.hidden + 3.0 * o.hidden * o.intermediate);
+  const double linear_params = linear_parameters(o);
   const double weight_bytes = (linear_params + double(o.vocab) * o.hidden) * 4;
 
   // Real LLaVA conversations (the bundled demo sample), text only.

@@ -207,17 +207,23 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
   return c;
 }
 
-JobConfig load_job_config(const std::string& path, const std::vector<std::string>& overrides) {
+nlohmann::json read_job_config_json(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(fmt::format("{}: cannot read the job config", path));
-  json config;
   try {
-    config = json::parse(in);
+    return json::parse(in);
   } catch (const json::parse_error& e) {
     throw std::runtime_error(fmt::format("{}: the job config is not valid JSON: {}", path, e.what()));
   }
+}
+
+std::string job_config_dir(const std::string& path) {
   std::string base = fs::path(path).parent_path().string();
-  return parse_job_config(std::move(config), base.empty() ? "." : base, overrides, path);
+  return base.empty() ? "." : base;
+}
+
+JobConfig load_job_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return parse_job_config(read_job_config_json(path), job_config_dir(path), overrides, path);
 }
 
 }  // namespace align2

@@ -57,6 +57,11 @@ struct JobConfig {
 // Throws std::runtime_error naming the file and key on any problem.
 JobConfig load_job_config(const std::string& path, const std::vector<std::string>& overrides);
 
+// The config file's JSON, unparsed as a config (callers that adjust it before parsing), and
+// the folder its relative paths resolve against. Throw std::runtime_error naming the file.
+nlohmann::json read_job_config_json(const std::string& path);
+std::string job_config_dir(const std::string& path);
+
 // Same from JSON already in memory; relative paths resolve against `base_dir`.
 JobConfig parse_job_config(nlohmann::json config, const std::string& base_dir,
                            const std::vector<std::string>& overrides, const std::string& source_name);

@@ -27,14 +27,7 @@ using nlohmann::json;
 // `subsets` that name no input file are dropped: they belong to the config's own pools.
 JobConfig rewrite_job_config(const std::string& path, const std::vector<std::string>& inputs,
                              const std::string& output_dir, std::vector<std::string> overrides) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("{}: cannot read the job config", path));
-  json config;
-  try {
-    config = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw std::runtime_error(fmt::format("{}: the job config is not valid JSON: {}", path, e.what()));
-  }
+  json config = read_job_config_json(path);
   if (config.is_object() && config.contains("subsets") && config["subsets"].is_object()) {
     json kept = json::object();
     for (auto& [name, subset] : config["subsets"].items())
@@ -44,8 +37,7 @@ JobConfig rewrite_job_config(const std::string& path, const std::vector<std::str
   }
   overrides.push_back("pools=" + json(inputs).dump());
   overrides.push_back("output_dir=" + json(output_dir).dump());
-  std::string base = fs::path(path).parent_path().string();
-  return parse_job_config(std::move(config), base.empty() ? "." : base, overrides, path);
+  return parse_job_config(std::move(config), job_config_dir(path), overrides, path);
 }
 
 }  // namespace

@@ -124,7 +124,9 @@ TEST(LlmRewriter, TinyStoriesRepliesFallBackWithTheirReasonAndBatchDoesNotMatter
     for (const TurnRewrite& t : r.turns) {
       EXPECT_NE(t.reason, RewriteFallback::none);
       too_long += t.reason == RewriteFallback::too_long;
-      if (t.reason == RewriteFallback::too_long) EXPECT_NE(t.detail.find("the model holds 512"), std::string::npos);
+      if (t.reason == RewriteFallback::too_long) {
+        EXPECT_NE(t.detail.find("the model holds 512"), std::string::npos);
+      }
     }
   EXPECT_GT(too_long, 0u);
 }

@@ -5,29 +5,12 @@
 
 #include "core/merge.h"
 #include "core/shard_store.h"
+#include "test/rewrite_columns.h"
 #include "test/test_support.h"
 
 namespace align2 {
 namespace {
 
-// Fills the per-turn rewrite columns of `row` to match its rewritten_questions (test data).
-inline void fill_rewrite_columns(align2::ShardRow& row) {
-  const std::size_t n = row.rewritten_questions.size();
-  row.rewrite_replies.assign(n, "");
-  row.rewrite_reasons.assign(n, "");
-  row.rewrite_kept.assign(n, 0);
-  row.review_p.assign(n, 0.0f);
-  row.review_p_order1.assign(n, 0.0f);
-  row.review_p_order2.assign(n, 0.0f);
-  for (std::size_t t = 0; t < n; ++t) {
-    row.rewrite_replies[t] = "Question: " + row.rewritten_questions[t] + "\nAnswer: " + row.rewritten_answers[t];
-    row.rewrite_reasons[t] = t % 2 ? "length_ratio" : "";
-    row.rewrite_kept[t] = 0;  // the synthetic records have no conversations to rewrite
-    row.review_p[t] = 0.25f + 0.5f * float(t % 2 == 0);
-    row.review_p_order1[t] = 0.3f;
-    row.review_p_order2[t] = 0.7f;
-  }
-}
 
 using nlohmann::json;
 
@@ -240,7 +223,7 @@ class MergeLayout : public ::testing::Test {
     r.selected_questions = -1;
     r.rewritten_questions = {"q" + std::to_string(i)};
     r.rewritten_answers = {"a" + std::to_string(i)};
-    fill_rewrite_columns(r);
+    test::fill_rewrite_columns(r, false);
     return r;
   }
 

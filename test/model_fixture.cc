@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <random>
 
 #include "core/safetensors.h"
+#include "test/test_support.h"
 
 namespace align2::test {
 namespace {
@@ -198,6 +200,45 @@ void write_tiny_model(const std::string& dir_s, TinyLayout layout, const TinyMod
       break;
     }
   }
+}
+
+void write_reward_model(const std::string& dir, const std::string& kind, std::uint32_t seed,
+                        const std::string& base_model, std::int64_t hidden) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  std::ofstream(dir + "/reward_config.json")
+      << nlohmann::json{{"format", "align2-reward-model"}, {"version", 1}, {"kind", kind}, {"base_model", base_model}}
+             .dump();
+  std::mt19937 rng(seed);
+  std::vector<float> w(static_cast<std::size_t>(hidden));
+  for (float& x : w) x = float(rng() >> 8) / float(1u << 23) - 1.0f;  // uniform in [-1, 1)
+  write_safetensors(dir + "/score_head.safetensors", {float_tensor("score.weight", {1, hidden}, w)});
+}
+
+void write_curate_job(const std::string& root, int records, const nlohmann::json& overrides) {
+  namespace fs = std::filesystem;
+  using nlohmann::json;
+  write_tiny_model(root + "/base", TinyLayout::llava_liuhaotian, {}, shared_path("models/stories260K-hf/tokenizer.model"));
+  write_reward_model(root + "/qrm", "question", 1);
+  write_reward_model(root + "/arm", "answer", 2);
+  json all = json::parse(read_file(shared_path("data/llava/llava_instruct_60.json")));
+  json pool = json::array();
+  std::vector<std::string> photos;
+  for (const auto& e : fs::directory_iterator(shared_path("data/images/rlaifv")))
+    if (e.path().extension() == ".jpg") photos.push_back(e.path().string());
+  std::sort(photos.begin(), photos.end());
+  fs::create_directories(root + "/images");
+  for (int i = 0; i < records; ++i) {
+    const json& record = all.at(std::size_t(i));
+    pool.push_back(record);
+    fs::copy_file(photos[std::size_t(i) % photos.size()], root + "/images/" + record["image"].get<std::string>(),
+                  fs::copy_options::overwrite_existing);
+  }
+  write_file(root + "/pool.json", pool.dump(1));
+  json job = {{"pools", {"pool.json"}}, {"subsets", {{"pool.json", "conversation"}}}, {"image_root", "images"},
+              {"question_model", "qrm"}, {"answer_model", "arm"}, {"alpha", 0.5}, {"beta", 0.5}, {"threads", 1}};
+  for (auto& [k, v] : overrides.items()) job[k] = v;
+  write_file(root + "/job.json", job.dump(2));
 }
 
 }  // namespace align2::test

@@ -301,11 +301,15 @@ TEST(Pipeline, RewriteStageKeepsTheBetterVersionOfEveryTurn) {
         EXPECT_TRUE(row.rewrite_reasons[t].empty());
       } else {
         EXPECT_EQ(got, q);
-        if (!row.rewrite_reasons[t].empty()) EXPECT_TRUE(std::isnan(row.review_p[t]));
+        if (!row.rewrite_reasons[t].empty()) {
+          EXPECT_TRUE(std::isnan(row.review_p[t]));
+        }
       }
     }
     rewritten_records += any;
-    if (!any) EXPECT_EQ(written.dump(), original.dump());
+    if (!any) {
+      EXPECT_EQ(written.dump(), original.dump());
+    }
   }
   EXPECT_EQ(rewritten_records, rw["kept_rewrite"].get<std::uint64_t>());
 

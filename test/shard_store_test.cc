@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "test/rewrite_columns.h"
 #include "test/test_support.h"
 
 namespace fs = std::filesystem;
@@ -27,24 +28,6 @@ namespace fs = std::filesystem;
 namespace align2 {
 namespace {
 
-// Fills the per-turn rewrite columns of `row` to match its rewritten_questions (test data).
-inline void fill_rewrite_columns(align2::ShardRow& row) {
-  const std::size_t n = row.rewritten_questions.size();
-  row.rewrite_replies.assign(n, "");
-  row.rewrite_reasons.assign(n, "");
-  row.rewrite_kept.assign(n, 0);
-  row.review_p.assign(n, 0.0f);
-  row.review_p_order1.assign(n, 0.0f);
-  row.review_p_order2.assign(n, 0.0f);
-  for (std::size_t t = 0; t < n; ++t) {
-    row.rewrite_replies[t] = "Question: " + row.rewritten_questions[t] + "\nAnswer: " + row.rewritten_answers[t];
-    row.rewrite_reasons[t] = t % 2 ? "length_ratio" : "";
-    row.rewrite_kept[t] = std::int8_t(t % 2 == 0);
-    row.review_p[t] = 0.25f + 0.5f * float(t % 2 == 0);
-    row.review_p_order1[t] = 0.3f;
-    row.review_p_order2[t] = 0.7f;
-  }
-}
 
 using test::read_file;
 using test::run_command;
@@ -87,7 +70,7 @@ std::vector<ShardRow> sample_rows() {
   rows[0].global_rank = 0;
   rows[0].rewritten_questions = {"问题一：图片里有什么？", "Second 🐱 question"};
   rows[0].rewritten_answers = {"一只猫 🐈 和一只狗。", ""};
-  fill_rewrite_columns(rows[0]);
+  test::fill_rewrite_columns(rows[0], true);
 
   rows[1].index = 7;
   rows[1].key = "fedcba9876543210fedcba9876543210";
@@ -129,7 +112,7 @@ std::vector<ShardRow> sample_rows() {
   rows[3].global_rank = 1;
   rows[3].rewritten_questions = {""};
   rows[3].rewritten_answers = {"只有答案"};
-  fill_rewrite_columns(rows[3]);
+  test::fill_rewrite_columns(rows[3], true);
   return rows;
 }
 
@@ -151,7 +134,7 @@ std::vector<ShardRow> many_rows(std::size_t n) {
     if (i % 3 == 0) {
       row.rewritten_questions = {"q" + std::to_string(i)};
       row.rewritten_answers = {"a" + std::to_string(i)};
-      fill_rewrite_columns(row);
+      test::fill_rewrite_columns(row, true);
     }
   }
   return rows;

@@ -6,7 +6,6 @@
 // (SLURM_CONF unset or `scontrol ping` failing) every test skips.
 #include <gtest/gtest.h>
 
-#include <ATen/ATen.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,7 +17,6 @@
 #include <thread>
 #include <vector>
 
-#include "core/safetensors.h"
 #include "test/model_fixture.h"
 #include "test/test_support.h"
 
@@ -45,39 +43,9 @@ std::string slurm_unavailable() {
   return "";
 }
 
-void write_rm(const std::string& dir, const std::string& kind, std::uint32_t seed) {
-  fs::create_directories(dir);
-  test::write_file(dir + "/reward_config.json", json{{"format", "align2-reward-model"}, {"version", 1}, {"kind", kind},
-                                                     {"base_model", "../base"}}.dump());
-  at::manual_seed(seed);
-  at::Tensor w = at::randn({1, 32});
-  write_safetensors(dir + "/score_head.safetensors",
-                    {float_tensor("score.weight", {1, 32}, std::vector<float>(w.data_ptr<float>(), w.data_ptr<float>() + 32))});
-}
-
-// As test/curate_cli_test.cc: a tiny LLaVA base, two tiny reward models, `records` real LLaVA
-// records, each with a copy of a real photo under its COCO name; root/job.json curates them.
+// root/job.json over `records` real records, short rewrites (test/model_fixture.h).
 void write_job(const std::string& root, int records) {
-  test::write_tiny_model(root + "/base", test::TinyLayout::llava_liuhaotian, {},
-                         test::shared_path("models/stories260K-hf/tokenizer.model"));
-  write_rm(root + "/qrm", "question", 1);
-  write_rm(root + "/arm", "answer", 2);
-  json all = json::parse(test::read_file(test::shared_path("data/llava/llava_instruct_60.json")));
-  json pool = json::array();
-  std::vector<std::string> photos;
-  for (const auto& e : fs::directory_iterator(test::shared_path("data/images/rlaifv")))
-    if (e.path().extension() == ".jpg") photos.push_back(e.path().string());
-  std::sort(photos.begin(), photos.end());
-  fs::create_directories(root + "/images");
-  for (int i = 0; i < records; ++i) {
-    pool.push_back(all[std::size_t(i)]);
-    fs::copy_file(photos[std::size_t(i) % photos.size()], root + "/images/" + all[std::size_t(i)]["image"].get<std::string>());
-  }
-  test::write_file(root + "/pool.json", pool.dump(1));
-  test::write_file(root + "/job.json", json{{"pools", {"pool.json"}}, {"subsets", {{"pool.json", "conversation"}}},
-                                            {"image_root", "images"}, {"question_model", "qrm"}, {"answer_model", "arm"},
-                                            {"alpha", 0.5}, {"beta", 0.5}, {"threads", 1},
-                                            {"rewrite_max_new_tokens", 16}}.dump(2));
+  test::write_curate_job(root, records, {{"rewrite_max_new_tokens", 16}});
 }
 
 std::string read_file_or(const std::string& path) {
