@@ -28,7 +28,8 @@ TEST(PipelineMpi, RanksAndBatchSizeDoNotChangeTheOutputs) {
   JobConfig many = test::pipeline_config(dir, dir + "/np", 3, /*write_pool=*/false);
   CurationResult r = run_curation(comm, many, scorer);
   EXPECT_EQ(r.input_records, 197u);
-  // Every rank scored something in stage 1 (shards are balanced by cost).
+  // Every rank scored something in stage 1: it starts with its own planned chunks, which
+  // others take over only from the far end.
   EXPECT_GT(scorer.calls, 0u);
 
   if (comm.rank() == 0) {
@@ -51,7 +52,7 @@ TEST(PipelineMpi, RanksAndBatchSizeDoNotChangeTheOutputs) {
   with_rewrite.rewrite_batch = 3;
   with_rewrite.chunk_records = 4;
   CurationResult rr = run_curation(comm, with_rewrite, scorer3, {}, &rewriter3);
-  EXPECT_EQ(rewriter3.largest_call, 3u);
+  EXPECT_LE(rewriter3.largest_call, 3u);  // whole groups of rewrite_batch, whichever rank takes them
   if (comm.rank() == 0) {
     LocalComm one;
     test::TestScorer scorer1;
