@@ -106,8 +106,9 @@ StageSelection select_stage(Comm& comm, const PoolIndex& index, const ScoredSet&
     w.str(mine.image[i]);
   }
   std::vector<std::vector<std::uint8_t>> all = comm.allgatherv(w.bytes);
+  std::vector<std::uint8_t>().swap(w.bytes);
   std::vector<Candidate> candidates;
-  for (const auto& part : all) {
+  for (auto& part : all) {  // each rank's part is released once read: the peak holds one copy
     ByteReader r(part);
     std::uint64_t n = r.u64();
     for (std::uint64_t k = 0; k < n; ++k) {
@@ -120,6 +121,7 @@ StageSelection select_stage(Comm& comm, const PoolIndex& index, const ScoredSet&
       c.key = index.key(c.index);
       candidates.push_back(std::move(c));
     }
+    std::vector<std::uint8_t>().swap(part);
   }
   StageSelection out;
   out.selection = select_top_fraction(candidates, fraction, one_per_image);
