@@ -16,6 +16,7 @@ struct ByteWriter {
   void u8(std::uint8_t v) { bytes.push_back(v); }
   void u32(std::uint32_t v) { raw(&v, 4); }
   void u64(std::uint64_t v) { raw(&v, 8); }
+  void f32(float v) { raw(&v, 4); }
   void f64(double v) { raw(&v, 8); }
   void str(const std::string& s) {
     u64(s.size());
@@ -37,6 +38,7 @@ struct ByteReader {
   std::uint8_t u8() { std::uint8_t v; raw(&v, 1); return v; }
   std::uint32_t u32() { std::uint32_t v; raw(&v, 4); return v; }
   std::uint64_t u64() { std::uint64_t v; raw(&v, 8); return v; }
+  float f32() { float v; raw(&v, 4); return v; }
   double f64() { double v; raw(&v, 8); return v; }
   std::string str() {
     std::uint64_t n = u64();

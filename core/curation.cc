@@ -12,6 +12,7 @@
 #include <cmath>
 #include <functional>
 #include <optional>
+#include <unordered_map>
 #include <thread>
 #include <nlohmann/json.hpp>
 
@@ -19,8 +20,9 @@
 #include "core/corpus_reader.h"
 #include "core/ranking.h"
 #include "core/record_validation.h"
-#include "core/rewrite_stage.h"
 #include "core/progress.h"
+#include "core/rewrite_stage.h"
+#include "core/score_cache.h"
 #include "core/shard_store.h"
 #include "core/version.h"
 #include "core/work_dir.h"
@@ -347,6 +349,102 @@ json rank_timings(const StageRun& run, std::uint64_t scored) {
           {"computed", run.computed}, {"resumed", run.resumed}, {"scored", scored}};
 }
 
+// The score cache of one selection stage on this rank (config key score_cache,
+// core/score_cache.h). Before the scorer is called, each valid sample is looked up by its
+// digest; at the stage's end every valid, scored sample this rank holds (looked up, scored,
+// or resumed from a chunk) is gathered on rank 0, which replaces the cache file: this pool's
+// samples, plus (stage 2) earlier entries of samples still in the pool that did not survive
+// stage 1 this time. Disabled when score_cache is "".
+class StageCache {
+ public:
+  StageCache(const RunContext& ctx, const std::string& stage, const Scorer& scorer)
+      : ctx_(ctx),
+        stage_(stage),
+        old_(ctx.config.score_cache, stage, align2_version() + "|" + stage + "|" + scorer.stage_fingerprint(stage)),
+        fresh_(ctx.config.score_cache, stage, old_.model()) {
+    if (!enabled()) return;
+    std::string problem = old_.load();
+    if (!problem.empty() && ctx.comm.rank() == 0) std::fprintf(stderr, "align2: %s\n", problem.c_str());
+  }
+
+  bool enabled() const { return !ctx_.config.score_cache.empty(); }
+
+  // The cached scores of `sample` (1 for stage 1, one per turn for stage 2), or false; the
+  // digest is kept for add().
+  bool lookup(const Sample& sample, std::vector<float>* scores) {
+    if (!enabled()) return false;
+    SampleDigest d;
+    if (!sample_digest(sample, ctx_.config.image_root, &d)) return false;
+    digest_of_[sample.index] = d;
+    if (!old_.find(d, scores)) return false;
+    ++reused;
+    return true;
+  }
+
+  // A valid row of this rank with its scores, as run_stage's sink sees it. Rows of resumed
+  // chunks were not looked up in this attempt: their digest is computed here.
+  void add(const ShardRow& row, CorpusReader& reader, const float* scores, std::size_t n) {
+    if (!enabled()) return;
+    SampleDigest d;
+    auto it = digest_of_.find(row.index);
+    if (it != digest_of_.end()) {
+      d = it->second;
+      digest_of_.erase(it);
+    } else if (!sample_digest(reader.read_one(row.index), ctx_.config.image_root, &d)) {
+      return;
+    }
+    fresh_.add(d, scores, n);
+  }
+
+  // Collective, at the stage's end. `pool` (rank 0, stage 2): the digests of the pool's
+  // samples; earlier entries of those are kept. Returns (rank 0) the digests of this stage's
+  // samples. A cache that cannot be written is reported and the run goes on.
+  std::vector<SampleDigest> save(const std::vector<SampleDigest>* pool) {
+    if (!enabled()) return {};
+    std::int64_t counts[2] = {std::int64_t(reused), std::int64_t(scored)};
+    ctx_.comm.allreduce(counts, 2, ReduceOp::sum);
+    std::vector<std::vector<std::uint8_t>> parts = ctx_.comm.gatherv(fresh_.serialize(), 0);
+    fresh_ = ScoreCache(ctx_.config.score_cache, stage_, old_.model());  // its memory released
+    if (ctx_.comm.rank() != 0) return {};
+    ScoreCache out(ctx_.config.score_cache, stage_, old_.model());
+    for (auto& part : parts) {
+      out.add_serialized(part);
+      std::vector<std::uint8_t>().swap(part);
+    }
+    std::vector<SampleDigest> mine = out.digests();
+    if (pool) {
+      old_.keep_only(*pool);
+      out.add_serialized(old_.serialize());
+    }
+    try {
+      out.save();
+      if (ctx_.options.progress)
+        std::fprintf(stderr, "%s: score cache: %lld samples reused, %lld scored by the model; %zu entries in %s\n",
+                     stage_.c_str(), static_cast<long long>(counts[0]), static_cast<long long>(counts[1]), out.size(),
+                     out.path().c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "align2: the score cache was not updated: %s\n", e.what());
+    }
+    return mine;
+  }
+
+  // Adds this stage's cache counts to a rank's timings.
+  void count(json* timings) const {
+    if (!enabled()) return;
+    (*timings)["cache_reused"] = reused;
+    (*timings)["model_scored"] = scored;
+  }
+
+  std::uint64_t reused = 0;  // samples whose scores came from the cache in this attempt
+  std::uint64_t scored = 0;  // samples passed to the scorer in this attempt
+
+ private:
+  const RunContext& ctx_;
+  std::string stage_;
+  ScoreCache old_, fresh_;
+  std::unordered_map<std::uint64_t, SampleDigest> digest_of_;  // pool index -> digest, until add()
+};
+
 // Stage 3 over `items` (pool indices in stage order): fixed groups of rewrite_batch items, one
 // rewriter call per group over its valid samples; other records pass through with their status
 // and no rewrite columns. `first_stage`: the stage holds every input record (items[p] == p,
@@ -444,20 +542,30 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
   std::vector<std::uint64_t> all(n);
   for (std::uint64_t i = 0; i < n; ++i) all[i] = i;
   ScoredSet scored1;
+  std::optional<StageCache> cache1(std::in_place, ctx, "select_questions", scorer);
   auto sink1 = [&](const ShardRow& row) {
-    if (row.status == "valid") scored1.add(row.index, row.question_score, row.image);
+    if (row.status != "valid") return;
+    scored1.add(row.index, row.question_score, row.image);
+    const float score = float(row.question_score);  // the scorer's float, exactly
+    cache1->add(row, reader, &score, 1);
   };
   StageRun run1 = run_stage(ctx, "select_questions", all, 1, [&](ChunkRange chunk) {
     std::vector<Sample> samples = reader.read(chunk.begin, chunk.end);
-    std::vector<const Sample*> valid;
+    std::vector<const Sample*> valid;   // the valid samples the scorer scores (not in the cache)
     std::vector<std::size_t> valid_at;  // valid[i] is samples[valid_at[i]]
+    std::vector<double> score_of(samples.size(), 0.0);
+    std::vector<float> cached;
     for (std::size_t k = 0; k < samples.size(); ++k)
       if (samples[k].status == Status::valid) {
+        if (cache1->lookup(samples[k], &cached) && cached.size() == 1) {
+          score_of[k] = cached[0];
+          continue;
+        }
         valid.push_back(&samples[k]);
         valid_at.push_back(k);
       }
+    cache1->scored += valid.size();
     std::vector<float> scores(valid.size());
-    std::vector<double> score_of(samples.size(), 0.0);
     std::vector<ScoreFailure> failures;
     std::vector<std::uint64_t> costs;
     for (const Sample* v : valid) costs.push_back(index.entries[v->index].cost);
@@ -486,11 +594,16 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
     }
     return rows;
   }, sink1);
+  // Rank 0: the digests of the pool's scored samples (stage 2 keeps their earlier cache entries).
+  std::vector<SampleDigest> pool_digests = cache1->save(nullptr);
   StageSelection stage1 = select_stage(comm, index, scored1, config.alpha, config.one_per_image);
   const std::vector<std::uint8_t> kept1 = std::move(stage1.kept);
   ShardMeta meta1 = stage_meta(comm, fingerprint, index, "select_questions");
   meta1.stage_summary_json = selection_summary(index, stage1.selection, n, config.alpha, config.one_per_image).dump();
-  meta1.timings_json = rank_timings(run1, scored1.index.size()).dump();
+  json timings1 = rank_timings(run1, scored1.index.size());
+  cache1->count(&timings1);
+  cache1.reset();
+  meta1.timings_json = timings1.dump();
   scored1 = {};
   stage1 = {};
   // The stage shard carries the record texts, read from the pool chunk by chunk.
@@ -508,8 +621,11 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
     if (kept1[i]) survivors.push_back(i);
   result.stage1_kept = survivors.size();
   ScoredSet scored2;
+  std::optional<StageCache> cache2(std::in_place, ctx, "select_answers", scorer);
   auto sink2 = [&](const ShardRow& row) {
-    if (row.status == "valid") scored2.add(row.index, row.answer_score, row.image);
+    if (row.status != "valid") return;
+    scored2.add(row.index, row.answer_score, row.image);
+    cache2->add(row, reader, row.answer_scores.data(), row.answer_scores.size());
   };
   StageRun run2 = run_stage(ctx, "select_answers", survivors, 1, [&](ChunkRange chunk) {
     std::vector<Sample> samples;
@@ -518,17 +634,23 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
     std::vector<const ScoreFailure*> failed(samples.size(), nullptr);
     std::vector<ScoreFailure> failures;
     failures.reserve(samples.size());  // `failed` points into it
-    std::vector<std::uint64_t> costs;
-    for (const Sample& sample : samples) costs.push_back(index.entries[sample.index].cost);
+    std::vector<std::size_t> todo;     // samples the scorer scores (not in the cache)
+    std::vector<std::uint64_t> costs;  // per todo entry
+    for (std::size_t k = 0; k < samples.size(); ++k) {
+      if (cache2->lookup(samples[k], &turn_scores[k]) && turn_scores[k].size() == samples[k].turns.size()) continue;
+      todo.push_back(k);
+      costs.push_back(index.entries[samples[k].index].cost);
+    }
+    cache2->scored += todo.size();
     for (auto [b, e] : make_batches(costs, config.batch_size, config.batch_tokens)) {
       std::vector<const Sample*> batch;
-      for (std::size_t k = b; k < e; ++k) batch.push_back(&samples[k]);
+      for (std::size_t t = b; t < e; ++t) batch.push_back(&samples[todo[t]]);
       std::vector<std::vector<float>> out(batch.size());
       std::vector<ScoreFailure> batch_failures;
       scorer.score_answers(batch, &out, &batch_failures);
-      for (std::size_t k = b; k < e; ++k) turn_scores[k] = std::move(out[k - b]);
+      for (std::size_t t = b; t < e; ++t) turn_scores[todo[t]] = std::move(out[t - b]);
       for (ScoreFailure& f : batch_failures) {
-        f.sample += b;
+        f.sample = todo.at(b + f.sample);
         failures.push_back(std::move(f));
         failed.at(failures.back().sample) = &failures.back();
       }
@@ -555,13 +677,18 @@ CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer,
     }
     return rows;
   }, sink2);
+  cache2->save(&pool_digests);
+  std::vector<SampleDigest>().swap(pool_digests);
   StageSelection stage2 = select_stage(comm, index, scored2, config.beta, config.one_per_image);
   const std::vector<std::uint8_t> kept2 = std::move(stage2.kept);
   for (std::uint8_t k : kept2) result.stage2_kept += k;
   ShardMeta meta2 = stage_meta(comm, fingerprint, index, "select_answers");
   meta2.stage_summary_json =
       selection_summary(index, stage2.selection, survivors.size(), config.beta, config.one_per_image).dump();
-  meta2.timings_json = rank_timings(run2, scored2.index.size()).dump();
+  json timings2 = rank_timings(run2, scored2.index.size());
+  cache2->count(&timings2);
+  cache2.reset();
+  meta2.timings_json = timings2.dump();
   scored2 = {};
   stage2 = {};
   write_stage_shard(ctx, "select_answers", survivors, run2, meta2, [&](ChunkRange, std::vector<ShardRow>& rows) {

@@ -27,14 +27,15 @@ const json& defaults() {
       {"rewrite_prompt", ""},    {"review_prompt", ""},        {"rewrite_max_new_tokens", 512},
       {"rewrite_temperature", 0.0}, {"rewrite_top_p", 1.0},    {"review_threshold", 0.5},
       {"review_labels", {"A", "B"}}, {"rewrite_min_ratio", 0.3}, {"rewrite_max_ratio", 3.0},
-      {"rewrite_batch", 8},
+      {"rewrite_batch", 8},      {"score_cache", ""},
   };
   return d;
 }
 
 // Keys that do not change results: left out of the fingerprint.
 const std::set<std::string>& neutral_keys() {
-  static const std::set<std::string> k = {"output_dir", "batch_size", "batch_tokens", "threads", "chunk_records", "progress_seconds"};
+  static const std::set<std::string> k = {"output_dir", "batch_size", "batch_tokens", "threads", "chunk_records", "progress_seconds",
+                                           "score_cache"};
   return k;
 }
 
@@ -137,6 +138,7 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
   c.threads = eff["threads"].get<std::uint64_t>();
   if (c.threads > 4096) bad(source, "threads", "must lie in 0..4096");
   c.output_dir = resolve(eff["output_dir"].get<std::string>(), base_for("output_dir"));
+  c.score_cache = resolve(eff["score_cache"].get<std::string>(), base_for("score_cache"));
   c.max_record_bytes = eff["max_record_bytes"].get<std::uint64_t>();
   c.image_cost = eff["image_cost"].get<std::uint64_t>();
   c.alpha = eff["alpha"].get<double>();
@@ -191,6 +193,7 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
   eff["rewrite_prompt"] = c.rewrite_prompt;
   eff["review_prompt"] = c.review_prompt;
   eff["output_dir"] = c.output_dir;
+  eff["score_cache"] = c.score_cache;
   json resolved_pools = json::array();
   for (const PoolFile& f : c.pools) resolved_pools.push_back({{"path", f.path}, {"subset", f.subset}});
   eff["pools"] = resolved_pools;

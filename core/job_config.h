@@ -33,6 +33,7 @@ struct JobConfig {
   std::uint64_t threads = 0;       // CPU threads per rank (0 = all cores / ranks on the node)
   std::uint64_t chunk_records = 256;   // items per committed chunk (the unit of resume)
   std::uint64_t progress_seconds = 30; // seconds between progress lines when stderr is not a TTY (0 = none)
+  std::string score_cache;         // folder of the score cache (core/score_cache.h); "" = none
 
   // Stage 3, LLM characteristic alignment (docs/rewrite.md).
   bool rewrite = true;                   // run stage 3

@@ -12,6 +12,7 @@
 #include "core/job_config.h"
 #include "core/llava_model.h"
 #include "core/llava_prompt.h"
+#include "core/model_fingerprint.h"
 #include "core/record_validation.h"
 #include "core/reward_model.h"
 #include "core/tokenizer.h"
@@ -52,16 +53,6 @@ std::vector<std::vector<std::size_t>> length_buckets(const std::vector<std::int6
   return out;
 }
 
-std::string folder_digest(const std::string& dir) {
-  std::string text;
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file()) files.push_back(e.path());
-  std::sort(files.begin(), files.end());
-  for (const fs::path& f : files) text += f.filename().string() + ":" + std::to_string(fs::file_size(f)) + "\n";
-  return content_key(text);
-}
-
 }  // namespace
 
 LlmRewriter::LlmRewriter(const std::string& model_dir, const std::string& image_root, at::ScalarType dtype,
@@ -80,7 +71,7 @@ LlmRewriter::LlmRewriter(const std::string& model_dir, const std::string& image_
   if (label_ids_[0] == label_ids_[1])
     throw std::runtime_error(fmt::format("review labels \"{}\" and \"{}\" tokenize alike", settings_.label_a,
                                          settings_.label_b));
-  fingerprint_ = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", folder_digest(model_dir),
+  fingerprint_ = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", model_folder_fingerprint(model_dir),
                              template_name(settings_.chat_template), settings_.max_new_tokens, settings_.temperature,
                              settings_.top_p, settings_.label_a, settings_.label_b, settings_.threshold,
                              settings_.limits.min_ratio, settings_.limits.max_ratio,

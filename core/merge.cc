@@ -494,6 +494,16 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
     }
     stages_json[stage] = summary;
     timings[stage] = {{"ranks", busy.size()}, {"per_rank", busy}};
+    for (const char* count : {"computed", "resumed", "cache_reused", "model_scored"}) {  // totals of the ranks
+      std::uint64_t total = 0;
+      bool any = false;
+      for (const json& r : busy)
+        if (r.is_object() && r.contains(count) && r[count].is_number_unsigned()) {
+          total += r[count].get<std::uint64_t>();
+          any = true;
+        }
+      if (any) timings[stage][count] = total;
+    }
     if (k == 0) continue;
 
     const std::string& before = stages[k - 1];

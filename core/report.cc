@@ -1012,10 +1012,19 @@ class ReportBuilder {
       for (double b : busy) sum += b;
       double mean = sum / double(busy.size());
       std::string imbalance = mean > 0 ? fixed(100.0 * (max / mean - 1), 1) + " %" : "n/a";
+      std::string work;  // where the stage's results came from in this run
+      const json& reused = member(timings[stage], "cache_reused");
+      const json& scored = member(timings[stage], "model_scored");
+      if (reused.is_number_unsigned() && scored.is_number_unsigned())
+        work += fmt::format("; score cache: {} samples reused, {} scored by the model", reused.get<std::uint64_t>(),
+                            scored.get<std::uint64_t>());
+      const json& resumed = member(timings[stage], "resumed");
+      if (resumed.is_number_unsigned() && resumed.get<std::uint64_t>() > 0)
+        work += fmt::format("; {} items resumed from an earlier attempt's chunks", resumed.get<std::uint64_t>());
       h += "<figure>\n" + busy_svg(stage, busy);
-      h += fmt::format("<figcaption>{} ranks; busy time max {} s, mean {} s; imbalance (max/mean \u2212 1) {}"
+      h += fmt::format("<figcaption>{} ranks; busy time max {} s, mean {} s; imbalance (max/mean \u2212 1) {}{}"
                        "</figcaption>\n</figure>\n",
-                       busy.size(), fixed(max, 2), fixed(mean, 2), imbalance);
+                       busy.size(), fixed(max, 2), fixed(mean, 2), imbalance, esc(work));
     }
 
     // Rewrite stage.

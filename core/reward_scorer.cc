@@ -2,38 +2,13 @@
 
 #include <fmt/format.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
 #include "core/image_preprocess.h"
+#include "core/model_fingerprint.h"
 #include "core/record_validation.h"
 #include "core/reward_scoring.h"
 
 namespace align2 {
 namespace {
-
-namespace fs = std::filesystem;
-
-// Small files are hashed whole; large ones (weights) by name and size.
-std::string folder_fingerprint(const std::string& dir) {
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file()) files.push_back(e.path());
-  std::sort(files.begin(), files.end());
-  std::string text;
-  for (const fs::path& f : files) {
-    std::uintmax_t size = fs::file_size(f);
-    text += f.filename().string() + "\n" + std::to_string(size) + "\n";
-    if (size <= (1u << 20)) {
-      std::ifstream in(f, std::ios::binary);
-      std::ostringstream s;
-      s << in.rdbuf();
-      text += content_key(s.str()) + "\n";
-    }
-  }
-  return content_key(text);
-}
 
 ScoreFailure failure(std::size_t i, const Sample& s, const ImageError& e) {
   return {i, Reason::bad_image,
@@ -41,6 +16,12 @@ ScoreFailure failure(std::size_t i, const Sample& s, const ImageError& e) {
 }
 
 }  // namespace
+
+std::string RewardScorer::stage_fingerprint(const std::string& stage) const {
+  if (stage == "select_questions") return question_fingerprint_;
+  if (stage == "select_answers") return answer_fingerprint_;
+  throw std::invalid_argument("RewardScorer::stage_fingerprint: unknown stage " + stage);
+}
 
 RewardScorer::RewardScorer(const std::string& question_model, const std::string& answer_model,
                            const std::string& image_root, at::ScalarType dtype)
@@ -51,8 +32,10 @@ RewardScorer::RewardScorer(const std::string& question_model, const std::string&
     throw std::runtime_error(fmt::format("{}: question_model is an answer reward model", question_model));
   if (answer_->config().kind != RewardKind::answer)
     throw std::runtime_error(fmt::format("{}: answer_model is a question reward model", answer_model));
-  fingerprint_ = folder_fingerprint(question_model) + "+" + folder_fingerprint(answer_model) + "+" +
-                 (dtype == at::kBFloat16 ? "bf16" : "f32");
+  const std::string run_dtype = dtype == at::kBFloat16 ? "bf16" : "f32";
+  question_fingerprint_ = "question:" + model_folder_fingerprint(question_model) + "+" + run_dtype;
+  answer_fingerprint_ = "answer:" + model_folder_fingerprint(answer_model) + "+" + run_dtype;
+  fingerprint_ = question_fingerprint_ + "+" + answer_fingerprint_;
 }
 
 void RewardScorer::score_questions(const std::vector<const Sample*>& samples, float* out,

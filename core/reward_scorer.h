@@ -20,13 +20,14 @@ class RewardScorer : public Scorer {
                        std::vector<ScoreFailure>* failures) override;
   void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
                      std::vector<ScoreFailure>* failures) override;
-  // SHA-256 over both folders' small files (configs, score heads) and the names and sizes of
-  // their weight files.
+  // Both models' folders (core/model_fingerprint.h) and the run dtype.
   std::string fingerprint() const override { return fingerprint_; }
+  // select_questions: the question model's folder and dtype; select_answers: the answer model's.
+  std::string stage_fingerprint(const std::string& stage) const override;
 
  private:
   std::unique_ptr<RewardModel> question_, answer_;
-  std::string image_root_, fingerprint_;
+  std::string image_root_, fingerprint_, question_fingerprint_, answer_fingerprint_;
 };
 
 }  // namespace align2

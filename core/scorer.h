@@ -37,6 +37,11 @@ class Scorer {
 
   // Identifies the models (weights, settings); part of every shard's config fingerprint.
   virtual std::string fingerprint() const = 0;
+
+  // What the scores of one stage ("select_questions" or "select_answers") depend on besides
+  // the sample: that stage's model and its settings. It keys the score cache
+  // (core/score_cache.h), so that retraining one model keeps the other stage's cache.
+  virtual std::string stage_fingerprint(const std::string& stage) const { return fingerprint(); }
 };
 
 }  // namespace align2

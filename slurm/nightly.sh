@@ -6,14 +6,16 @@
 #
 # Usage: slurm/nightly.sh CONFIG OUTPUT_ROOT
 #   CONFIG                    the job config (made absolute)
-#   OUTPUT_ROOT               the run goes to OUTPUT_ROOT/$ALIGN2_DATE (created), its logs too
+#   OUTPUT_ROOT               the run goes to OUTPUT_ROOT/$ALIGN2_DATE (created), its logs too;
+#                             every night shares the score cache OUTPUT_ROOT/score_cache
 # Environment:
 #   ALIGN2_BIN                the align2 binary (default: align2 on PATH; cron's PATH is short:
 #                             give an absolute path)
 #   ALIGN2_SBATCH_ARGS        sbatch options of the curate job, split at blanks, e.g.
 #                             "--partition=gpu --nodes=2 --ntasks-per-node=4 --gpus-per-node=4 --time=12:00:00"
 #   ALIGN2_MERGE_SBATCH_ARGS  sbatch options of the merge job, e.g. "--partition=cpu"
-#   ALIGN2_SET                more config overrides, one KEY=VALUE a line
+#   ALIGN2_SET                more config overrides, one KEY=VALUE a line (score_cache=DIR
+#                             moves the score cache)
 #   ALIGN2_DATE               the run's folder name (default: today, date +%F)
 # The curate job is named align2-nightly and submitted with --dependency=singleton: a run that
 # is still going (or requeued) when the next night comes finishes first. Rerunning the script on
@@ -27,10 +29,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 config=$(realpath -- "$1")
 [ -f "$config" ] || { echo "nightly: no job config $config" >&2; exit 1; }
 mkdir -p -- "$2"
-out=$(realpath -- "$2")/${ALIGN2_DATE:-$(date +%F)}
+root=$(realpath -- "$2")
+out=$root/${ALIGN2_DATE:-$(date +%F)}
 mkdir -p -- "$out"
 
-sets="output_dir=$out"
+sets="output_dir=$out"$'\n'"score_cache=$root/score_cache"
 if [ -n "${ALIGN2_SET:-}" ]; then sets+=$'\n'"$ALIGN2_SET"; fi
 # shellcheck disable=SC2086  # the sbatch options are meant to split at blanks
 curate=$(ALIGN2_CONFIG=$config ALIGN2_SET=$sets \

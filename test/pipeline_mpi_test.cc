@@ -70,5 +70,47 @@ TEST(PipelineMpi, RanksAndBatchSizeDoNotChangeTheOutputs) {
   comm.barrier();
 }
 
+// The score cache across ranks: rank 0 gathers every rank's entries; a cache written by 3 ranks
+// serves a 1-rank run completely (and the other way round), with the same outputs.
+TEST(PipelineMpi, ScoreCacheIsSharedAcrossRankCounts) {
+  MpiComm comm;
+  std::vector<std::uint8_t> dir_bytes;
+  if (comm.rank() == 0) {
+    std::string d = test::scratch_dir("pipeline-mpi-cache");
+    dir_bytes.assign(d.begin(), d.end());
+    test::write_bad_records(d);
+  }
+  comm.broadcast(dir_bytes, 0);
+  std::string dir(dir_bytes.begin(), dir_bytes.end());
+  comm.barrier();
+
+  JobConfig first = test::pipeline_config(dir, dir + "/np", 3, /*write_pool=*/false);
+  first.score_cache = dir + "/cache";
+  test::TestScorer scorer;
+  CurationResult r = run_curation(comm, first, scorer);
+  if (comm.rank() == 0) {
+    LocalComm one;
+    test::TestScorer scorer1;
+    JobConfig single = test::pipeline_config(dir, dir + "/np1", 5, /*write_pool=*/false);
+    single.score_cache = dir + "/cache";
+    CurationResult r1 = run_curation(one, single, scorer1);
+    EXPECT_EQ(scorer1.samples_scored, 0u);  // everything came from the 3-rank run's cache
+    EXPECT_EQ(test::read_file(r1.merged.curated_path), test::read_file(r.merged.curated_path));
+  }
+  comm.barrier();
+  test::TestScorer again;
+  JobConfig second = test::pipeline_config(dir, dir + "/np-again", 2, /*write_pool=*/false);
+  second.score_cache = dir + "/cache";
+  CurationResult r2 = run_curation(comm, second, again);
+  EXPECT_EQ(again.samples_scored, 0u);
+  if (comm.rank() == 0) {
+    EXPECT_EQ(test::read_file(r2.merged.curated_path), test::read_file(r.merged.curated_path));
+    nlohmann::json t = nlohmann::json::parse(test::read_file(r2.merged.summary_path))["timings"];
+    EXPECT_EQ(t["select_questions"]["cache_reused"], 190);
+    EXPECT_EQ(t["select_answers"]["cache_reused"], 95);
+  }
+  comm.barrier();
+}
+
 }  // namespace
 }  // namespace align2

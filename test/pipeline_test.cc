@@ -1,13 +1,18 @@
 // End-to-end cascade on one rank with the deterministic test scorer.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/curation.h"
 #include "core/rewrite_stage.h"
+#include "core/score_cache.h"
+#include "core/version.h"
 #include "core/shard_store.h"
 #include "test/pipeline_fixture.h"
 #include "test/test_rewriter.h"
@@ -461,6 +466,114 @@ TEST(Pipeline, BrokenJsonArrayFailsWithItsPosition) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("pool.json: byte 11 (line 2, column 1)"), std::string::npos) << e.what();
   }
+}
+
+// The columns of scores.h5 that a run decides (not the record texts or messages), as text.
+std::string decided_columns(const std::string& scores_path) {
+  std::string out;
+  for (const ShardRow& r : read_shard(scores_path, ShardReadOptions{false}).rows) {
+    out += fmt::format("{} {} {} {} {} {} {} {} {}:", r.index, r.key, r.status, r.reason, r.question_score,
+                       r.answer_score, r.selected_questions, r.selected_answers, r.global_rank);
+    for (float a : r.answer_scores) out += fmt::format(" {}", a);
+    out += "\n";
+  }
+  return out;
+}
+
+std::uint64_t stage_count(const json& summary, const char* stage, const char* count) {
+  return summary["timings"][stage][count].get<std::uint64_t>();
+}
+
+// Nightly refresh: with score_cache set, a run over a pool where some records are new or
+// changed scores only those (stage 2: only survivors it has not scored before), says so in
+// summary.json, and its outputs equal a run's without the cache.
+TEST(Pipeline, ScoreCacheScoresOnlyNewOrChangedRecords) {
+  namespace fs = std::filesystem;
+  std::string dir = test::scratch_dir("pipeline-cache");
+  LocalComm comm;
+  JobConfig night1 = test::pipeline_config(dir, dir + "/night1", 4);
+  night1.score_cache = dir + "/cache";
+  test::TestScorer s1;
+  CurationResult r1 = run_curation(comm, night1, s1);
+  json sum1 = json::parse(test::read_file(r1.merged.summary_path));
+  EXPECT_EQ(stage_count(sum1, "select_questions", "cache_reused"), 0u);
+  EXPECT_EQ(stage_count(sum1, "select_questions", "model_scored"), 190u);
+  EXPECT_EQ(stage_count(sum1, "select_answers", "model_scored"), 95u);
+  EXPECT_TRUE(fs::exists(score_cache_path(night1.score_cache, "select_questions",
+                                          align2_version() + "|select_questions|" + s1.model)));
+
+  // The next night's pool: one record changed, one removed, three new ones.
+  fs::create_directories(dir + "/pool2");
+  json p60 = json::parse(test::read_file(test::shared_path("data/llava/llava_instruct_60.json")));
+  p60[3]["conversations"][1]["value"] = p60[3]["conversations"][1]["value"].get<std::string>() + " Edited.";
+  p60.erase(10);
+  test::write_file(dir + "/pool2/llava_instruct_60.json", p60.dump(1));
+  json p40 = json::parse(test::read_file(test::shared_path("data/llava/llava_instruct_40b.json")));
+  std::string added;
+  for (int i = 0; i < 3; ++i) {
+    json r = p40[i];
+    r["id"] = fmt::format("new-{}", i);
+    r["conversations"][0]["value"] = r["conversations"][0]["value"].get<std::string>() + " Be brief.";
+    added += r.dump() + "\n";
+  }
+  test::write_file(dir + "/pool2/new.jsonl", added);
+  auto night2_config = [&](const std::string& out, const std::string& cache) {
+    JobConfig c = test::pipeline_config(dir, out, 3, false);
+    c.pools[0].path = dir + "/pool2/llava_instruct_60.json";
+    c.pools.push_back({dir + "/pool2/new.jsonl", ""});
+    c.score_cache = cache;
+    return c;
+  };
+
+  test::TestScorer s2;
+  CurationResult r2 = run_curation(comm, night2_config(dir + "/night2", dir + "/cache"), s2);
+  json sum2 = json::parse(test::read_file(r2.merged.summary_path));
+  EXPECT_EQ(sum2["by_status"]["valid"], 190 - 1 + 3);
+  EXPECT_EQ(stage_count(sum2, "select_questions", "model_scored"), 1u + 3u);  // the changed and the new
+  EXPECT_EQ(stage_count(sum2, "select_questions", "cache_reused"), 190u - 2u);
+  // Stage 2 scores the survivors that were not survivors (with the same content) last night.
+  std::set<std::string> survived1;
+  for (const ShardRow& r : read_shard(r1.merged.scores_path, ShardReadOptions{false}).rows)
+    if (r.selected_questions == 1) survived1.insert(r.key);
+  std::uint64_t survivors2 = 0, new_survivors = 0;
+  for (const ShardRow& r : read_shard(r2.merged.scores_path, ShardReadOptions{false}).rows)
+    if (r.selected_questions == 1) {
+      ++survivors2;
+      new_survivors += !survived1.count(r.key);
+    }
+  EXPECT_GT(new_survivors, 0u);
+  EXPECT_EQ(stage_count(sum2, "select_answers", "model_scored"), new_survivors);
+  EXPECT_EQ(stage_count(sum2, "select_answers", "cache_reused"), survivors2 - new_survivors);
+  EXPECT_EQ(s2.samples_scored, 4 + new_survivors);
+
+  // A run without the cache: the same outputs.
+  test::TestScorer full;
+  CurationResult ref = run_curation(comm, night2_config(dir + "/full", ""), full);
+  EXPECT_EQ(full.samples_scored, 192u + survivors2);
+  EXPECT_EQ(test::read_file(r2.merged.curated_path), test::read_file(ref.merged.curated_path));
+  EXPECT_EQ(test::summary_without_timings(r2.merged.summary_path), test::summary_without_timings(ref.merged.summary_path));
+  EXPECT_EQ(decided_columns(r2.merged.scores_path), decided_columns(ref.merged.scores_path));
+  EXPECT_FALSE(json::parse(test::read_file(ref.merged.summary_path))["timings"]["select_questions"].contains("cache_reused"));
+
+  // The same pool again: nothing is scored. Then the cache of stage 1 damaged: it is ignored
+  // (stage 1 scored again, stage 2 still reused) and the outputs stay the same.
+  test::TestScorer s3;
+  CurationResult r3 = run_curation(comm, night2_config(dir + "/night3", dir + "/cache"), s3);
+  EXPECT_EQ(s3.samples_scored, 0u);
+  EXPECT_EQ(test::read_file(r3.merged.curated_path), test::read_file(ref.merged.curated_path));
+  const std::string cache1 =
+      score_cache_path(dir + "/cache", "select_questions", align2_version() + "|select_questions|" + s1.model);
+  fs::resize_file(cache1, fs::file_size(cache1) / 2);
+  test::TestScorer s4;
+  CurationResult r4 = run_curation(comm, night2_config(dir + "/night4", dir + "/cache"), s4);
+  EXPECT_EQ(s4.samples_scored, 192u);
+  EXPECT_EQ(test::read_file(r4.merged.curated_path), test::read_file(ref.merged.curated_path));
+
+  // Another model: a cache of its own, everything scored.
+  test::TestScorer s5;
+  s5.model = "test-scorer-v2";
+  run_curation(comm, night2_config(dir + "/night5", dir + "/cache"), s5);
+  EXPECT_EQ(s5.samples_scored, 192u + survivors2);
 }
 
 TEST(JobConfig, UnknownKeysAndBadValuesAreNamed) {

@@ -6,6 +6,7 @@
 // (SLURM_CONF unset or `scontrol ping` failing) every test skips.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
@@ -201,33 +202,85 @@ TEST_F(Slurm, Usr1StopsTheRanksAndTheRequeuedJobResumes) {
   EXPECT_GE(resumed, 2u);  // the requeued run reused the first run's committed chunks
 }
 
-// slurm/nightly.sh: the template slurm/curate.sbatch into a dated folder, then slurm/merge.sbatch
-// once it succeeded (--dependency=afterok).
-TEST_F(Slurm, NightlyChainsCurateAndMerge) {
+// One night of slurm/nightly.sh over the job config `job` (in root()): submits it, waits for both
+// jobs and checks they completed. Returns the night's output folder.
+std::string run_night(const std::string& root, const std::string& job, const std::string& night) {
   auto start = Clock::now();
-  auto submitted = test::run_command("cd " + root() + " && ALIGN2_BIN=" + test::align2_bin() +
-                                     " ALIGN2_SBATCH_ARGS='--nodes=1 --ntasks-per-node=2 --time=10' ALIGN2_DATE=night-1"
-                                     " bash " + test::source_path("slurm/nightly.sh") + " job.json nightly");
-  ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
+  auto submitted = test::run_command("cd " + root + " && ALIGN2_BIN=" + test::align2_bin() +
+                                     " ALIGN2_SBATCH_ARGS='--nodes=1 --ntasks-per-node=2 --time=10' ALIGN2_DATE=" + night +
+                                     " bash " + test::source_path("slurm/nightly.sh") + " " + job + " nightly");
+  EXPECT_EQ(submitted.exit_code, 0) << submitted.err;
   SlurmJob curate, merge;
   std::size_t blank = submitted.out.find(' ');
-  ASSERT_NE(blank, std::string::npos) << submitted.out;
+  if (blank == std::string::npos) {
+    ADD_FAILURE() << submitted.out;
+    return "";
+  }
   curate.id = submitted.out.substr(0, blank);
   merge.id = submitted.out.substr(blank + 1, submitted.out.find('\n') - blank - 1);
-  const std::string out = root() + "/nightly/night-1";
+  const std::string out = root + "/nightly/" + night;
   auto logs = [&] {
     return read_file_or(out + "/align2-nightly-" + curate.id + ".out") +
            read_file_or(out + "/align2-merge-" + merge.id + ".out");
   };
   merge.refresh();
   EXPECT_NE(merge.line.find("Dependency=afterok:" + curate.id), std::string::npos) << merge.line;
-  ASSERT_TRUE(merge.wait_finished(300)) << merge.line << logs();
+  EXPECT_TRUE(merge.wait_finished(300)) << merge.line << logs();
   curate.refresh();
-  std::printf("nightly.sh -> curate, merge COMPLETED: %.1f s\n", seconds_since(start));
+  std::printf("nightly.sh %s -> curate, merge COMPLETED: %.1f s\n", night.c_str(), seconds_since(start));
   EXPECT_EQ(curate.state, "COMPLETED") << curate.line << logs();
-  ASSERT_EQ(merge.state, "COMPLETED") << merge.line << logs();
+  EXPECT_EQ(merge.state, "COMPLETED") << merge.line << logs();
   EXPECT_NE(logs().find("merge exit 0"), std::string::npos) << logs();
-  expect_reference_outputs(out);
+  return out;
+}
+
+std::uint64_t stage_total(const std::string& out, const char* stage, const char* count) {
+  json timings = json::parse(test::read_file(out + "/summary.json"))["timings"];
+  return timings[stage].value(count, std::uint64_t(999999));
+}
+
+// slurm/nightly.sh: the template slurm/curate.sbatch into a dated folder, then slurm/merge.sbatch
+// once it succeeded (--dependency=afterok). The next night, over a pool with one record's text
+// and one image changed, scores only the records those touch (the score cache in
+// nightly/score_cache) and ends as a full run does.
+TEST_F(Slurm, NightlyChainsCurateAndMergeAndReusesScores) {
+  const std::string night1 = run_night(root(), "job.json", "night-1");
+  ASSERT_FALSE(night1.empty());
+  expect_reference_outputs(night1);
+  EXPECT_EQ(stage_total(night1, "select_questions", "cache_reused"), 0u);
+  EXPECT_EQ(stage_total(night1, "select_questions", "model_scored"), 24u);
+
+  // Night 2: record 0's answer edited; the image of record 5 replaced (a copy of the image folder).
+  json pool = json::parse(test::read_file(root() + "/pool.json"));
+  pool[0]["conversations"][1]["value"] = pool[0]["conversations"][1]["value"].get<std::string>() + " Edited.";
+  test::write_file(root() + "/pool2.json", pool.dump(1));
+  fs::copy(root() + "/images", root() + "/images2", fs::copy_options::recursive);
+  const std::string changed = pool[5]["image"].get<std::string>(), other = pool[6]["image"].get<std::string>();
+  ASSERT_NE(changed, other);
+  fs::copy_file(root() + "/images/" + other, root() + "/images2/" + changed, fs::copy_options::overwrite_existing);
+  std::uint64_t touched = 0;  // records the changes touch
+  for (std::size_t i = 0; i < pool.size(); ++i) touched += i == 0 || pool[i]["image"] == changed;
+  json job = json::parse(test::read_file(root() + "/job.json"));
+  job["pools"] = {"pool2.json"};
+  job["subsets"] = {{"pool2.json", "conversation"}};
+  job["image_root"] = "images2";
+  test::write_file(root() + "/job2.json", job.dump(2));
+
+  const std::string night2 = run_night(root(), "job2.json", "night-2");
+  ASSERT_FALSE(night2.empty());
+  EXPECT_EQ(stage_total(night2, "select_questions", "model_scored"), touched);
+  EXPECT_EQ(stage_total(night2, "select_questions", "cache_reused"), 24u - touched);
+  EXPECT_LT(stage_total(night2, "select_answers", "model_scored"), 12u);
+  // The reference: the same pool without the cache, a plain 2-rank run.
+  auto ref = test::run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversubscribe "
+                               "--bind-to none " + test::align2_bin() + " curate --config " + root() +
+                               "/job2.json --set output_dir=" + root() + "/night-2-full");
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+  EXPECT_EQ(test::read_file(night2 + "/curated.json"), test::read_file(root() + "/night-2-full/curated.json"));
+  EXPECT_EQ(summary_without_timings(night2 + "/summary.json"),
+            summary_without_timings(root() + "/night-2-full/summary.json"));
+  const std::string html = test::read_file(night2 + "/report.html");
+  EXPECT_NE(html.find(fmt::format("score cache: {} samples reused", 24u - touched)), std::string::npos);
 }
 
 }  // namespace
