@@ -1,6 +1,8 @@
-// kernels/gemv micro-benchmark: bytes of weights streamed per second by gemv_bf16 (rows
-// split over threads as the engine does), against ATen's bf16 linear and fp32 at::mv on
-// the same shapes, and the machine's copy bandwidth, all in one run.
+// kernels/gemv and kernels/linear_rows micro-benchmark, in one run: bytes of weights streamed
+// per second by gemv_bf16 (rows split over threads as the engine does), against ATen's bf16
+// linear and fp32 at::mv on the same shapes, and the machine's copy bandwidth; then the fp32
+// Linear over M = 1, 8, 32 rows (decode batches): linear_rows_f32 against ATen's (OpenBLAS)
+// linear, in GFLOP/s and as a share of the measured fp32 matmul peak.
 // Usage: gemv_bench [THREADS]    (unset OPENBLAS_CORETYPE for this command only)
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -12,6 +14,7 @@
 #include "core/engine_runtime.h"
 #include "bench/machine_limits.h"
 #include "kernels/gemv.h"
+#include "kernels/linear_rows.h"
 
 using namespace align2::bench;
 
@@ -48,6 +51,32 @@ int main(int argc, char** argv) {
     fmt::print("[{} x {}] gemv_bf16 {:.1f} GB/s ({:.0f}% of copy bw) | ATen bf16 linear {:.1f} GB/s | fp32 at::mv {:.1f} GB/s ({:.0f}%)\n",
                N, K, bytes16 / t_kernel / 1e9, 100 * bytes16 / t_kernel / bw, bytes16 / t_aten16 / 1e9,
                bytes32 / t_mv32 / 1e9, 100 * bytes32 / t_mv32 / bw);
+  }
+  const double peak = matmul_peak(at::kFloat);
+  fmt::print("fp32 matmul peak {:.1f} GFLOP/s; linear_rows_f32 path {}\n", peak / 1e9, align2::linear_rows_isa());
+  for (auto [N, K] : {std::pair<std::int64_t, std::int64_t>{2816, 1024}, {1024, 2816}, {32000, 1024}}) {
+    std::int64_t count = std::max<std::int64_t>(2, (400ll << 20) / (N * K * 4));
+    std::vector<at::Tensor> w32;
+    for (std::int64_t i = 0; i < count; ++i) w32.push_back(at::randn({N, K}));
+    for (std::int64_t M : {1, 8, 32}) {
+      at::Tensor x = at::randn({M, K}), y = at::empty({M, N});
+      double flops = 2.0 * double(count) * double(M) * double(N) * double(K);
+      double t_kernel = best_time(3, [&] {
+        for (const at::Tensor& w : w32) {
+          const float* wp = w.data_ptr<float>();
+          at::parallel_for(0, N, 16, [&](std::int64_t b0, std::int64_t b1) {
+            align2::linear_rows_f32(x.data_ptr<float>(), wp + b0 * K, y.data_ptr<float>() + b0, M, b1 - b0, K, N);
+          });
+        }
+      });
+      double t_aten = best_time(3, [&] {
+        for (const at::Tensor& w : w32) at::linear(x, w);
+      });
+      fmt::print("[{} x {}] M={:2}: linear_rows_f32 {:6.1f} GFLOP/s ({:3.0f}% of peak, {:5.1f} GB/s of weights) | "
+                 "ATen linear {:6.1f} GFLOP/s ({:3.0f}%)\n",
+                 N, K, M, flops / t_kernel / 1e9, 100 * flops / t_kernel / peak,
+                 double(count) * N * K * 4 / t_kernel / 1e9, flops / t_aten / 1e9, 100 * flops / t_aten / peak);
+    }
   }
   return 0;
 }

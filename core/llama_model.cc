@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "kernels/gemv.h"
+#include "kernels/linear_rows.h"
 
 namespace align2 {
 namespace {
@@ -36,14 +37,25 @@ at::Tensor rotate_half(const at::Tensor& x) {
 }  // namespace
 
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
-  const std::int64_t K = x.size(-1), N = w.size(0);
-  if (x.numel() != K || !x.device().is_cpu()) return at::linear(x, w);
+  const std::int64_t K = x.size(-1), N = w.size(0), M = K ? x.numel() / K : 0;
+  if (M == 0 || M > kLinearRowsMax || !x.device().is_cpu()) return at::linear(x, w);
   if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad())) return at::linear(x, w);
-  // One row on CPU: a matrix-vector product runs near memory bandwidth, GEMM does not.
   std::vector<std::int64_t> shape = x.sizes().vec();
   shape.back() = N;
-  if (x.scalar_type() == at::kFloat) return at::mv(w, x.reshape({K})).view(shape);
-  if (x.scalar_type() != at::kBFloat16 || !w.is_contiguous()) return at::linear(x, w);
+  if (x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && w.is_contiguous()) {
+    // A few rows on CPU (decode): weight-stationary, each weight row read once for all rows, and
+    // each row's result the same whatever the other rows (kernels/linear_rows.h).
+    at::Tensor xc = x.reshape({M, K}).contiguous();
+    at::Tensor y = at::empty({M, N}, x.options());
+    const float *xp = xc.data_ptr<float>(), *wp = w.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, N, 16, [&](std::int64_t begin, std::int64_t end) {
+      linear_rows_f32(xp, wp + begin * K, yp + begin, M, end - begin, K, N);
+    });
+    return y.view(shape);
+  }
+  // One bf16 row: a matrix-vector product runs near memory bandwidth, GEMM does not.
+  if (M != 1 || x.scalar_type() != at::kBFloat16 || !w.is_contiguous()) return at::linear(x, w);
   at::Tensor xf = x.reshape({K}).to(at::kFloat).contiguous();
   at::Tensor y = at::empty({N}, at::TensorOptions().dtype(at::kFloat));
   const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());

@@ -19,8 +19,11 @@ namespace align2 {
 at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,
                        at::ScalarType dtype);
 
-// x [..., K] @ w[N, K]^T → [..., N] (at::linear without bias), taking a bandwidth-bound
-// matrix-vector path when x is a single row on CPU (kernels/gemv.h for bf16).
+// x [..., K] @ w[N, K]^T → [..., N] (at::linear without bias). On CPU without gradients, fp32
+// inputs of at most kLinearRowsMax rows (decode steps) take the weight-stationary
+// kernels/linear_rows.h, whose result for a row does not depend on the other rows; a single
+// bf16 row takes the bandwidth-bound kernels/gemv.h; everything else is at::linear.
+constexpr std::int64_t kLinearRowsMax = 64;
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w);
 
 // LoRA on the decoder's linear layers: y = x W^T + scale * (dropout(x) A^T) B^T.

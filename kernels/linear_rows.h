@@ -1,0 +1,30 @@
+// A Linear layer over a few rows (decode: one row per sequence of the batch), weight-stationary:
+// each block of weight rows is read from memory once and used for every input row, where
+// OpenBLAS repacks the whole weight matrix on every call with a small M. Raw arithmetic:
+// pointers, sizes; single-threaded (the caller splits the N outputs across threads).
+//
+// Every output is one fixed-order sum: 16 lanes (lane j takes k = j mod 16), each a chain of
+// fused multiply-adds in k order, reduced pairwise as a tree, then the K % 16 tail in order by
+// fused multiply-add. The order depends on neither M, N, how the caller splits them, nor the
+// instruction set (AVX-512, AVX2+FMA, or the scalar path with std::fma: FMA rounds once
+// everywhere), so a sequence's result does not depend on the other sequences of its batch.
+#pragma once
+
+#include <cstdint>
+
+namespace align2 {
+
+// y[m * ldy + n] = sum_k x[m * K + k] * w[n * K + k] for m in [0, M), n in [0, N).
+//   x: float32 [M, K] row-major (the activations); w: float32 [N, K] row-major (a PyTorch
+//   Linear weight); y: float32 rows of stride ldy >= N (the first N of each row are written).
+void linear_rows_f32(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N, std::int64_t K,
+                     std::int64_t ldy);
+
+// The plain loop with the same summation order, for tests.
+void linear_rows_f32_reference(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N,
+                               std::int64_t K, std::int64_t ldy);
+
+// Which implementation linear_rows_f32 runs on this CPU: "avx512", "avx2" or "scalar".
+const char* linear_rows_isa();
+
+}  // namespace align2
