@@ -3,7 +3,7 @@
 //  - reward-scoring prefill on a realistic shape (LLaMA hidden 1024, 8 layers, 576 image
 //    tokens + 200 text tokens, batch 4): achieved FLOP/s and its ratio to the peak;
 //  - decode tokens/s at batch 1 and 32, and bytes/s against the measured bandwidth.
-// Usage: engine_bench [THREADS] [SCRATCH_DIR] [all|prefill|decode] [all|fp32|bf16]
+// Usage: engine_bench [THREADS] [SCRATCH_DIR] [all|prefill|decode] [all|fp32|bf16] [all|1|32 (decode batch)]
 // (unset OPENBLAS_CORETYPE for this command only)
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   int threads = argc > 1 ? std::stoi(argv[1]) : int(std::thread::hardware_concurrency());
   fs::path dir = argc > 2 ? fs::path(argv[2]) : fs::temp_directory_path() / "align2-engine-bench";
   std::string what = argc > 3 ? argv[3] : "all", which = argc > 4 ? argv[4] : "all";
+  const std::string batches = argc > 5 ? argv[5] : "all";
   configure_cpu_engine(threads);
   at::manual_seed(0);
   fmt::print("threads: {}\n", threads);
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
 
     // Decode: 16-token prompts, 32 new tokens (forced: no EOS stop), tokens/s and bytes/s.
     for (std::int64_t batch : {1, 32}) {
+      if (batches != "all" && batches != std::to_string(batch)) continue;
       std::vector<at::Tensor> prompts;
       std::vector<std::uint64_t> seeds;
       for (std::int64_t b = 0; b < batch; ++b) {

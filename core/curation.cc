@@ -281,7 +281,7 @@ StageRun run_stage(const RunContext& ctx, const std::string& stage, const std::v
       ShardMeta meta = expected;
       meta.stage_summary_json = json{{"begin", c.begin}, {"end", c.end}}.dump();
       meta.timings_json = json{{"busy_s", seconds_since(t0)}}.dump();
-      write_shard(path, meta, rows);
+      write_chunk(path, meta, rows);
       run.busy_s += seconds_since(t0);
       run.computed += c.end - c.begin;
     }

@@ -16,13 +16,8 @@
 
 #include "kernels/image_resample.h"
 
-// The one definition of stb_image in the program, for PNG, BMP and GIF (JPEG is libjpeg's,
-// WebP libwebp's). Only those formats are built, so stb_image cannot take an unknown file
-// for one of its signature-less formats (TGA).
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_ONLY_PNG
-#define STBI_ONLY_BMP
-#define STBI_ONLY_GIF
+// stb_image for PNG, BMP and GIF: its one definition, with the formats it is built for, is
+// core/stb_image_impl.cc.
 #define STBI_NO_STDIO
 #include "stb_image.h"
 
@@ -385,6 +380,22 @@ RgbImage decode_rgb8(const std::uint8_t* bytes, std::size_t n, const std::string
 
   // PNG, BMP, GIF: stb_image.
   if (n > static_cast<std::size_t>(INT_MAX)) refuse("too_large", name, "file larger than 2 GiB");
+  if (h.format == "png") {
+    // stb_image grows its compressed-data buffer to what each IDAT chunk declares before reading
+    // it: a few bytes declaring a 2 GB chunk would allocate 2 GB. Such a file is truncated (PIL:
+    // "image file is truncated"), so it is refused first. Chunks: length (4, big-endian), type (4),
+    // data, CRC (4), from offset 8 up to IEND.
+    for (std::size_t at = 8; at + 8 <= n;) {
+      const std::uint64_t length = be32(bytes + at);
+      const std::string type(reinterpret_cast<const char*>(bytes + at + 4), 4);
+      if (type == "IDAT" && length > n - at - 8)
+        refuse("unreadable", name,
+               "png chunk IDAT at byte " + std::to_string(at) + " declares " + std::to_string(length) +
+                   " bytes, past the end of the file (truncated)");
+      if (type == "IEND") break;
+      at += 12 + length;
+    }
+  }
   const int len = static_cast<int>(n);
   int x = 0, y = 0, file_channels = 0;
   if (!stbi_info_from_memory(bytes, len, &x, &y, &file_channels))
@@ -543,6 +554,14 @@ void preprocess_rgb(const RgbImage& image, const ImageSpec& spec, float* out) {
   RgbImage squared;
   const RgbImage* source = &image;
   if (spec.aspect == AspectMode::pad && image.width != image.height) {
+    // The square canvas holds max(w, h)^2 pixels: a long thin image within the pixel bound
+    // (e.g. 1 x 40000) would otherwise need gigabytes. The canvas obeys the same bound.
+    const std::uint64_t side = static_cast<std::uint64_t>(std::max(image.width, image.height));
+    if (side * side > spec.max_pixels)
+      throw ImageError("too_large", "padding " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                                        " to a square gives " + std::to_string(side) + "x" + std::to_string(side) +
+                                        " = " + std::to_string(side * side) + " pixels, above the bound of " +
+                                        std::to_string(spec.max_pixels));
     std::uint8_t rgb[3];
     pad_colour(spec, rgb);
     squared = expand_to_square(image, rgb);

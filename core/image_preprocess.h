@@ -69,13 +69,15 @@ struct ImageSpec {
   std::vector<float> mean{0.48145466f, 0.4578275f, 0.40821073f};
   std::vector<float> std{0.26862954f, 0.26130258f, 0.27577711f};
   AspectMode aspect = AspectMode::pad;
-  std::uint64_t max_pixels = 64'000'000;  // images whose header announces more are refused
+  std::uint64_t max_pixels = 64'000'000;  // images whose header announces more are refused, and in
+                                          // pad mode images whose square canvas (max(w, h)^2) holds more
 };
 
 // A refused image. what(): "<name>: <reason in words>". reason_code is one of
 //   empty              zero bytes
 //   unsupported_format not JPEG/PNG/BMP/GIF/WebP (TIFF, HEIF, text, ...)
-//   too_large          header announces more than ImageSpec::max_pixels pixels
+//   too_large          header announces more than ImageSpec::max_pixels pixels, or (pad mode) the
+//                      square canvas of a long thin image would hold more
 //   cmyk               CMYK or YCCK JPEG
 //   unreadable         truncated or corrupt, or a JPEG kind PIL cannot read either (the
 //                      decoder's reason in the message: libjpeg's, libwebp's, stb_image's)

@@ -84,11 +84,14 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
       bad(source, key, "unknown key (see docs/running.md for the keys a job config takes)");
   json eff = defaults();
   for (auto& [key, value] : config.items()) {
-    if (eff[key].is_number_integer() && value.is_number_integer() && !value.is_number_unsigned())
+    // JSON text gives non-negative integers as unsigned; JSON built in memory (and `effective`,
+    // whose defaults are signed) may hold them signed: only a value below 0 is negative.
+    if (eff[key].is_number_integer() && value.is_number_integer() && !value.is_number_unsigned() &&
+        value.get<std::int64_t>() < 0)
       bad(source, key, fmt::format("must not be negative, got {}", value.dump()));
     if (eff[key].is_number_float() && value.is_number()) eff[key] = value.get<double>();
     else if (eff[key].type() != value.type() &&
-             !(eff[key].is_number_integer() && value.is_number_unsigned()) &&
+             !(eff[key].is_number_integer() && value.is_number_integer()) &&
              !(key == "pools" && value.is_array()))
       bad(source, key, fmt::format("expected {}, got {}", eff[key].type_name(), value.type_name()));
     else eff[key] = value;

@@ -10,7 +10,6 @@
 #include <cstring>
 #include <limits>
 
-#include "kernels/gemv.h"
 #include "kernels/linear_rows.h"
 
 namespace align2 {
@@ -38,31 +37,30 @@ at::Tensor rotate_half(const at::Tensor& x) {
 
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
   const std::int64_t K = x.size(-1), N = w.size(0), M = K ? x.numel() / K : 0;
-  if (M == 0 || M > kLinearRowsMax || !x.device().is_cpu()) return at::linear(x, w);
+  if (M == 0 || M > kLinearRowsMax || !x.device().is_cpu() || !w.is_contiguous()) return at::linear(x, w);
   if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad())) return at::linear(x, w);
+  const bool f32 = x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat;
+  const bool bf16 = x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16;
+  if (!f32 && !bf16) return at::linear(x, w);
+  // A few rows on CPU (decode): weight-stationary, each weight row read once for all rows, and
+  // each row's result the same whatever the other rows (kernels/linear_rows.h). Activations and
+  // sums in float32; bf16 results are rounded once at the end.
   std::vector<std::int64_t> shape = x.sizes().vec();
   shape.back() = N;
-  if (x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && w.is_contiguous()) {
-    // A few rows on CPU (decode): weight-stationary, each weight row read once for all rows, and
-    // each row's result the same whatever the other rows (kernels/linear_rows.h).
-    at::Tensor xc = x.reshape({M, K}).contiguous();
-    at::Tensor y = at::empty({M, N}, x.options());
-    const float *xp = xc.data_ptr<float>(), *wp = w.data_ptr<float>();
-    float* yp = y.data_ptr<float>();
+  at::Tensor xf = x.reshape({M, K}).to(at::kFloat).contiguous();
+  at::Tensor y = at::empty({M, N}, at::TensorOptions().dtype(at::kFloat));
+  const float* xp = xf.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  if (f32) {
+    const float* wp = w.data_ptr<float>();
     at::parallel_for(0, N, 16, [&](std::int64_t begin, std::int64_t end) {
       linear_rows_f32(xp, wp + begin * K, yp + begin, M, end - begin, K, N);
     });
     return y.view(shape);
   }
-  // One bf16 row: a matrix-vector product runs near memory bandwidth, GEMM does not.
-  if (M != 1 || x.scalar_type() != at::kBFloat16 || !w.is_contiguous()) return at::linear(x, w);
-  at::Tensor xf = x.reshape({K}).to(at::kFloat).contiguous();
-  at::Tensor y = at::empty({N}, at::TensorOptions().dtype(at::kFloat));
   const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());
-  const float* xp = xf.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  at::parallel_for(0, N, 64, [&](std::int64_t begin, std::int64_t end) {
-    gemv_bf16(wp + begin * K, xp, yp + begin, end - begin, K);
+  at::parallel_for(0, N, 16, [&](std::int64_t begin, std::int64_t end) {
+    linear_rows_bf16(xp, wp + begin * K, yp + begin, M, end - begin, K, N);
   });
   return y.to(at::kBFloat16).view(shape);
 }

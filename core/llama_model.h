@@ -19,10 +19,10 @@ namespace align2 {
 at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,
                        at::ScalarType dtype);
 
-// x [..., K] @ w[N, K]^T → [..., N] (at::linear without bias). On CPU without gradients, fp32
-// inputs of at most kLinearRowsMax rows (decode steps) take the weight-stationary
-// kernels/linear_rows.h, whose result for a row does not depend on the other rows; a single
-// bf16 row takes the bandwidth-bound kernels/gemv.h; everything else is at::linear.
+// x [..., K] @ w[N, K]^T → [..., N] (at::linear without bias). On CPU without gradients,
+// inputs of at most kLinearRowsMax rows (decode steps), fp32 or bf16, take the weight-stationary
+// kernels/linear_rows.h (float32 sums), whose result for a row does not depend on the other
+// rows of the batch; everything else is at::linear.
 constexpr std::int64_t kLinearRowsMax = 64;
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w);
 

@@ -71,7 +71,10 @@ LlmRewriter::LlmRewriter(const std::string& model_dir, const std::string& image_
   if (label_ids_[0] == label_ids_[1])
     throw std::runtime_error(fmt::format("review labels \"{}\" and \"{}\" tokenize alike", settings_.label_a,
                                          settings_.label_b));
-  fingerprint_ = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", model_folder_fingerprint(model_dir),
+  std::string folders = model_folder_fingerprint(model_dir);
+  if (!spec.vision_dir.empty() && spec.vision_dir != spec.dir)  // a separate CLIP folder
+    folders += "+" + model_folder_fingerprint(spec.vision_dir);
+  fingerprint_ = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", folders,
                              template_name(settings_.chat_template), settings_.max_new_tokens, settings_.temperature,
                              settings_.top_p, settings_.label_a, settings_.label_b, settings_.threshold,
                              settings_.limits.min_ratio, settings_.limits.max_ratio,

@@ -101,6 +101,8 @@ RewardModel::RewardModel(const std::string& dir, at::ScalarType dtype, at::Devic
     score_w_ = adapter_head;
   }
   score_w_ = score_w_.view({-1}).to(device);
+  folders_ = {dir, config_.base_model};
+  if (!spec.vision_dir.empty() && spec.vision_dir != spec.dir) folders_.push_back(spec.vision_dir);
 }
 
 at::Tensor RewardModel::merge_lora(const std::string& dir) {

@@ -57,6 +57,9 @@ class RewardModel {
   const LlavaModel& llava() const { return *llava_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const at::Tensor& score_weight() const { return score_w_; }  // float32 [hidden]
+  // Every folder the model was read from: its own, the base model's, and the vision tower's
+  // when that is a folder of its own (what its fingerprint must cover).
+  const std::vector<std::string>& folders() const { return folders_; }
 
   // pixel_values float [3, S, S] of one preprocessed image → its features [P, hidden].
   at::Tensor image_features(const at::Tensor& pixel_values) const;
@@ -73,6 +76,7 @@ class RewardModel {
   std::unique_ptr<LlavaModel> llava_;
   std::unique_ptr<Tokenizer> tokenizer_;
   at::Tensor score_w_;  // float32 [hidden]
+  std::vector<std::string> folders_;
 };
 
 // `align2 merge-lora`: writes `out_dir` as a self-contained reward-model folder: the base

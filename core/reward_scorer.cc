@@ -33,8 +33,13 @@ RewardScorer::RewardScorer(const std::string& question_model, const std::string&
   if (answer_->config().kind != RewardKind::answer)
     throw std::runtime_error(fmt::format("{}: answer_model is a question reward model", answer_model));
   const std::string run_dtype = dtype == at::kBFloat16 ? "bf16" : "f32";
-  question_fingerprint_ = "question:" + model_folder_fingerprint(question_model) + "+" + run_dtype;
-  answer_fingerprint_ = "answer:" + model_folder_fingerprint(answer_model) + "+" + run_dtype;
+  auto folders = [](const RewardModel& m) {  // the reward model's folder, its base's, its vision tower's
+    std::string text;
+    for (const std::string& dir : m.folders()) text += model_folder_fingerprint(dir) + "+";
+    return text;
+  };
+  question_fingerprint_ = "question:" + folders(*question_) + run_dtype;
+  answer_fingerprint_ = "answer:" + folders(*answer_) + run_dtype;
   fingerprint_ = question_fingerprint_ + "+" + answer_fingerprint_;
 }
 

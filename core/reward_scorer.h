@@ -20,7 +20,8 @@ class RewardScorer : public Scorer {
                        std::vector<ScoreFailure>* failures) override;
   void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
                      std::vector<ScoreFailure>* failures) override;
-  // Both models' folders (core/model_fingerprint.h) and the run dtype.
+  // Both models' folders, with their base models' and vision towers' (core/model_fingerprint.h),
+  // and the run dtype.
   std::string fingerprint() const override { return fingerprint_; }
   // select_questions: the question model's folder and dtype; select_answers: the answer model's.
   std::string stage_fingerprint(const std::string& stage) const override;

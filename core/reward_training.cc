@@ -276,9 +276,13 @@ void Trainer::save_outputs(const RewardTrainResult& r) {
                          {"target_modules", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}},
                          {"base_model_name_or_path", fs::absolute(o_.base_model).lexically_normal().string()}};
   write_file_atomic((out / "adapter_config.json").string(), adapter_config.dump(2) + "\n");
+  // Folders relative to the reward model's own: a models folder moved or copied as a whole keeps working.
+  auto from_out = [&](const std::string& dir) {
+    return fs::absolute(dir).lexically_normal().lexically_relative(fs::absolute(out).lexically_normal()).string();
+  };
   json reward = {{"format", "align2-reward-model"}, {"version", 1}, {"kind", reward_kind_name(o_.kind)},
-                 {"base_model", fs::absolute(o_.base_model).lexically_normal().string()}, {"max_length", o_.max_length}};
-  if (!o_.vision_tower.empty()) reward["vision_tower"] = fs::absolute(o_.vision_tower).lexically_normal().string();
+                 {"base_model", from_out(o_.base_model)}, {"max_length", o_.max_length}};
+  if (!o_.vision_tower.empty()) reward["vision_tower"] = from_out(o_.vision_tower);
   write_file_atomic((out / "reward_config.json").string(), reward.dump(2) + "\n");
   if (!o_.eval.empty())
     write_file_atomic((out / "eval.json").string(),

@@ -200,8 +200,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         }
         continue;
       }
-      auto bad = [&](const std::string& what) {
-        return std::runtime_error(fmt::format("{}: tensor {}: {}", path, name, what));
+      // C++17 lambdas cannot capture a structured binding (clang refuses it): capture a reference.
+      auto bad = [&, &tensor = name](const std::string& what) {
+        return std::runtime_error(fmt::format("{}: tensor {}: {}", path, tensor, what));
       };
       if (name.empty()) throw std::runtime_error(fmt::format("{}: a tensor has an empty name", path));
       if (!entry.is_object()) throw bad("entry is not an object");
@@ -407,6 +408,7 @@ float half_to_float(std::uint16_t h) {
 
 void to_float32(const TensorView& view, float* out) {
   const std::size_t n = static_cast<std::size_t>(view.numel());
+  if (n == 0) return;  // an empty tensor (a 0 in its shape): `out` may be null (an empty vector's data())
   const std::uint8_t* p = view.data;  // possibly unaligned: read through memcpy
   switch (view.dtype) {
     case DType::f32:

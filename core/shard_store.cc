@@ -58,6 +58,13 @@ constexpr std::size_t kMetadataCacheBytes = 1 << 20;
 // from a file are checked against this before anything is allocated for them.
 constexpr hsize_t kMaxDeflateRatio = 1032;
 
+// A file whose H5Fcreate or H5Fclose failed half-way (disk full) stays half-open inside HDF5,
+// and HDF5's own cleanup at exit then loops ("infinite loop closing library") or crashes
+// (1.10: SIGSEGV in H5F__close_cb) after the error was reported, turning exit code 1 into 139.
+// Every file align2 keeps is closed explicitly before it is renamed into place, so that cleanup
+// has nothing to save: it is switched off before the library first initializes.
+const bool kHdf5CleanupAtExitOff = [] { return H5dont_atexit() >= 0; }();
+
 // ---------------------------------------------------------------------------
 // Handles and errors
 
@@ -823,9 +830,9 @@ ShardWriter::ShardWriter(const std::string& path, std::uint64_t expected_rows) :
   }
   Hid fapl = make_file_access_properties(path);
   const std::string tmp_path = path + ".tmp-" + std::to_string(::getpid());
+  w.tmp_path = tmp_path;  // from here on ~Impl removes it unless committed (H5Fcreate may fail half-way: disk full)
   w.file = Hid(H5Fcreate(tmp_path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
   if (!w.file.valid()) fail_hdf5(path, "creating temporary file " + tmp_path + " failed");
-  w.tmp_path = tmp_path;  // from here on ~Impl removes it unless committed
 
   w.string_type = make_vlen_string_type(path);
   const hsize_t chunk = hsize_t(std::max<std::uint64_t>(1, std::min<std::uint64_t>(expected_rows, kChunkRows)));

@@ -44,13 +44,24 @@ struct RunIdentity {
 // exists and names another run: with `force`, removes run.json, work/, shards/ and the
 // outputs (curated.json, scores.h5, summary.json, report.html) and starts afresh;
 // without, throws std::runtime_error saying what changed and that --force starts over.
-// Removes stale temporary files ("*.tmp-<pid>") under work/ and shards/ (a killed
-// writer's leftovers). Writes run.json. Returns the number of committed chunk files
+// Removes stale temporary files ("*.tmp-<pid>") under work/ and shards/, and those of the
+// outputs (curated.json, scores.h5, summary.json, report.html, run.json) in output_dir: a
+// killed writer's leftovers. Writes run.json. Returns the number of committed chunk files
 // found (0 for a fresh run).
 std::uint64_t open_run(const std::string& output_dir, const RunIdentity& run, bool force);
 
-// Reads the chunk file of `range` when it exists and belongs to this run: stage,
-// fingerprints and the chunk's range in its attributes, one row per item with the
+// SHA-256 (64 hex chars) over every column of `rows`, in order: a chunk file carries it in
+// its stage_summary_json ({"begin", "end", "rows_sha256"}), so that damage that HDF5's own
+// checks cannot see (a byte of a variable-length string) is found on resume.
+std::string chunk_rows_digest(const std::vector<ShardRow>& rows);
+
+// Writes a chunk file atomically (write_shard) with the rows checksum added to
+// meta.stage_summary_json (a JSON object, e.g. {"begin", "end"}), then "<path>.sha256", the
+// SHA-256 of the file's bytes, which read_chunk checks before HDF5 opens the file.
+void write_chunk(const std::string& path, const ShardMeta& meta, const std::vector<ShardRow>& rows);
+
+// Reads the chunk file of `range` when it exists, matches its "<path>.sha256" and belongs to this run: stage,
+// fingerprints, the chunk's range and rows checksum in its attributes, one row per item with the
 // expected pool index and key (`items[p]` is the pool index at position p). Returns false when there is no file; when the file exists but is
 // unreadable or does not match, returns false and sets *problem, a sentence naming the
 // file (the caller recomputes the chunk and says so).

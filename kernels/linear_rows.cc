@@ -4,9 +4,19 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace align2 {
 namespace {
+
+// A weight element as float32: float32 as is; bfloat16 bits are the high half of a float32.
+inline float weight(const float* w, std::int64_t k) { return w[k]; }
+inline float weight(const std::uint16_t* w, std::int64_t k) {
+  const std::uint32_t u = std::uint32_t(w[k]) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 // Fixed reduction of the 16 lanes: pairwise, as a tree.
 inline float reduce16(const float* a) {
@@ -16,10 +26,10 @@ inline float reduce16(const float* a) {
   return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
-// The K % 16 tail of one output after its 16 lanes.
-inline float finish(const float* lanes, const float* x, const float* w, std::int64_t K16, std::int64_t K) {
-  float sum = reduce16(lanes);
-  for (std::int64_t k = K16; k < K; ++k) sum = std::fma(x[k], w[k], sum);
+// The K % 16 tail of one output after its reduced lanes.
+template <class W>
+inline float tail(float sum, const float* x, const W* w, std::int64_t K16, std::int64_t K) {
+  for (std::int64_t k = K16; k < K; ++k) sum = std::fma(x[k], weight(w, k), sum);
   return sum;
 }
 
@@ -27,8 +37,15 @@ inline float finish(const float* lanes, const float* x, const float* w, std::int
 // (GCC 12's _mm512_extractf64x4_pd starts from an undefined vector: a false warning.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
-template <int MR, int NR>
-__attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, const float* w, float* y, std::int64_t K,
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) inline __m512 load16(const float* w) { return _mm512_loadu_ps(w); }
+__attribute__((target("avx512f"))) inline __m512 load16(const std::uint16_t* w) {
+  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+}
+
+template <class W, int MR, int NR>
+__attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, const W* w, float* y, std::int64_t K,
                                                           std::int64_t ldy) {
   const std::int64_t K16 = K - K % 16;
   __m512 acc[MR][NR];
@@ -36,7 +53,11 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, const fl
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
   for (std::int64_t k = 0; k < K16; k += 16) {
     __m512 wv[NR];
-    for (int j = 0; j < NR; ++j) wv[j] = _mm512_loadu_ps(w + j * K + k);
+    for (int j = 0; j < NR; ++j) wv[j] = load16(w + j * K + k);
+    // Wide tiles stream the weights at memory speed: fetch the next block's rows ahead (once per
+    // 64-byte line; a prefetch past the matrix is harmless).
+    if (NR == 8 && (k * std::int64_t(sizeof(W))) % 64 == 0)
+      for (int j = 0; j < NR; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + (NR + j) * K + k), _MM_HINT_T0);
     for (int i = 0; i < MR; ++i) {
       const __m512 xv = _mm512_loadu_ps(x + i * K + k);
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
@@ -50,16 +71,21 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, const fl
                                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
       const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
       const __m128 t = _mm_add_ps(c, _mm_movehl_ps(c, c));
-      float sum = _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-      for (std::int64_t k = K16; k < K; ++k) sum = std::fma(x[i * K + k], w[j * K + k], sum);
-      y[i * ldy + j] = sum;
+      const float sum = _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+      y[i * ldy + j] = tail(sum, x + i * K, w + j * K, K16, K);
     }
 }
 #pragma GCC diagnostic pop
 
 // ---- AVX2 + FMA: the same lanes as two 8-wide halves.
-template <int MR, int NR>
-__attribute__((target("avx2,fma"))) void tile_avx2(const float* x, const float* w, float* y, std::int64_t K,
+__attribute__((target("avx2"))) inline __m256 load8(const float* w) { return _mm256_loadu_ps(w); }
+__attribute__((target("avx2"))) inline __m256 load8(const std::uint16_t* w) {
+  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+}
+
+template <class W, int MR, int NR>
+__attribute__((target("avx2,fma"))) void tile_avx2(const float* x, const W* w, float* y, std::int64_t K,
                                                      std::int64_t ldy) {
   const std::int64_t K16 = K - K % 16;
   __m256 lo[MR][NR], hi[MR][NR];
@@ -69,8 +95,8 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const float* x, const float* 
     for (int i = 0; i < MR; ++i) {
       const __m256 xl = _mm256_loadu_ps(x + i * K + k), xh = _mm256_loadu_ps(x + i * K + k + 8);
       for (int j = 0; j < NR; ++j) {
-        lo[i][j] = _mm256_fmadd_ps(xl, _mm256_loadu_ps(w + j * K + k), lo[i][j]);
-        hi[i][j] = _mm256_fmadd_ps(xh, _mm256_loadu_ps(w + j * K + k + 8), hi[i][j]);
+        lo[i][j] = _mm256_fmadd_ps(xl, load8(w + j * K + k), lo[i][j]);
+        hi[i][j] = _mm256_fmadd_ps(xh, load8(w + j * K + k + 8), hi[i][j]);
       }
     }
   }
@@ -79,45 +105,22 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const float* x, const float* 
     for (int j = 0; j < NR; ++j) {
       _mm256_store_ps(lanes, lo[i][j]);
       _mm256_store_ps(lanes + 8, hi[i][j]);
-      y[i * ldy + j] = finish(lanes, x + i * K, w + j * K, K16, K);
+      y[i * ldy + j] = tail(reduce16(lanes), x + i * K, w + j * K, K16, K);
     }
 }
 
 // ---- Scalar: std::fma per lane (CPUs without FMA; slow but the same numbers).
-void tile_scalar(const float* x, const float* w, float* y, std::int64_t K, std::int64_t ldy, int mr, int nr) {
+template <class W>
+void tile_scalar(const float* x, const W* w, float* y, std::int64_t K, std::int64_t ldy, int mr, int nr) {
   const std::int64_t K16 = K - K % 16;
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < nr; ++j) {
       float lanes[16] = {};
       for (std::int64_t k = 0; k < K16; k += 16)
-        for (int l = 0; l < 16; ++l) lanes[l] = std::fma(x[i * K + k + l], w[j * K + k + l], lanes[l]);
-      y[i * ldy + j] = finish(lanes, x + i * K, w + j * K, K16, K);
+        for (int l = 0; l < 16; ++l) lanes[l] = std::fma(x[i * K + k + l], weight(w + j * K, k + l), lanes[l]);
+      y[i * ldy + j] = tail(reduce16(lanes), x + i * K, w + j * K, K16, K);
     }
 }
-
-using Tile = void (*)(const float*, const float*, float*, std::int64_t, std::int64_t);
-
-// Tiles of up to 4 x 4 (AVX-512: 16 accumulators and 4 weight registers of the 32) or 2 x 2
-// (AVX2: 8 of the 16 registers hold the accumulator halves).
-template <int MR, int NR>
-void avx512_tile(const float* x, const float* w, float* y, std::int64_t K, std::int64_t ldy) {
-  tile_avx512<MR, NR>(x, w, y, K, ldy);
-}
-template <int MR, int NR>
-void avx2_tile(const float* x, const float* w, float* y, std::int64_t K, std::int64_t ldy) {
-  tile_avx2<MR, NR>(x, w, y, K, ldy);
-}
-
-const Tile kAvx512[4][4] = {
-    {avx512_tile<1, 1>, avx512_tile<1, 2>, avx512_tile<1, 3>, avx512_tile<1, 4>},
-    {avx512_tile<2, 1>, avx512_tile<2, 2>, avx512_tile<2, 3>, avx512_tile<2, 4>},
-    {avx512_tile<3, 1>, avx512_tile<3, 2>, avx512_tile<3, 3>, avx512_tile<3, 4>},
-    {avx512_tile<4, 1>, avx512_tile<4, 2>, avx512_tile<4, 3>, avx512_tile<4, 4>},
-};
-const Tile kAvx2[2][2] = {
-    {avx2_tile<1, 1>, avx2_tile<1, 2>},
-    {avx2_tile<2, 1>, avx2_tile<2, 2>},
-};
 
 enum class Isa { avx512, avx2, scalar };
 
@@ -133,37 +136,83 @@ Isa isa() {
   return chosen;
 }
 
-}  // namespace
+// The tiles of one weight type (results never depend on the tile: each output is its own fixed
+// chain): up to 4 x 4 (AVX-512: 16 accumulators and 4 weight registers of
+// the 32) or 2 x 2 (AVX2: 8 of the 16 registers hold the accumulator halves).
+template <class W>
+struct Tiles {
+  using Tile = void (*)(const float*, const W*, float*, std::int64_t, std::int64_t);
+  Tile avx512[4][4] = {
+      {tile_avx512<W, 1, 1>, tile_avx512<W, 1, 2>, tile_avx512<W, 1, 3>, tile_avx512<W, 1, 4>},
+      {tile_avx512<W, 2, 1>, tile_avx512<W, 2, 2>, tile_avx512<W, 2, 3>, tile_avx512<W, 2, 4>},
+      {tile_avx512<W, 3, 1>, tile_avx512<W, 3, 2>, tile_avx512<W, 3, 3>, tile_avx512<W, 3, 4>},
+      {tile_avx512<W, 4, 1>, tile_avx512<W, 4, 2>, tile_avx512<W, 4, 3>, tile_avx512<W, 4, 4>},
+  };
+  // One or two input rows (batch-1 decode is bound by the weights' bandwidth): 8 weight rows,
+  // 8 or 16 independent accumulator chains to hide the FMA latency.
+  Tile avx512_wide[2] = {tile_avx512<W, 1, 8>, tile_avx512<W, 2, 8>};
+  Tile avx2[2][2] = {{tile_avx2<W, 1, 1>, tile_avx2<W, 1, 2>}, {tile_avx2<W, 2, 1>, tile_avx2<W, 2, 2>}};
+};
 
-void linear_rows_f32(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N, std::int64_t K,
-                     std::int64_t ldy) {
+template <class W>
+void linear_rows(const float* x, const W* w, float* y, std::int64_t M, std::int64_t N, std::int64_t K,
+                 std::int64_t ldy) {
+  static const Tiles<W> tiles;
   const Isa chosen = isa();
   const std::int64_t MR = chosen == Isa::avx512 ? 4 : 2, NR = chosen == Isa::avx512 ? 4 : 2;
+  std::int64_t n = 0;
+  if (chosen == Isa::avx512 && M <= 2)
+    for (; n + 8 <= N; n += 8) tiles.avx512_wide[M - 1](x, w + n * K, y + n, K, ldy);
   // Weight-stationary: a block of NR weight rows (read from memory once) meets every input row.
-  for (std::int64_t n = 0; n < N; n += NR) {
+  for (; n < N; n += NR) {
     const int nr = int(std::min(NR, N - n));
     for (std::int64_t m = 0; m < M; m += MR) {
       const int mr = int(std::min(MR, M - m));
-      const float *xt = x + m * K, *wt = w + n * K;
+      const float* xt = x + m * K;
+      const W* wt = w + n * K;
       float* yt = y + m * ldy + n;
       switch (chosen) {
-        case Isa::avx512: kAvx512[mr - 1][nr - 1](xt, wt, yt, K, ldy); break;
-        case Isa::avx2: kAvx2[mr - 1][nr - 1](xt, wt, yt, K, ldy); break;
+        case Isa::avx512: tiles.avx512[mr - 1][nr - 1](xt, wt, yt, K, ldy); break;
+        case Isa::avx2: tiles.avx2[mr - 1][nr - 1](xt, wt, yt, K, ldy); break;
         case Isa::scalar: tile_scalar(xt, wt, yt, K, ldy, mr, nr); break;
       }
     }
   }
 }
 
-void linear_rows_f32_reference(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N,
-                               std::int64_t K, std::int64_t ldy) {
+template <class W>
+void linear_rows_reference(const float* x, const W* w, float* y, std::int64_t M, std::int64_t N, std::int64_t K,
+                           std::int64_t ldy) {
   const std::int64_t K16 = K - K % 16;
   for (std::int64_t m = 0; m < M; ++m)
     for (std::int64_t n = 0; n < N; ++n) {
       float lanes[16] = {};
-      for (std::int64_t k = 0; k < K16; ++k) lanes[k % 16] = std::fma(x[m * K + k], w[n * K + k], lanes[k % 16]);
-      y[m * ldy + n] = finish(lanes, x + m * K, w + n * K, K16, K);
+      for (std::int64_t k = 0; k < K16; ++k)
+        lanes[k % 16] = std::fma(x[m * K + k], weight(w + n * K, k), lanes[k % 16]);
+      y[m * ldy + n] = tail(reduce16(lanes), x + m * K, w + n * K, K16, K);
     }
+}
+
+}  // namespace
+
+void linear_rows_f32(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N, std::int64_t K,
+                     std::int64_t ldy) {
+  linear_rows(x, w, y, M, N, K, ldy);
+}
+
+void linear_rows_f32_reference(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N,
+                               std::int64_t K, std::int64_t ldy) {
+  linear_rows_reference(x, w, y, M, N, K, ldy);
+}
+
+void linear_rows_bf16(const float* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
+                      std::int64_t K, std::int64_t ldy) {
+  linear_rows(x, w, y, M, N, K, ldy);
+}
+
+void linear_rows_bf16_reference(const float* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
+                                std::int64_t K, std::int64_t ldy) {
+  linear_rows_reference(x, w, y, M, N, K, ldy);
 }
 
 const char* linear_rows_isa() {

@@ -24,7 +24,14 @@ void linear_rows_f32(const float* x, const float* w, float* y, std::int64_t M, s
 void linear_rows_f32_reference(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N,
                                std::int64_t K, std::int64_t ldy);
 
-// Which implementation linear_rows_f32 runs on this CPU: "avx512", "avx2" or "scalar".
+// The same with bfloat16 weights: w holds bfloat16 bit patterns [N, K] row-major, each widened
+// to float32 exactly; x and y as above (float32).
+void linear_rows_bf16(const float* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
+                      std::int64_t K, std::int64_t ldy);
+void linear_rows_bf16_reference(const float* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
+                                std::int64_t K, std::int64_t ldy);
+
+// Which implementation linear_rows_f32 / _bf16 run on this CPU: "avx512", "avx2" or "scalar".
 const char* linear_rows_isa();
 
 }  // namespace align2

@@ -10,6 +10,7 @@ packages=(
   libhdf5-dev hdf5-tools
   nlohmann-json3-dev libfmt-dev libgtest-dev libstb-dev libjpeg-dev libwebp-dev
   libsentencepiece-dev
+  clang libclang-rt-14-dev
   python3 python3-h5py python3-numpy python3-pil
   chromium
   slurm-wlm munge

@@ -3,8 +3,15 @@
 # builds, starts a loopback Slurm of this machine (scripts/slurm-local.sh: munged, slurmctld,
 # slurmd, state in a temporary folder), and runs every ctest label (cpu, mpi under 2-3 ranks,
 # slurm on the loopback cluster, gpu skips without a GPU); the daemons are stopped on exit.
-# Usage: bash scripts/test.sh [ctest arguments, e.g. -L cpu]
-#   ALIGN2_NO_SLURM=1  do not start Slurm (the slurm tests then skip)
+# Then the reliability checks (docs/reliability.md): the torch-free tests again in a build with
+# AddressSanitizer + UndefinedBehaviorSanitizer (./build-asan, -DALIGN2_SANITIZE=ON), and every
+# fuzz target but fuzz_shard for 30 s (scripts/fuzz.sh, clang + libFuzzer in ./build-fuzz). Together they add
+# about 18 minutes on 2 cores from cold builds (sanitizer build ~10, its tests ~2.5, fuzz build ~2,
+# fuzzing 5 x 30 s), a few minutes less when the build folders are still there.
+# Usage: bash scripts/test.sh [ctest arguments, e.g. -L cpu]   (the arguments apply to the normal build's ctest)
+#   ALIGN2_NO_SLURM=1     do not start Slurm (the slurm tests then skip)
+#   ALIGN2_NO_SANITIZE=1  skip the sanitizer build and its tests (quick local runs; CI runs them)
+#   ALIGN2_NO_FUZZ=1      skip the 30 s fuzzing of each target (quick local runs; CI runs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -31,3 +38,17 @@ else
   unset SLURM_CONF  # the slurm tests skip without it (never submitting to a real cluster)
 fi
 ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
+
+if [ -z "${ALIGN2_NO_SANITIZE:-}" ]; then
+  # ASan + UBSan, torch-free (libtorch is not built with ASan: docs/reliability.md). The tests'
+  # ctest entries carry ASAN_OPTIONS / LSAN_OPTIONS / UBSAN_OPTIONS themselves (test/CMakeLists.txt).
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DALIGN2_SANITIZE=ON -DALIGN2_WITH_CUDA=OFF > /dev/null
+  cmake --build build-asan -j "${ALIGN2_BUILD_JOBS:-$(nproc)}"
+  ctest --test-dir build-asan --output-on-failure -j "$(nproc)"
+fi
+if [ -z "${ALIGN2_NO_FUZZ:-}" ]; then
+  # fuzz_shard is left out of CI: libhdf5 1.10.8 itself crashes or hangs on some damaged shards
+  # within minutes of fuzzing (open: docs/reliability.md, Fuzzing, findings 8 and 9); its seeds and
+  # regressions still replay in ctest (fuzz_shard), and `bash scripts/fuzz.sh 600 shard` fuzzes it.
+  bash scripts/fuzz.sh 30 record safetensors image tokenizer job_config
+fi

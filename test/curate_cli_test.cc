@@ -107,29 +107,6 @@ TEST(RewriteCli, OneAndTwoRanksGiveTheSameOutputs) {
   EXPECT_NE(help.out.find("rewrite_model"), std::string::npos) << help.out;
 }
 
-// Processes whose command line contains `needle` and whose name is align2 (the ranks, not mpirun).
-std::vector<pid_t> ranks_running(const std::string& needle) {
-  std::vector<pid_t> pids;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = test::read_file(e.path().string() + "/cmdline");
-    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-    std::string comm = test::read_file(e.path().string() + "/comm");
-    if (comm.rfind("align2", 0) == 0 && cmdline.find(needle) != std::string::npos) pids.push_back(pid_t(std::stol(name)));
-  }
-  return pids;
-}
-
-// Committed chunk files (*.h5) in `dir` (not the claims folder, not temporaries).
-std::size_t chunks_in(const std::string& dir) {
-  std::error_code ec;
-  std::size_t n = 0;
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
-    n += it->is_regular_file() && it->path().extension() == ".h5";
-  return n;
-}
-
 // kill -9 of one rank while stage 2 runs; the same command again resumes from the
 // committed chunks and ends with the outputs of an uninterrupted run.
 TEST(CurateCli, KilledRankResumesToTheSameOutputs) {
@@ -146,28 +123,21 @@ TEST(CurateCli, KilledRankResumesToTheSameOutputs) {
   ASSERT_EQ(started.exit_code, 0);
   const pid_t mpirun = pid_t(std::stol(started.out));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
-  while (chunks_in(out + "/work/select_answers") == 0 && kill(mpirun, 0) == 0 &&
+  while (test::chunks_in(out + "/work/select_answers") == 0 && kill(mpirun, 0) == 0 &&
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  std::vector<pid_t> ranks = ranks_running("output_dir=" + out);
+  std::vector<pid_t> ranks = test::ranks_running("output_dir=" + out);
   ASSERT_EQ(ranks.size(), 3u) << test::read_file(root + "/killed.log");
   for (pid_t p : ranks) kill(p, SIGSTOP);  // freeze the job: the kill lands mid-stage
-  std::size_t committed = chunks_in(out + "/work/select_answers");
+  std::size_t committed = test::chunks_in(out + "/work/select_answers");
   std::printf("stage-2 chunks committed when the job froze: %zu of 54\n", committed);
   EXPECT_GT(committed, 0u);
   EXPECT_LT(committed, 54u);
-  kill(ranks[1], SIGKILL);
-  // The others stay frozen (so nothing more is committed) until mpirun has taken the job down;
-  // whatever is left after a few seconds is killed too.
-  auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (kill(mpirun, 0) == 0 && std::chrono::steady_clock::now() < grace)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  for (pid_t p : ranks_running("output_dir=" + out)) kill(p, SIGKILL);
-  for (pid_t p : ranks) kill(p, SIGCONT);
+  test::kill_frozen_rank(ranks[1], ranks, "output_dir=" + out, [&] { return kill(mpirun, 0) == 0; });
   while (kill(mpirun, 0) == 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   // (mpirun continues the surviving ranks while it takes the job down; they may commit more.)
-  EXPECT_GE(chunks_in(out + "/work/select_answers"), committed);
+  EXPECT_GE(test::chunks_in(out + "/work/select_answers"), committed);
   ASSERT_FALSE(fs::exists(out + "/summary.json"));
 
   auto rerun = test::run_command(command);

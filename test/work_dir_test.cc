@@ -7,6 +7,7 @@
 
 #include "core/progress.h"
 #include "core/work_dir.h"
+#include "kernels/sha256.h"
 #include "test/test_support.h"
 
 namespace align2 {
@@ -58,6 +59,70 @@ TEST(WorkDir, RunManifestRefusesAnotherRunAndForceStartsOver) {
   EXPECT_TRUE(claim_chunk(dir, "select_answers", "a1", {0, 4}));
   test::write_file(dir + "/run.json", "not json");
   EXPECT_THROW(open_run(dir, {"cfg-b", "pool-b"}, false), std::runtime_error);
+}
+
+std::string sha256_hex(const std::string& bytes) {
+  Sha256State h;
+  sha256_init(&h);
+  sha256_update(&h, bytes.data(), bytes.size());
+  std::uint8_t d[32];
+  sha256_final(&h, d);
+  std::string hex;
+  for (std::uint8_t b : d) hex += "0123456789abcdef"[b >> 4], hex += "0123456789abcdef"[b & 15];
+  return hex;
+}
+
+// A chunk is reused only when its bytes match its checksum file (checked before HDF5 opens it)
+// and its rows match the rows checksum in its attributes (content HDF5's own checks do not
+// cover, such as the bytes of a variable-length string).
+TEST(WorkDir, AChunkIsReusedOnlyWhenItsChecksumsMatch) {
+  std::string dir = test::scratch_dir("work-dir-checksum");
+  PoolIndex index;
+  index.entries.resize(2);
+  index.entries[1].key[0] = 0xab;
+  std::vector<ShardRow> rows(2);
+  for (std::uint64_t i = 0; i < 2; ++i) {
+    rows[i].index = i;
+    rows[i].key = index.key(i);
+    rows[i].status = "valid";
+    rows[i].question_score = 0.25 * double(i);
+  }
+  ShardMeta meta;
+  meta.stage = "select_questions";
+  meta.config_fingerprint = "cfg";
+  meta.input_fingerprint = "pool";
+  meta.input_records = 2;
+  meta.stage_summary_json = "{\"begin\": 0, \"end\": 2}";
+  const std::string path = chunk_path(dir, "select_questions", {0, 2});
+  write_chunk(path, meta, rows);
+  ASSERT_TRUE(fs::exists(path + ".sha256"));
+  std::vector<ShardRow> got;
+  std::string problem;
+  ASSERT_TRUE(read_chunk(path, meta, {0, 2}, {0, 1}, index, &got, &problem)) << problem;
+  EXPECT_EQ(chunk_rows_digest(got), chunk_rows_digest(rows));
+
+  // A byte of the file changed: refused before HDF5 reads it.
+  const std::string good = test::read_file(path);
+  std::string bad = good;
+  bad[bad.size() / 2] = char(bad[bad.size() / 2] ^ 0x40);
+  test::write_file(path, bad);
+  EXPECT_FALSE(read_chunk(path, meta, {0, 2}, {0, 1}, index, &got, &problem));
+  EXPECT_NE(problem.find("do not match"), std::string::npos) << problem;
+  // No checksum file (the writer was killed between the two renames).
+  test::write_file(path, good);
+  fs::remove(path + ".sha256");
+  EXPECT_FALSE(read_chunk(path, meta, {0, 2}, {0, 1}, index, &got, &problem));
+  EXPECT_NE(problem.find("no checksum file"), std::string::npos) << problem;
+
+  // A well-formed file whose rows are not those its rows checksum names (one string changed,
+  // the file's own checksum made to match): found by the rows checksum.
+  ShardMeta stale = meta;
+  stale.stage_summary_json = "{\"begin\": 0, \"end\": 2, \"rows_sha256\": \"" + chunk_rows_digest(rows) + "\"}";
+  rows[1].status = "invalid";
+  write_shard(path, stale, rows);
+  test::write_file(path + ".sha256", sha256_hex(test::read_file(path)) + "\n");
+  EXPECT_FALSE(read_chunk(path, meta, {0, 2}, {0, 1}, index, &got, &problem));
+  EXPECT_NE(problem.find("do not match their checksum"), std::string::npos) << problem;
 }
 
 TEST(Progress, LineShowsCountsRateAndEta) {

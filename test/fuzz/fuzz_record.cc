@@ -1,0 +1,113 @@
+// Fuzz target: one pool record through validation, and the same bytes as a whole pool file.
+//   1. validate_record on the bytes (a JSONL line / one JSON object): it never throws; a
+//      valid record has turns, a 32-hex key, and validating again gives the same result.
+//   2. The bytes written as a pool file, indexed (build_index: JSON array when the first
+//      non-blank byte is '[', JSONL otherwise) and read back by CorpusReader: every Sample
+//      the reader gives equals what the index pass recorded (status, reason, key).
+//   3. The index's byte form round-trips (serialize_index / deserialize_index), and
+//      deserialize_index on the raw input bytes refuses them cleanly or parses them.
+// Seeds: test/fuzz/corpus/record/ (real LLaVA records from shared/data/llava).
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/corpus_index.h"
+#include "core/corpus_reader.h"
+#include "core/record_validation.h"
+#include "test/fuzz/fuzz_common.h"
+
+using namespace align2;
+using align2::fuzz::expect_clean_errors;
+
+namespace {
+
+constexpr const char* kTarget = "record";
+
+bool is_hex32(const std::string& s) {
+  if (s.size() != 32) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+bool utf8(const std::string& s) {
+  std::uint64_t bad = 0;
+  return is_valid_utf8(s, &bad);
+}
+
+void check_validation(std::string_view raw) {
+  ValidationOptions options;
+  options.subset_field = "type";
+  RecordOrigin origin{"fuzz.jsonl", 0, 1, ""};
+  ValidatedRecord v;
+  try {  // documented never to throw for bad input
+    v = validate_record(raw, origin, options, raw.size());
+  } catch (const std::exception& e) {
+    align2::fuzz::fuzz_fail(kTarget, std::string("validate_record threw: ") + e.what());
+  }
+  const Sample& s = v.sample;
+  if (s.status == Status::valid) {
+    FUZZ_CHECK(kTarget, s.reason == Reason::none, reason_name(s.reason));
+    FUZZ_CHECK(kTarget, !s.turns.empty(), "a valid record without turns");
+    FUZZ_CHECK(kTarget, s.message.empty(), s.message);
+    FUZZ_CHECK(kTarget, utf8(s.id), "id is not UTF-8");
+  } else {
+    FUZZ_CHECK(kTarget, s.reason != Reason::none, "an invalid record without reason");
+    FUZZ_CHECK(kTarget, !s.message.empty(), "an invalid record without message");
+  }
+  FUZZ_CHECK(kTarget, is_hex32(content_key(v.canonical)), "content_key");
+  // Deterministic: the same bytes give the same verdict and the same canonical bytes.
+  ValidatedRecord again = validate_record(raw, origin, options, raw.size());
+  FUZZ_CHECK(kTarget, again.sample.status == s.status && again.sample.reason == s.reason &&
+                          again.canonical == v.canonical && again.sample.message == s.message,
+             "validation is not deterministic");
+  // printable_text always gives UTF-8 without NUL.
+  const std::string printable = printable_text(std::string(raw));
+  FUZZ_CHECK(kTarget, utf8(printable) && printable.find('\0') == std::string::npos,
+             "printable_text");
+}
+
+void check_pool_file(const std::uint8_t* data, std::size_t size) {
+  const auto path = (align2::fuzz::scratch_dir() / "pool.jsonl").string();
+  align2::fuzz::write_bytes(path, data, size);
+  IndexOptions options;
+  options.validation.subset_field = "type";
+  options.validation.max_record_bytes = 4096;  // small enough that fuzzed records reach the bound
+  PoolIndex index;
+  if (!expect_clean_errors(kTarget, [&] { index = build_index({{path, ""}}, options); })) return;
+  FUZZ_CHECK(kTarget, index.fingerprint.size() == 64, "fingerprint");
+
+  CorpusReader reader(index);
+  const std::uint64_t n = index.entries.size();
+  std::vector<Sample> samples;
+  expect_clean_errors(kTarget, [&] { samples = reader.read(0, n); });
+  FUZZ_CHECK(kTarget, samples.size() == n, "reader gave " + std::to_string(samples.size()) + " of " + std::to_string(n));
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const IndexEntry& e = index.entries[i];
+    const Sample& s = samples[i];
+    FUZZ_CHECK(kTarget, s.status == e.status && s.reason == e.reason,
+               "record " + std::to_string(i) + ": reader " + status_name(s.status) + "/" + reason_name(s.reason) +
+                   ", index " + status_name(e.status) + "/" + reason_name(e.reason));
+    FUZZ_CHECK(kTarget, s.key == index.key(i), "record " + std::to_string(i) + ": key differs");
+    FUZZ_CHECK(kTarget, e.offset + e.length <= size, "entry past the end of the file");
+  }
+
+  // The byte form round-trips.
+  const std::vector<std::uint8_t> bytes = serialize_index(index);
+  PoolIndex back = deserialize_index(bytes);
+  FUZZ_CHECK(kTarget, back.entries.size() == n && back.fingerprint == index.fingerprint &&
+                          serialize_index(back) == bytes,
+             "serialize_index / deserialize_index round trip");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view raw(reinterpret_cast<const char*>(data), size);
+  check_validation(raw);
+  check_pool_file(data, size);
+  // deserialize_index on arbitrary bytes: a clean refusal or an index.
+  expect_clean_errors(kTarget, [&] { deserialize_index(std::vector<std::uint8_t>(data, data + size)); });
+  return 0;
+}
