@@ -3,7 +3,7 @@
 // vocabulary 32000) over M = 1, 8, 32 rows, with float32 and bfloat16 weights: linear_rows
 // (outputs split over threads as the engine does) against ATen's linear (OpenBLAS / oneDNN) on
 // the same shapes. M = 1 is bound by the weights' bandwidth (GB/s of weights read), larger M by
-// arithmetic (GFLOP/s against the fp32 peak).
+// arithmetic (GFLOP/s against the fp32 peak; bf16 rows x bf16 weights against the bf16 peak).
 // Usage: linear_rows_bench [THREADS]    (unset OPENBLAS_CORETYPE for this command only)
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -20,9 +20,11 @@ using namespace align2::bench;
 int main(int argc, char** argv) {
   int threads = argc > 1 ? std::stoi(argv[1]) : int(std::thread::hardware_concurrency());
   align2::configure_cpu_engine(threads);
-  const double bw = copy_bandwidth(), peak = matmul_peak(at::kFloat);
-  fmt::print("threads {}; copy bandwidth {:.1f} GB/s; fp32 matmul peak {:.1f} GFLOP/s; linear_rows path {}\n", threads,
-             bw / 1e9, peak / 1e9, align2::linear_rows_isa());
+  const double bw = copy_bandwidth(), peak = matmul_peak(at::kFloat), peak16 = matmul_peak(at::kBFloat16);
+  fmt::print("threads {}; copy bandwidth {:.1f} GB/s; matmul peak fp32 {:.1f} GFLOP/s, bf16 {:.1f} GFLOP/s; "
+             "linear_rows paths: {} (fp32, fp32 x bf16), {} (bf16 x bf16)\n",
+             threads, bw / 1e9, peak / 1e9, peak16 / 1e9, align2::linear_rows_isa(),
+             align2::linear_rows_bf16_bf16_isa());
   for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
     const bool bf16 = dtype == at::kBFloat16;
     for (auto [N, K] : {std::pair<std::int64_t, std::int64_t>{2816, 1024}, {1024, 2816}, {32000, 1024}}) {
@@ -46,6 +48,15 @@ int main(int argc, char** argv) {
                                         M, b1 - b0, K, N);
             });
         });
+        // bf16 runs: the rows are bfloat16 too (pairs of exact products).
+        const double t_pairs = !bf16 ? 0.0 : best_time(3, [&] {
+          for (const at::Tensor& w : ws)
+            at::parallel_for(0, N, 16, [&](std::int64_t b0, std::int64_t b1) {
+              align2::linear_rows_bf16_bf16(reinterpret_cast<const std::uint16_t*>(xd.data_ptr<at::BFloat16>()),
+                                            reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>()) + b0 * K,
+                                            y.data_ptr<float>() + b0, M, b1 - b0, K, N);
+            });
+        });
         const double t_aten = best_time(3, [&] {
           for (const at::Tensor& w : ws) at::linear(xd, w);
         });
@@ -54,6 +65,11 @@ int main(int argc, char** argv) {
                    bf16 ? "bf16" : "fp32", N, K, M, flops / t_rows / 1e9, 100 * flops / t_rows / peak,
                    bytes / t_rows / 1e9, 100 * bytes / t_rows / bw, flops / t_aten / 1e9, 100 * flops / t_aten / peak,
                    bytes / t_aten / 1e9);
+        if (bf16)
+          fmt::print("     bf16 rows x bf16 weights: {:6.1f} GFLOP/s ({:3.0f}% of the bf16 peak), {:5.1f} GB/s of weights "
+                     "({:3.0f}% of copy bw); ATen {:3.0f}% of the bf16 peak\n",
+                     flops / t_pairs / 1e9, 100 * flops / t_pairs / peak16, bytes / t_pairs / 1e9,
+                     100 * bytes / t_pairs / bw, 100 * flops / t_aten / peak16);
       }
     }
   }

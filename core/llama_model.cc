@@ -10,7 +10,10 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/decode_attention.h"
 #include "kernels/linear_rows.h"
+#include "kernels/rms_norm.h"
+#include "kernels/rope.h"
 
 namespace align2 {
 namespace {
@@ -43,26 +46,32 @@ at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
   const bool bf16 = x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16;
   if (!f32 && !bf16) return at::linear(x, w);
   // A few rows on CPU (decode): weight-stationary, each weight row read once for all rows, and
-  // each row's result the same whatever the other rows (kernels/linear_rows.h). Activations and
-  // sums in float32; bf16 results are rounded once at the end.
+  // each row's result the same whatever the other rows (kernels/linear_rows.h). Sums in
+  // float32; bf16 results are rounded once at the end.
   std::vector<std::int64_t> shape = x.sizes().vec();
   shape.back() = N;
-  at::Tensor xf = x.reshape({M, K}).to(at::kFloat).contiguous();
   at::Tensor y = at::empty({M, N}, at::TensorOptions().dtype(at::kFloat));
-  const float* xp = xf.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  if (f32) {
-    const float* wp = w.data_ptr<float>();
+  if (bf16) {  // bfloat16 rows and weights: pairs of exact products (AVX-512 BF16 where present)
+    at::Tensor xb = x.reshape({M, K}).contiguous();
+    const auto* xp = reinterpret_cast<const std::uint16_t*>(xb.data_ptr<at::BFloat16>());
+    const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());
+    at::Tensor out = at::empty({M, N}, x.options());
+    at::BFloat16* op = out.data_ptr<at::BFloat16>();
     at::parallel_for(0, N, 16, [&](std::int64_t begin, std::int64_t end) {
-      linear_rows_f32(xp, wp + begin * K, yp + begin, M, end - begin, K, N);
+      linear_rows_bf16_bf16(xp, wp + begin * K, yp + begin, M, end - begin, K, N);
+      for (std::int64_t m = 0; m < M; ++m)  // rounded to nearest even, as .to(kBFloat16) does
+        for (std::int64_t n = begin; n < end; ++n) op[m * N + n] = at::BFloat16(yp[m * N + n]);
     });
-    return y.view(shape);
+    return out.view(shape);
   }
-  const auto* wp = reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>());
+  at::Tensor xf = x.reshape({M, K}).contiguous();
+  const float* xp = xf.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
   at::parallel_for(0, N, 16, [&](std::int64_t begin, std::int64_t end) {
-    linear_rows_bf16(xp, wp + begin * K, yp + begin, M, end - begin, K, N);
+    linear_rows_f32(xp, wp + begin * K, yp + begin, M, end - begin, K, N);
   });
-  return y.to(at::kBFloat16).view(shape);
+  return y.view(shape);
 }
 
 at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,
@@ -207,6 +216,14 @@ at::Tensor LlamaModel::decode(const at::Tensor& embeds, KVCache& cache) const {
   std::int64_t S = write.max().item<std::int64_t>() + 1;  // keys to look at
   if (S > cache.capacity)
     throw std::runtime_error(fmt::format("KV cache full: {} positions", cache.capacity));
+  if (device_.is_cpu() && (dtype_ == at::kFloat || dtype_ == at::kBFloat16)) {
+    at::Tensor positions = write.to(at::kLong).contiguous(), visible = positions + 1;
+    at::Tensor x = embeds.to(dtype_).reshape({B, cfg_.hidden_size}).contiguous();
+    for (std::size_t l = 0; l < layers_.size(); ++l)
+      x = decode_layer(layers_[l], x, positions.data_ptr<std::int64_t>(), visible.data_ptr<std::int64_t>(), cache, l);
+    cache.lengths = visible;
+    return norm_rows(x, norm_).view({B, 1, cfg_.hidden_size});
+  }
   at::Tensor keys = at::arange(S, longs);
   at::Tensor allowed = keys.view({1, 1, S}).le(write.view({B, 1, 1}));
   at::Tensor mask = at::zeros({B, 1, S}, at::TensorOptions().dtype(dtype_).device(device_))
@@ -282,6 +299,70 @@ at::Tensor LlamaModel::project(const at::Tensor& x, const at::Tensor& w, std::si
   }
   at::Tensor update = at::linear(at::linear(input.to(lora_->A[index].scalar_type()), lora_->A[index]), lora_->B[index]);
   return y + (lora_->scale * update).to(y.scalar_type());
+}
+
+}  // namespace align2
+
+namespace align2 {
+namespace {
+
+std::uint16_t* bf16_bits(const at::Tensor& t) { return reinterpret_cast<std::uint16_t*>(t.data_ptr<at::BFloat16>()); }
+
+}  // namespace
+
+at::Tensor LlamaModel::norm_rows(const at::Tensor& x, const at::Tensor& weight) const {
+  const std::int64_t n = x.size(-1), rows = x.numel() / n;
+  at::Tensor out = at::empty_like(x);
+  const float eps = float(cfg_.rms_norm_eps);
+  if (dtype_ == at::kFloat)
+    rms_norm_f32(x.data_ptr<float>(), weight.data_ptr<float>(), out.data_ptr<float>(), rows, n, eps);
+  else
+    rms_norm_bf16(bf16_bits(x), bf16_bits(weight), bf16_bits(out), rows, n, eps);
+  return out;
+}
+
+at::Tensor LlamaModel::decode_layer(const Layer& L, const at::Tensor& x, const std::int64_t* positions,
+                                    const std::int64_t* visible, KVCache& cache, std::size_t li) const {
+  const std::int64_t B = x.size(0), nh = cfg_.num_heads, nkv = cfg_.num_kv_heads, hd = cfg_.head_dim,
+                     cap = cache.capacity;
+  const bool f32 = dtype_ == at::kFloat;
+  const float* inv_freq = inv_freq_.data_ptr<float>();
+  at::Tensor h = norm_rows(x, L.input_norm);
+  at::Tensor q = project(h, L.q, li, 0).contiguous();  // [B, nh * hd]
+  at::Tensor k = project(h, L.k, li, 1).contiguous();  // [B, nkv * hd]
+  at::Tensor v = project(h, L.v, li, 2).contiguous();  // [B, nkv * hd]
+  if (f32) {
+    rope_f32(q.data_ptr<float>(), positions, inv_freq, B, nh, hd);
+    rope_f32(k.data_ptr<float>(), positions, inv_freq, B, nkv, hd);
+  } else {
+    rope_bf16(bf16_bits(q), positions, inv_freq, B, nh, hd);
+    rope_bf16(bf16_bits(k), positions, inv_freq, B, nkv, hd);
+  }
+  // The new key and value of row b go to position positions[b] of its cache [B, nkv, cap, hd].
+  const std::size_t elem = x.element_size(), row = std::size_t(hd) * elem;
+  auto* kc = static_cast<char*>(cache.keys[li].data_ptr());
+  auto* vc = static_cast<char*>(cache.values[li].data_ptr());
+  const auto* kn = static_cast<const char*>(k.data_ptr());
+  const auto* vn = static_cast<const char*>(v.data_ptr());
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t g = 0; g < nkv; ++g) {
+      const std::size_t at = std::size_t((b * nkv + g) * cap + positions[b]) * row, from = std::size_t(b * nkv + g) * row;
+      std::memcpy(kc + at, kn + from, row);
+      std::memcpy(vc + at, vn + from, row);
+    }
+  at::Tensor attn = at::empty({B, nh * hd}, x.options());
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  at::parallel_for(0, B * nh, 1, [&](std::int64_t begin, std::int64_t end) {
+    if (f32)
+      decode_attention_f32(q.data_ptr<float>(), cache.keys[li].data_ptr<float>(), cache.values[li].data_ptr<float>(),
+                           visible, attn.data_ptr<float>(), B, nh, nkv, cap, hd, scale, begin, end);
+    else
+      decode_attention_bf16(bf16_bits(q), bf16_bits(cache.keys[li]), bf16_bits(cache.values[li]), visible,
+                            bf16_bits(attn), B, nh, nkv, cap, hd, scale, begin, end);
+  });
+  at::Tensor out = x + project(attn, L.o, li, 3);
+  at::Tensor m = norm_rows(out, L.post_norm);
+  return out + project(at::silu(project(m, L.gate, li, 4)) * project(m, L.up, li, 5), L.down, li, 6);
 }
 
 }  // namespace align2

@@ -95,6 +95,13 @@ class LlamaModel {
   // RoPE tables for positions int64 [B, T]: cos, sin [B, 1, T, head_dim] in the run dtype.
   void rope(const at::Tensor& positions, at::Tensor* cos, at::Tensor* sin) const;
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+  // Decode on CPU (float32, bfloat16): one token per row, x [B, hidden] contiguous, through
+  // the fused kernels of kernels/ (RMSNorm, RoPE, attention) instead of chains of ATen ops.
+  // positions int64 [B]: where each row's token goes; visible int64 [B] = positions + 1.
+  at::Tensor decode_layer(const Layer& layer, const at::Tensor& x, const std::int64_t* positions,
+                          const std::int64_t* visible, KVCache& cache, std::size_t layer_index) const;
+  // RMSNorm of contiguous rows [..., hidden] through kernels/rms_norm (CPU, float32/bfloat16).
+  at::Tensor norm_rows(const at::Tensor& x, const at::Tensor& weight) const;
 
   LlamaConfig cfg_;
   at::ScalarType dtype_;

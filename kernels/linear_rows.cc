@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace align2 {
 namespace {
 
-// A weight element as float32: float32 as is; bfloat16 bits are the high half of a float32.
+// An element as float32: float32 as is; bfloat16 bits are the high half of a float32.
 inline float weight(const float* w, std::int64_t k) { return w[k]; }
 inline float weight(const std::uint16_t* w, std::int64_t k) {
   const std::uint32_t u = std::uint32_t(w[k]) << 16;
@@ -26,10 +28,10 @@ inline float reduce16(const float* a) {
   return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
-// The K % 16 tail of one output after its reduced lanes.
-template <class W>
-inline float tail(float sum, const float* x, const W* w, std::int64_t K16, std::int64_t K) {
-  for (std::int64_t k = K16; k < K; ++k) sum = std::fma(x[k], weight(w, k), sum);
+// The tail of one output after its reduced lanes (k from K16, the end of the lanes' part).
+template <class X, class W>
+inline float tail(float sum, const X* x, const W* w, std::int64_t K16, std::int64_t K) {
+  for (std::int64_t k = K16; k < K; ++k) sum = std::fma(weight(x, k), weight(w, k), sum);
   return sum;
 }
 
@@ -44,6 +46,24 @@ __attribute__((target("avx512f"))) inline __m512 load16(const std::uint16_t* w) 
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
 }
 
+// reduce16's tree in registers: lanes j + 8, then j + 4, then (0 + 2) + (1 + 3).
+__attribute__((target("avx512f"))) inline float reduce16_avx512(__m512 a) {
+  const __m256 b =
+      _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+  const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
+  const __m128 t = _mm_add_ps(c, _mm_movehl_ps(c, c));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+// The outputs of an MR x NR tile: reduced lanes, then each output's tail from k = Kl.
+template <class X, class W, int MR, int NR>
+__attribute__((target("avx512f"))) inline void store_tile(const __m512 (&acc)[MR][NR], const X* x, const W* w,
+                                                          float* y, std::int64_t Kl, std::int64_t K,
+                                                          std::int64_t ldy) {
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) y[i * ldy + j] = tail(reduce16_avx512(acc[i][j]), x + i * K, w + j * K, Kl, K);
+}
+
 template <class W, int MR, int NR>
 __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, const W* w, float* y, std::int64_t K,
                                                           std::int64_t ldy) {
@@ -56,24 +76,14 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, const W*
     for (int j = 0; j < NR; ++j) wv[j] = load16(w + j * K + k);
     // Wide tiles stream the weights at memory speed: fetch the next block's rows ahead (once per
     // 64-byte line; a prefetch past the matrix is harmless).
-    if (NR == 8 && (k * std::int64_t(sizeof(W))) % 64 == 0)
+    if (NR >= 4 && (k * std::int64_t(sizeof(W))) % 64 == 0)
       for (int j = 0; j < NR; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + (NR + j) * K + k), _MM_HINT_T0);
     for (int i = 0; i < MR; ++i) {
       const __m512 xv = _mm512_loadu_ps(x + i * K + k);
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
     }
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) {
-      // reduce16's tree in registers: lanes j + 8, then j + 4, then (0 + 2) + (1 + 3).
-      const __m512 a = acc[i][j];
-      const __m256 b = _mm256_add_ps(_mm512_castps512_ps256(a),
-                                     _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
-      const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
-      const __m128 t = _mm_add_ps(c, _mm_movehl_ps(c, c));
-      const float sum = _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-      y[i * ldy + j] = tail(sum, x + i * K, w + j * K, K16, K);
-    }
+  store_tile<float, W, MR, NR>(acc, x, w, y, K16, K, ldy);
 }
 #pragma GCC diagnostic pop
 
@@ -122,19 +132,139 @@ void tile_scalar(const float* x, const W* w, float* y, std::int64_t K, std::int6
     }
 }
 
+// ---- bfloat16 rows x bfloat16 weights: 16 lanes, lane j takes the pairs k = 32 s + 2 j (+1),
+// odd element first (VDPBF16PS's order; a product of two bfloat16 is exact in float32, so each
+// step rounds once, as an FMA does), the same tree, then the K % 32 tail in order.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <int MR, int NR>
+__attribute__((target("avx512f,avx512bf16"))) void tile_dp_avx512bf16(const std::uint16_t* x,
+                                                                        const std::uint16_t* w, float* y,
+                                                                        std::int64_t K, std::int64_t ldy) {
+  const std::int64_t K32 = K - K % 32;
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (std::int64_t k = 0; k < K32; k += 32) {
+    __m512bh wv[NR];
+    for (int j = 0; j < NR; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(w + j * K + k);
+    if (NR >= 4)  // one 64-byte line per weight row and step: fetch the next block's
+      for (int j = 0; j < NR; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + (NR + j) * K + k), _MM_HINT_T0);
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + i * K + k);
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv, wv[j]);
+    }
+  }
+  store_tile<std::uint16_t, std::uint16_t, MR, NR>(acc, x, w, y, K32, K, ldy);
+}
+
+// Without AVX-512 BF16: the odd elements are the high halves of the 32-bit words, the even
+// ones the low halves shifted up; two FMAs per pair in the instruction's order.
+template <int MR, int NR>
+__attribute__((target("avx512f,fma"))) void tile_dp_avx512(const std::uint16_t* x, const std::uint16_t* w, float* y,
+                                                           std::int64_t K, std::int64_t ldy) {
+  const std::int64_t K32 = K - K % 32;
+  const __m512i high = _mm512_set1_epi32(int(0xffff0000u));
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (std::int64_t k = 0; k < K32; k += 32) {
+    __m512 wo[NR], we[NR];
+    for (int j = 0; j < NR; ++j) {
+      const __m512i bits = _mm512_loadu_si512(w + j * K + k);
+      wo[j] = _mm512_castsi512_ps(_mm512_and_si512(bits, high));
+      we[j] = _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16));
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m512i bits = _mm512_loadu_si512(x + i * K + k);
+      const __m512 xo = _mm512_castsi512_ps(_mm512_and_si512(bits, high));
+      const __m512 xe = _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16));
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(xe, we[j], _mm512_fmadd_ps(xo, wo[j], acc[i][j]));
+    }
+  }
+  store_tile<std::uint16_t, std::uint16_t, MR, NR>(acc, x, w, y, K32, K, ldy);
+}
+#pragma GCC diagnostic pop
+
+template <int MR, int NR>
+__attribute__((target("avx2,fma"))) void tile_dp_avx2(const std::uint16_t* x, const std::uint16_t* w, float* y,
+                                                       std::int64_t K, std::int64_t ldy) {
+  const std::int64_t K32 = K - K % 32;
+  const __m256i high = _mm256_set1_epi32(int(0xffff0000u));
+  __m256 acc[MR][NR][2];  // lanes 0-7 (k 0-15 of a step) and 8-15 (k 16-31)
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j][0] = acc[i][j][1] = _mm256_setzero_ps();
+  for (std::int64_t k = 0; k < K32; k += 32)
+    for (int h = 0; h < 2; ++h)
+      for (int i = 0; i < MR; ++i) {
+        const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i * K + k + 16 * h));
+        const __m256 xo = _mm256_castsi256_ps(_mm256_and_si256(xb, high));
+        const __m256 xe = _mm256_castsi256_ps(_mm256_slli_epi32(xb, 16));
+        for (int j = 0; j < NR; ++j) {
+          const __m256i wb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * K + k + 16 * h));
+          const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(wb, high));
+          const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(wb, 16));
+          acc[i][j][h] = _mm256_fmadd_ps(xe, we, _mm256_fmadd_ps(xo, wo, acc[i][j][h]));
+        }
+      }
+  alignas(32) float lanes[16];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      _mm256_store_ps(lanes, acc[i][j][0]);
+      _mm256_store_ps(lanes + 8, acc[i][j][1]);
+      y[i * ldy + j] = tail(reduce16(lanes), x + i * K, w + j * K, K32, K);
+    }
+}
+
+// One output of the pair order, plainly: the scalar path and the reference.
+inline float dot_pairs(const std::uint16_t* x, const std::uint16_t* w, std::int64_t K) {
+  const std::int64_t K32 = K - K % 32;
+  float lanes[16] = {};
+  for (std::int64_t k = 0; k < K32; k += 32)
+    for (int l = 0; l < 16; ++l) {
+      lanes[l] = std::fma(weight(x, k + 2 * l + 1), weight(w, k + 2 * l + 1), lanes[l]);
+      lanes[l] = std::fma(weight(x, k + 2 * l), weight(w, k + 2 * l), lanes[l]);
+    }
+  return tail(reduce16(lanes), x, w, K32, K);
+}
+
+void tile_dp_scalar(const std::uint16_t* x, const std::uint16_t* w, float* y, std::int64_t K, std::int64_t ldy, int mr,
+                    int nr) {
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nr; ++j) y[i * ldy + j] = dot_pairs(x + i * K, w + j * K, K);
+}
+
 enum class Isa { avx512, avx2, scalar };
 
-Isa detect() {
+// The CPU's best path, or a slower one named by ALIGN2_LINEAR_ROWS_ISA (tests run every path
+// on one machine; the results are the same by construction).
+struct Paths {
+  Isa isa = Isa::scalar;
+  bool avx512bf16 = false;
+};
+
+Paths detect() {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return Isa::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
-  return Isa::scalar;
+  Paths p;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+    p.isa = Isa::avx512;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    p.isa = Isa::avx2;
+  p.avx512bf16 = p.isa == Isa::avx512 && __builtin_cpu_supports("avx512bf16");
+  const char* want = std::getenv("ALIGN2_LINEAR_ROWS_ISA");
+  const std::string w = want ? want : "";
+  if (w == "avx512" || w == "avx2" || w == "scalar") p.avx512bf16 = false;
+  if ((w == "avx2" && p.isa == Isa::avx512) || w == "scalar") p.isa = w == "avx2" ? Isa::avx2 : Isa::scalar;
+  return p;
 }
 
-Isa isa() {
-  static const Isa chosen = detect();
+const Paths& paths() {
+  static const Paths chosen = detect();
   return chosen;
 }
+
+Isa isa() { return paths().isa; }
 
 // The tiles of one weight type (results never depend on the tile: each output is its own fixed
 // chain): up to 4 x 4 (AVX-512: 16 accumulators and 4 weight registers of
@@ -180,6 +310,55 @@ void linear_rows(const float* x, const W* w, float* y, std::int64_t M, std::int6
   }
 }
 
+// bfloat16 x bfloat16: AVX-512 BF16 when the CPU has it, else the same order emulated.
+bool has_avx512bf16() { return paths().avx512bf16; }
+
+struct PairTiles {
+  using Tile = void (*)(const std::uint16_t*, const std::uint16_t*, float*, std::int64_t, std::int64_t);
+  Tile bf16[4][4] = {
+      {tile_dp_avx512bf16<1, 1>, tile_dp_avx512bf16<1, 2>, tile_dp_avx512bf16<1, 3>, tile_dp_avx512bf16<1, 4>},
+      {tile_dp_avx512bf16<2, 1>, tile_dp_avx512bf16<2, 2>, tile_dp_avx512bf16<2, 3>, tile_dp_avx512bf16<2, 4>},
+      {tile_dp_avx512bf16<3, 1>, tile_dp_avx512bf16<3, 2>, tile_dp_avx512bf16<3, 3>, tile_dp_avx512bf16<3, 4>},
+      {tile_dp_avx512bf16<4, 1>, tile_dp_avx512bf16<4, 2>, tile_dp_avx512bf16<4, 3>, tile_dp_avx512bf16<4, 4>},
+  };
+  Tile bf16_wide[2] = {tile_dp_avx512bf16<1, 8>, tile_dp_avx512bf16<2, 8>};
+  Tile avx512[4][4] = {
+      {tile_dp_avx512<1, 1>, tile_dp_avx512<1, 2>, tile_dp_avx512<1, 3>, tile_dp_avx512<1, 4>},
+      {tile_dp_avx512<2, 1>, tile_dp_avx512<2, 2>, tile_dp_avx512<2, 3>, tile_dp_avx512<2, 4>},
+      {tile_dp_avx512<3, 1>, tile_dp_avx512<3, 2>, tile_dp_avx512<3, 3>, tile_dp_avx512<3, 4>},
+      {tile_dp_avx512<4, 1>, tile_dp_avx512<4, 2>, tile_dp_avx512<4, 3>, tile_dp_avx512<4, 4>},
+  };
+  Tile avx2[2][2] = {{tile_dp_avx2<1, 1>, tile_dp_avx2<1, 2>}, {tile_dp_avx2<2, 1>, tile_dp_avx2<2, 2>}};
+};
+
+void linear_rows_pairs(const std::uint16_t* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
+                       std::int64_t K, std::int64_t ldy) {
+  static const PairTiles tiles;
+  const Isa chosen = isa();
+  const bool bf16 = has_avx512bf16();
+  const std::int64_t MR = chosen == Isa::avx512 ? 4 : 2, NR = chosen == Isa::avx512 ? 4 : 2;
+  std::int64_t n = 0;
+  if (bf16 && M <= 2)
+    for (; n + 8 <= N; n += 8) tiles.bf16_wide[M - 1](x, w + n * K, y + n, K, ldy);
+  for (; n < N; n += NR) {
+    const int nr = int(std::min(NR, N - n));
+    for (std::int64_t m = 0; m < M; m += MR) {
+      const int mr = int(std::min(MR, M - m));
+      const std::uint16_t* xt = x + m * K;
+      const std::uint16_t* wt = w + n * K;
+      float* yt = y + m * ldy + n;
+      if (bf16)
+        tiles.bf16[mr - 1][nr - 1](xt, wt, yt, K, ldy);
+      else if (chosen == Isa::avx512)
+        tiles.avx512[mr - 1][nr - 1](xt, wt, yt, K, ldy);
+      else if (chosen == Isa::avx2)
+        tiles.avx2[mr - 1][nr - 1](xt, wt, yt, K, ldy);
+      else
+        tile_dp_scalar(xt, wt, yt, K, ldy, mr, nr);
+    }
+  }
+}
+
 template <class W>
 void linear_rows_reference(const float* x, const W* w, float* y, std::int64_t M, std::int64_t N, std::int64_t K,
                            std::int64_t ldy) {
@@ -214,6 +393,19 @@ void linear_rows_bf16_reference(const float* x, const std::uint16_t* w, float* y
                                 std::int64_t K, std::int64_t ldy) {
   linear_rows_reference(x, w, y, M, N, K, ldy);
 }
+
+void linear_rows_bf16_bf16(const std::uint16_t* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
+                           std::int64_t K, std::int64_t ldy) {
+  linear_rows_pairs(x, w, y, M, N, K, ldy);
+}
+
+void linear_rows_bf16_bf16_reference(const std::uint16_t* x, const std::uint16_t* w, float* y, std::int64_t M,
+                                     std::int64_t N, std::int64_t K, std::int64_t ldy) {
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t n = 0; n < N; ++n) y[m * ldy + n] = dot_pairs(x + m * K, w + n * K, K);
+}
+
+const char* linear_rows_bf16_bf16_isa() { return has_avx512bf16() ? "avx512bf16" : linear_rows_isa(); }
 
 const char* linear_rows_isa() {
   switch (isa()) {

@@ -31,7 +31,23 @@ void linear_rows_bf16(const float* x, const std::uint16_t* w, float* y, std::int
 void linear_rows_bf16_reference(const float* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
                                 std::int64_t K, std::int64_t ldy);
 
+// Both operands bfloat16 (a bf16 run, whose activations are bfloat16 already): x holds
+// bfloat16 bit patterns [M, K], w [N, K], y float32 as above. Its own fixed order, that of the
+// AVX-512 BF16 dot-product instruction: 16 lanes, lane j takes the pairs k = 32 s + 2 j + 1 then
+// 32 s + 2 j, each as a fused multiply-add (a product of two bfloat16 is exact in float32), the
+// same tree, then the K % 32 tail in order. CPUs without AVX-512 BF16 emulate the order
+// exactly. One difference: the instruction treats denormal inputs and results as zero, the
+// emulation does not, so the paths agree for values above 1.2e-38 in magnitude.
+void linear_rows_bf16_bf16(const std::uint16_t* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
+                           std::int64_t K, std::int64_t ldy);
+void linear_rows_bf16_bf16_reference(const std::uint16_t* x, const std::uint16_t* w, float* y, std::int64_t M,
+                                     std::int64_t N, std::int64_t K, std::int64_t ldy);
+
 // Which implementation linear_rows_f32 / _bf16 run on this CPU: "avx512", "avx2" or "scalar".
 const char* linear_rows_isa();
+// And linear_rows_bf16_bf16: "avx512bf16", or the emulating "avx512", "avx2", "scalar".
+// The environment variable ALIGN2_LINEAR_ROWS_ISA=avx512|avx2|scalar, read once, selects a
+// slower path than the CPU's best (tests run every path on one machine).
+const char* linear_rows_bf16_bf16_isa();
 
 }  // namespace align2

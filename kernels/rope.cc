@@ -1,0 +1,164 @@
+#include "kernels/rope.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace align2 {
+namespace {
+
+// ---- bfloat16: the high half of a float32; rounded to nearest even on store.
+inline std::uint16_t to_bf16(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return std::uint16_t((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+inline float from_bf16(std::uint16_t b) {
+  const std::uint32_t u = std::uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Element k as float32; v stored as T; v rounded to T and widened back (round_T). The pointer
+// only picks the type.
+inline float widen(const float* p, std::int64_t k) { return p[k]; }
+inline float widen(const std::uint16_t* p, std::int64_t k) { return from_bf16(p[k]); }
+inline void put(float* p, std::int64_t k, float v) { p[k] = v; }
+inline void put(std::uint16_t* p, std::int64_t k, float v) { p[k] = to_bf16(v); }
+inline float rounded(const float*, float v) { return v; }
+inline float rounded(const std::uint16_t*, float v) { return from_bf16(to_bf16(v)); }
+
+// One row's cos/sin table: cs[i] = round_T(cos(angle_i)), cs[half + i] = round_T(sin(angle_i)).
+//   cs: float32 [2 * half].
+template <class T>
+void angles(const T* x, std::int64_t position, const float* inv_freq, std::int64_t half, float* cs) {
+  for (std::int64_t i = 0; i < half; ++i) {
+    const float angle = float(position) * inv_freq[i];
+    cs[i] = rounded(x, std::cos(angle));
+    cs[half + i] = rounded(x, std::sin(angle));
+  }
+}
+
+// Pair i of one head xh [head_dim], with c = cs[i], s = cs[half + i].
+template <class T>
+inline void rotate(T* xh, const float* cs, std::int64_t half, std::int64_t i) {
+  const float x1 = widen(xh, i), x2 = widen(xh, i + half), c = cs[i], s = cs[half + i];
+  put(xh, i, rounded(xh, x1 * c) - rounded(xh, x2 * s));
+  put(xh, i + half, rounded(xh, x2 * c) + rounded(xh, x1 * s));
+}
+
+// A small table on the stack for head_dim <= 512, else on the heap (once per call).
+struct Table {
+  float stack[512];
+  std::vector<float> heap;
+  float* get(std::int64_t half) {
+    if (2 * half <= 512) return stack;
+    heap.resize(std::size_t(2 * half));
+    return heap.data();
+  }
+};
+
+// ---- AVX-512: 16 pairs per step.
+// (GCC 12's integer and cast intrinsics start from an undefined vector: false warnings.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+__attribute__((target("avx512f"))) inline __m512 load16(const std::uint16_t* p) {
+  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+}
+// to_bf16 of each lane, in the low 16 bits of its 32.
+__attribute__((target("avx512f"))) inline __m512i bf16_bits(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  return _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
+}
+__attribute__((target("avx512f"))) inline __m512 rounded16(const float*, __m512 v) { return v; }
+__attribute__((target("avx512f"))) inline __m512 rounded16(const std::uint16_t*, __m512 v) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(v), 16));
+}
+__attribute__((target("avx512f"))) inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+__attribute__((target("avx512f"))) inline void store16(std::uint16_t* p, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(bf16_bits(v)));
+}
+
+template <class T>
+__attribute__((target("avx512f"))) void rope_avx512(T* x, const std::int64_t* positions, const float* inv_freq,
+                                                      std::int64_t rows, std::int64_t heads, std::int64_t head_dim) {
+  const std::int64_t half = head_dim / 2, half16 = half - half % 16;
+  Table table;
+  float* cs = table.get(half);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    angles(x, positions[r], inv_freq, half, cs);
+    for (std::int64_t h = 0; h < heads; ++h) {
+      T* xh = x + (r * heads + h) * head_dim;
+      for (std::int64_t i = 0; i < half16; i += 16) {
+        const __m512 x1 = load16(xh + i), x2 = load16(xh + half + i);
+        const __m512 c = _mm512_loadu_ps(cs + i), s = _mm512_loadu_ps(cs + half + i);
+        const __m512 a = _mm512_sub_ps(rounded16(xh, _mm512_mul_ps(x1, c)), rounded16(xh, _mm512_mul_ps(x2, s)));
+        const __m512 b = _mm512_add_ps(rounded16(xh, _mm512_mul_ps(x2, c)), rounded16(xh, _mm512_mul_ps(x1, s)));
+        store16(xh + i, a);
+        store16(xh + half + i, b);
+      }
+      for (std::int64_t i = half16; i < half; ++i) rotate(xh, cs, half, i);
+    }
+  }
+}
+
+#pragma GCC diagnostic pop
+
+// ---- The plain loop (also the path of CPUs without AVX-512).
+template <class T>
+void rope_reference(T* x, const std::int64_t* positions, const float* inv_freq, std::int64_t rows,
+                    std::int64_t heads, std::int64_t head_dim) {
+  const std::int64_t half = head_dim / 2;
+  Table table;
+  float* cs = table.get(half);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    angles(x, positions[r], inv_freq, half, cs);
+    for (std::int64_t h = 0; h < heads; ++h)
+      for (std::int64_t i = 0; i < half; ++i) rotate(x + (r * heads + h) * head_dim, cs, half, i);
+  }
+}
+
+bool have_avx512() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+  }();
+  return yes;
+}
+
+}  // namespace
+
+void rope_f32(float* x, const std::int64_t* positions, const float* inv_freq, std::int64_t rows, std::int64_t heads,
+              std::int64_t head_dim) {
+  if (have_avx512())
+    rope_avx512(x, positions, inv_freq, rows, heads, head_dim);
+  else
+    rope_reference(x, positions, inv_freq, rows, heads, head_dim);
+}
+
+void rope_f32_reference(float* x, const std::int64_t* positions, const float* inv_freq, std::int64_t rows,
+                        std::int64_t heads, std::int64_t head_dim) {
+  rope_reference(x, positions, inv_freq, rows, heads, head_dim);
+}
+
+void rope_bf16(std::uint16_t* x, const std::int64_t* positions, const float* inv_freq, std::int64_t rows,
+               std::int64_t heads, std::int64_t head_dim) {
+  if (have_avx512())
+    rope_avx512(x, positions, inv_freq, rows, heads, head_dim);
+  else
+    rope_reference(x, positions, inv_freq, rows, heads, head_dim);
+}
+
+void rope_bf16_reference(std::uint16_t* x, const std::int64_t* positions, const float* inv_freq, std::int64_t rows,
+                         std::int64_t heads, std::int64_t head_dim) {
+  rope_reference(x, positions, inv_freq, rows, heads, head_dim);
+}
+
+}  // namespace align2
