@@ -41,10 +41,6 @@ inline float tail(float sum, const X* x, const W* w, std::int64_t K16, std::int6
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 __attribute__((target("avx512f"))) inline __m512 load16(const float* w) { return _mm512_loadu_ps(w); }
-__attribute__((target("avx512f"))) inline __m512 load16(const std::uint16_t* w) {
-  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
-}
 
 // reduce16's tree in registers: lanes j + 8, then j + 4, then (0 + 2) + (1 + 3).
 __attribute__((target("avx512f"))) inline float reduce16_avx512(__m512 a) {
@@ -64,8 +60,8 @@ __attribute__((target("avx512f"))) inline void store_tile(const __m512 (&acc)[MR
       for (int j = 0; j < NR; ++j) y[i * ldy + j] = tail(reduce16_avx512(acc[i][j]), x + i * K, w + j * K, Kl, K);
 }
 
-template <class W, int MR, int NR>
-__attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, const W* w, float* y, std::int64_t K,
+template <int MR, int NR>
+__attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, const float* w, float* y, std::int64_t K,
                                                           std::int64_t ldy) {
   const std::int64_t K16 = K - K % 16;
   __m512 acc[MR][NR];
@@ -76,26 +72,22 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, const W*
     for (int j = 0; j < NR; ++j) wv[j] = load16(w + j * K + k);
     // Wide tiles stream the weights at memory speed: fetch the next block's rows ahead (once per
     // 64-byte line; a prefetch past the matrix is harmless).
-    if (NR >= 4 && (k * std::int64_t(sizeof(W))) % 64 == 0)
+    if (NR >= 4 && (k * std::int64_t(sizeof(float))) % 64 == 0)
       for (int j = 0; j < NR; ++j) _mm_prefetch(reinterpret_cast<const char*>(w + (NR + j) * K + k), _MM_HINT_T0);
     for (int i = 0; i < MR; ++i) {
       const __m512 xv = _mm512_loadu_ps(x + i * K + k);
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
     }
   }
-  store_tile<float, W, MR, NR>(acc, x, w, y, K16, K, ldy);
+  store_tile<float, float, MR, NR>(acc, x, w, y, K16, K, ldy);
 }
 #pragma GCC diagnostic pop
 
 // ---- AVX2 + FMA: the same lanes as two 8-wide halves.
 __attribute__((target("avx2"))) inline __m256 load8(const float* w) { return _mm256_loadu_ps(w); }
-__attribute__((target("avx2"))) inline __m256 load8(const std::uint16_t* w) {
-  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
-}
 
-template <class W, int MR, int NR>
-__attribute__((target("avx2,fma"))) void tile_avx2(const float* x, const W* w, float* y, std::int64_t K,
+template <int MR, int NR>
+__attribute__((target("avx2,fma"))) void tile_avx2(const float* x, const float* w, float* y, std::int64_t K,
                                                      std::int64_t ldy) {
   const std::int64_t K16 = K - K % 16;
   __m256 lo[MR][NR], hi[MR][NR];
@@ -120,8 +112,7 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const float* x, const W* w, f
 }
 
 // ---- Scalar: std::fma per lane (CPUs without FMA; slow but the same numbers).
-template <class W>
-void tile_scalar(const float* x, const W* w, float* y, std::int64_t K, std::int64_t ldy, int mr, int nr) {
+void tile_scalar(const float* x, const float* w, float* y, std::int64_t K, std::int64_t ldy, int mr, int nr) {
   const std::int64_t K16 = K - K % 16;
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < nr; ++j) {
@@ -266,28 +257,26 @@ const Paths& paths() {
 
 Isa isa() { return paths().isa; }
 
-// The tiles of one weight type (results never depend on the tile: each output is its own fixed
-// chain): up to 4 x 4 (AVX-512: 16 accumulators and 4 weight registers of
-// the 32) or 2 x 2 (AVX2: 8 of the 16 registers hold the accumulator halves).
-template <class W>
+// The float32 tiles (results never depend on the tile: each output is its own fixed chain): up
+// to 4 x 4 (AVX-512: 16 accumulators and 4 weight registers of the 32) or 2 x 2 (AVX2: 8 of the
+// 16 registers hold the accumulator halves).
 struct Tiles {
-  using Tile = void (*)(const float*, const W*, float*, std::int64_t, std::int64_t);
+  using Tile = void (*)(const float*, const float*, float*, std::int64_t, std::int64_t);
   Tile avx512[4][4] = {
-      {tile_avx512<W, 1, 1>, tile_avx512<W, 1, 2>, tile_avx512<W, 1, 3>, tile_avx512<W, 1, 4>},
-      {tile_avx512<W, 2, 1>, tile_avx512<W, 2, 2>, tile_avx512<W, 2, 3>, tile_avx512<W, 2, 4>},
-      {tile_avx512<W, 3, 1>, tile_avx512<W, 3, 2>, tile_avx512<W, 3, 3>, tile_avx512<W, 3, 4>},
-      {tile_avx512<W, 4, 1>, tile_avx512<W, 4, 2>, tile_avx512<W, 4, 3>, tile_avx512<W, 4, 4>},
+      {tile_avx512<1, 1>, tile_avx512<1, 2>, tile_avx512<1, 3>, tile_avx512<1, 4>},
+      {tile_avx512<2, 1>, tile_avx512<2, 2>, tile_avx512<2, 3>, tile_avx512<2, 4>},
+      {tile_avx512<3, 1>, tile_avx512<3, 2>, tile_avx512<3, 3>, tile_avx512<3, 4>},
+      {tile_avx512<4, 1>, tile_avx512<4, 2>, tile_avx512<4, 3>, tile_avx512<4, 4>},
   };
   // One or two input rows (batch-1 decode is bound by the weights' bandwidth): 8 weight rows,
   // 8 or 16 independent accumulator chains to hide the FMA latency.
-  Tile avx512_wide[2] = {tile_avx512<W, 1, 8>, tile_avx512<W, 2, 8>};
-  Tile avx2[2][2] = {{tile_avx2<W, 1, 1>, tile_avx2<W, 1, 2>}, {tile_avx2<W, 2, 1>, tile_avx2<W, 2, 2>}};
+  Tile avx512_wide[2] = {tile_avx512<1, 8>, tile_avx512<2, 8>};
+  Tile avx2[2][2] = {{tile_avx2<1, 1>, tile_avx2<1, 2>}, {tile_avx2<2, 1>, tile_avx2<2, 2>}};
 };
 
-template <class W>
-void linear_rows(const float* x, const W* w, float* y, std::int64_t M, std::int64_t N, std::int64_t K,
+void linear_rows(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N, std::int64_t K,
                  std::int64_t ldy) {
-  static const Tiles<W> tiles;
+  static const Tiles tiles;
   const Isa chosen = isa();
   const std::int64_t MR = chosen == Isa::avx512 ? 4 : 2, NR = chosen == Isa::avx512 ? 4 : 2;
   std::int64_t n = 0;
@@ -299,7 +288,7 @@ void linear_rows(const float* x, const W* w, float* y, std::int64_t M, std::int6
     for (std::int64_t m = 0; m < M; m += MR) {
       const int mr = int(std::min(MR, M - m));
       const float* xt = x + m * K;
-      const W* wt = w + n * K;
+      const float* wt = w + n * K;
       float* yt = y + m * ldy + n;
       switch (chosen) {
         case Isa::avx512: tiles.avx512[mr - 1][nr - 1](xt, wt, yt, K, ldy); break;
@@ -359,8 +348,7 @@ void linear_rows_pairs(const std::uint16_t* x, const std::uint16_t* w, float* y,
   }
 }
 
-template <class W>
-void linear_rows_reference(const float* x, const W* w, float* y, std::int64_t M, std::int64_t N, std::int64_t K,
+void linear_rows_reference(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N, std::int64_t K,
                            std::int64_t ldy) {
   const std::int64_t K16 = K - K % 16;
   for (std::int64_t m = 0; m < M; ++m)
@@ -381,16 +369,6 @@ void linear_rows_f32(const float* x, const float* w, float* y, std::int64_t M, s
 
 void linear_rows_f32_reference(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N,
                                std::int64_t K, std::int64_t ldy) {
-  linear_rows_reference(x, w, y, M, N, K, ldy);
-}
-
-void linear_rows_bf16(const float* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
-                      std::int64_t K, std::int64_t ldy) {
-  linear_rows(x, w, y, M, N, K, ldy);
-}
-
-void linear_rows_bf16_reference(const float* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
-                                std::int64_t K, std::int64_t ldy) {
   linear_rows_reference(x, w, y, M, N, K, ldy);
 }
 

@@ -24,13 +24,6 @@ void linear_rows_f32(const float* x, const float* w, float* y, std::int64_t M, s
 void linear_rows_f32_reference(const float* x, const float* w, float* y, std::int64_t M, std::int64_t N,
                                std::int64_t K, std::int64_t ldy);
 
-// The same with bfloat16 weights: w holds bfloat16 bit patterns [N, K] row-major, each widened
-// to float32 exactly; x and y as above (float32).
-void linear_rows_bf16(const float* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
-                      std::int64_t K, std::int64_t ldy);
-void linear_rows_bf16_reference(const float* x, const std::uint16_t* w, float* y, std::int64_t M, std::int64_t N,
-                                std::int64_t K, std::int64_t ldy);
-
 // Both operands bfloat16 (a bf16 run, whose activations are bfloat16 already): x holds
 // bfloat16 bit patterns [M, K], w [N, K], y float32 as above. Its own fixed order, that of the
 // AVX-512 BF16 dot-product instruction: 16 lanes, lane j takes the pairs k = 32 s + 2 j + 1 then
