@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
+#include <sys/mman.h>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -74,14 +76,37 @@ at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
   return y.view(shape);
 }
 
+at::Tensor streamed_storage(const std::vector<std::int64_t>& shape, at::ScalarType dtype) {
+  constexpr std::size_t kHuge = std::size_t(2) << 20;
+  std::size_t bytes = at::elementSize(dtype);
+  for (std::int64_t d : shape) bytes *= std::size_t(d);
+  if (bytes < kHuge) return at::zeros(shape, at::TensorOptions().dtype(dtype));
+  // Its own mapping (zero-filled), 2 MiB-aligned: map one huge page more, unmap the slack.
+  const std::size_t len = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* raw = mmap(nullptr, len + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return at::zeros(shape, at::TensorOptions().dtype(dtype));
+  const std::uintptr_t start = std::uintptr_t(raw), aligned = (start + kHuge - 1) / kHuge * kHuge;
+  if (aligned > start) munmap(raw, aligned - start);
+  if (aligned + len < start + len + kHuge) munmap(reinterpret_cast<void*>(aligned + len), start + kHuge - aligned);
+  void* p = reinterpret_cast<void*>(aligned);
+  madvise(p, len, MADV_HUGEPAGE);  // ignored where transparent huge pages are off
+  return at::from_blob(p, shape, [len](void* q) { munmap(q, len); }, at::TensorOptions().dtype(dtype));
+}
+
 at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,
                        at::ScalarType dtype) {
   const TensorView& v = ckpt.get(name, shape);
+  at::Tensor out = streamed_storage(v.shape, dtype);
+  if (aten_dtype(v.dtype) == dtype) {
+    if (v.nbytes) std::memcpy(out.data_ptr(), v.data, v.nbytes);
+    return out;
+  }
   // Offsets inside a safetensors file are not aligned: copy the bytes into an aligned
   // tensor of the file's dtype first, then convert.
   at::Tensor src = at::empty(v.shape, at::TensorOptions().dtype(aten_dtype(v.dtype)));
   if (v.nbytes) std::memcpy(src.data_ptr(), v.data, v.nbytes);
-  return dtype == src.scalar_type() ? src : src.to(dtype);
+  out.copy_(src);
+  return out;
 }
 
 LlamaModel::LlamaModel(const ModelSpec& spec, const Checkpoint& ckpt, at::ScalarType dtype, at::Device device)
@@ -195,10 +220,12 @@ at::Tensor LlamaModel::forward(const at::Tensor& embeds, const at::Tensor& lengt
     cache->capacity = capacity;
     cache->keys.assign(layers_.size(), at::Tensor());
     cache->values.assign(layers_.size(), at::Tensor());
+    const std::vector<std::int64_t> shape = {B, cfg_.num_kv_heads, capacity, cfg_.head_dim};
+    const at::TensorOptions options = at::TensorOptions().dtype(dtype_).device(device_);
     for (std::size_t l = 0; l < layers_.size(); ++l) {
-      cache->keys[l] = at::zeros({B, cfg_.num_kv_heads, capacity, cfg_.head_dim},
-                                 at::TensorOptions().dtype(dtype_).device(device_));
-      cache->values[l] = at::zeros_like(cache->keys[l]);
+      const bool cpu = device_.is_cpu();
+      cache->keys[l] = cpu ? streamed_storage(shape, dtype_) : at::zeros(shape, options);
+      cache->values[l] = cpu ? streamed_storage(shape, dtype_) : at::zeros(shape, options);
     }
     cache->lengths = lengths.clone();
   }
@@ -346,7 +373,8 @@ at::Tensor LlamaModel::decode_layer(const Layer& L, const at::Tensor& x, const s
   const auto* vn = static_cast<const char*>(v.data_ptr());
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t g = 0; g < nkv; ++g) {
-      const std::size_t at = std::size_t((b * nkv + g) * cap + positions[b]) * row, from = std::size_t(b * nkv + g) * row;
+      const std::size_t at = std::size_t((b * nkv + g) * cap + positions[b]) * row;
+      const std::size_t from = std::size_t(b * nkv + g) * row;
       std::memcpy(kc + at, kn + from, row);
       std::memcpy(vc + at, vn + from, row);
     }

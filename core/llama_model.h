@@ -19,6 +19,13 @@ namespace align2 {
 at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,
                        at::ScalarType dtype);
 
+// A zero-filled CPU tensor for memory that decode reads end to end at every step (weights,
+// the KV cache). From 2 MiB up it gets its own 2 MiB-aligned mapping advised for transparent
+// huge pages (madvise; ignored where THP is off), so streaming it does not stop the hardware
+// prefetchers at every 4 KiB page or miss the TLB every two weight rows; smaller ones come
+// from the allocator.
+at::Tensor streamed_storage(const std::vector<std::int64_t>& shape, at::ScalarType dtype);
+
 // x [..., K] @ w[N, K]^T → [..., N] (at::linear without bias). On CPU without gradients,
 // inputs of at most kLinearRowsMax rows (decode steps), fp32 or bf16, take the weight-stationary
 // kernels/linear_rows.h (float32 sums), whose result for a row does not depend on the other

@@ -56,8 +56,8 @@ template <class X, class W, int MR, int NR>
 __attribute__((target("avx512f"))) inline void store_tile(const __m512 (&acc)[MR][NR], const X* x, const W* w,
                                                           float* y, std::int64_t Kl, std::int64_t K,
                                                           std::int64_t ldy) {
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) y[i * ldy + j] = tail(reduce16_avx512(acc[i][j]), x + i * K, w + j * K, Kl, K);
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) y[i * ldy + j] = tail(reduce16_avx512(acc[i][j]), x + i * K, w + j * K, Kl, K);
 }
 
 template <int MR, int NR>
