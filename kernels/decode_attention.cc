@@ -1,4 +1,5 @@
 #include "kernels/decode_attention.h"
+#include "kernels/lanes.h"
 
 #include <immintrin.h>
 
@@ -10,32 +11,7 @@
 namespace align2 {
 namespace {
 
-// ---- bfloat16: the high half of a float32; rounded to nearest even on store.
-inline std::uint16_t to_bf16(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return std::uint16_t((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-inline float from_bf16(std::uint16_t b) {
-  const std::uint32_t u = std::uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-// Element k as float32; v stored as T. The pointer only picks the type.
-inline float widen(const float* p, std::int64_t k) { return p[k]; }
-inline float widen(const std::uint16_t* p, std::int64_t k) { return from_bf16(p[k]); }
-inline void put(float* p, std::int64_t k, float v) { p[k] = v; }
-inline void put(std::uint16_t* p, std::int64_t k, float v) { p[k] = to_bf16(v); }
-
-// Fixed reduction of the 16 lanes: pairwise, as a tree.
-inline float reduce16(const float* a) {
-  float b[8], c[4];
-  for (int j = 0; j < 8; ++j) b[j] = a[j] + a[j + 8];
-  for (int j = 0; j < 4; ++j) c[j] = b[j] + b[j + 4];
-  return (c[0] + c[2]) + (c[1] + c[3]);
-}
+using namespace lanes;
 
 // e^x, Cephes' expf: x clamped to [-87.33654, 88] (e^x >= 2^-126: a softmax weight that small
 // changes nothing); n = x log2(e) rounded to nearest by adding and taking away 1.5 * 2^23;
@@ -83,27 +59,9 @@ inline float exp_tail(float sum, float* s, float m, std::int64_t L16, std::int64
 // (GCC 12's integer and cast intrinsics start from an undefined vector: false warnings.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-__attribute__((target("avx512f"))) inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-__attribute__((target("avx512f"))) inline __m512 load16(const std::uint16_t* p) {
-  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
-}
-__attribute__((target("avx512f"))) inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
-__attribute__((target("avx512f"))) inline void store16(std::uint16_t* p, __m512 v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i bits = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(bits));
-}
-// reduce16's tree in registers: lanes l + 8, then l + 4, then (0 + 2) + (1 + 3).
-__attribute__((target("avx512f"))) inline float reduce16(__m512 a) {
-  const __m256 b = _mm256_add_ps(_mm512_castps512_ps256(a),
-                                 _mm512_castps512_ps256(_mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(3, 2, 3, 2))));
-  const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
-  const __m128 t = _mm_add_ps(c, _mm_movehl_ps(c, c));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
+#endif
 // exp_poly on 16 lanes, step for step.
 __attribute__((target("avx512f"))) inline __m512 exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(kExpLo)), _mm512_set1_ps(kExpHi));
@@ -249,14 +207,6 @@ void attention_reference(const T* q, const T* k_cache, const T* v_cache, const s
       put(out + p * hd, d, sum);
     }
   }
-}
-
-bool have_avx512() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-  }();
-  return yes;
 }
 
 }  // namespace

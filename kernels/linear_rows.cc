@@ -1,4 +1,5 @@
 #include "kernels/linear_rows.h"
+#include "kernels/lanes.h"
 
 #include <immintrin.h>
 
@@ -11,53 +12,28 @@
 namespace align2 {
 namespace {
 
-// An element as float32: float32 as is; bfloat16 bits are the high half of a float32.
-inline float weight(const float* w, std::int64_t k) { return w[k]; }
-inline float weight(const std::uint16_t* w, std::int64_t k) {
-  const std::uint32_t u = std::uint32_t(w[k]) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-// Fixed reduction of the 16 lanes: pairwise, as a tree.
-inline float reduce16(const float* a) {
-  float b[8], c[4];
-  for (int j = 0; j < 8; ++j) b[j] = a[j] + a[j + 8];
-  for (int j = 0; j < 4; ++j) c[j] = b[j] + b[j + 4];
-  return (c[0] + c[2]) + (c[1] + c[3]);
-}
+using namespace lanes;
 
 // The tail of one output after its reduced lanes (k from K16, the end of the lanes' part).
 template <class X, class W>
 inline float tail(float sum, const X* x, const W* w, std::int64_t K16, std::int64_t K) {
-  for (std::int64_t k = K16; k < K; ++k) sum = std::fma(weight(x, k), weight(w, k), sum);
+  for (std::int64_t k = K16; k < K; ++k) sum = std::fma(widen(x, k), widen(w, k), sum);
   return sum;
 }
 
 // ---- AVX-512: a tile of MR input rows x NR weight rows, 16 lanes per accumulator register.
-// (GCC 12's _mm512_extractf64x4_pd starts from an undefined vector: a false warning.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-__attribute__((target("avx512f"))) inline __m512 load16(const float* w) { return _mm512_loadu_ps(w); }
-
-// reduce16's tree in registers: lanes j + 8, then j + 4, then (0 + 2) + (1 + 3).
-__attribute__((target("avx512f"))) inline float reduce16_avx512(__m512 a) {
-  const __m256 b =
-      _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
-  const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
-  const __m128 t = _mm_add_ps(c, _mm_movehl_ps(c, c));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
-
+#endif
 // The outputs of an MR x NR tile: reduced lanes, then each output's tail from k = Kl.
 template <class X, class W, int MR, int NR>
 __attribute__((target("avx512f"))) inline void store_tile(const __m512 (&acc)[MR][NR], const X* x, const W* w,
                                                           float* y, std::int64_t Kl, std::int64_t K,
                                                           std::int64_t ldy) {
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) y[i * ldy + j] = tail(reduce16_avx512(acc[i][j]), x + i * K, w + j * K, Kl, K);
+    for (int j = 0; j < NR; ++j) y[i * ldy + j] = tail(reduce16(acc[i][j]), x + i * K, w + j * K, Kl, K);
 }
 
 template <int MR, int NR>
@@ -118,7 +94,7 @@ void tile_scalar(const float* x, const float* w, float* y, std::int64_t K, std::
     for (int j = 0; j < nr; ++j) {
       float lanes[16] = {};
       for (std::int64_t k = 0; k < K16; k += 16)
-        for (int l = 0; l < 16; ++l) lanes[l] = std::fma(x[i * K + k + l], weight(w + j * K, k + l), lanes[l]);
+        for (int l = 0; l < 16; ++l) lanes[l] = std::fma(x[i * K + k + l], widen(w + j * K, k + l), lanes[l]);
       y[i * ldy + j] = tail(reduce16(lanes), x + i * K, w + j * K, K16, K);
     }
 }
@@ -128,7 +104,9 @@ void tile_scalar(const float* x, const float* w, float* y, std::int64_t K, std::
 // step rounds once, as an FMA does), the same tree, then the K % 32 tail in order.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 template <int MR, int NR>
 __attribute__((target("avx512f,avx512bf16"))) void tile_dp_avx512bf16(const std::uint16_t* x,
                                                                         const std::uint16_t* w, float* y,
@@ -214,8 +192,8 @@ inline float dot_pairs(const std::uint16_t* x, const std::uint16_t* w, std::int6
   float lanes[16] = {};
   for (std::int64_t k = 0; k < K32; k += 32)
     for (int l = 0; l < 16; ++l) {
-      lanes[l] = std::fma(weight(x, k + 2 * l + 1), weight(w, k + 2 * l + 1), lanes[l]);
-      lanes[l] = std::fma(weight(x, k + 2 * l), weight(w, k + 2 * l), lanes[l]);
+      lanes[l] = std::fma(widen(x, k + 2 * l + 1), widen(w, k + 2 * l + 1), lanes[l]);
+      lanes[l] = std::fma(widen(x, k + 2 * l), widen(w, k + 2 * l), lanes[l]);
     }
   return tail(reduce16(lanes), x, w, K32, K);
 }
@@ -355,7 +333,7 @@ void linear_rows_reference(const float* x, const float* w, float* y, std::int64_
     for (std::int64_t n = 0; n < N; ++n) {
       float lanes[16] = {};
       for (std::int64_t k = 0; k < K16; ++k)
-        lanes[k % 16] = std::fma(x[m * K + k], weight(w + n * K, k), lanes[k % 16]);
+        lanes[k % 16] = std::fma(x[m * K + k], widen(w + n * K, k), lanes[k % 16]);
       y[m * ldy + n] = tail(reduce16(lanes), x + m * K, w + n * K, K16, K);
     }
 }

@@ -12,23 +12,15 @@
 #include <vector>
 
 #include "kernels/decode_attention.h"
+#include "kernels/lanes.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rope.h"
 
 namespace align2 {
 namespace {
 
-std::uint16_t to_bf16(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return std::uint16_t((u + 0x7fff + ((u >> 16) & 1)) >> 16);  // round to nearest even
-}
-float from_bf16(std::uint16_t b) {
-  const std::uint32_t u = std::uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+using lanes::from_bf16;
+using lanes::to_bf16;
 
 // Buffers of the run dtype: float32 as is, bfloat16 as bit patterns.
 double value(const std::vector<float>& v, std::size_t i) { return v[i]; }

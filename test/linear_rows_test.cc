@@ -8,16 +8,13 @@
 #include <random>
 #include <vector>
 
+#include "kernels/lanes.h"
 #include "kernels/linear_rows.h"
 
 namespace align2 {
 namespace {
 
-std::uint16_t to_bf16(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return std::uint16_t((u + 0x7fff + ((u >> 16) & 1)) >> 16);  // round to nearest even
-}
+using lanes::to_bf16;
 
 TEST(LinearRows, MatchesTheReferenceBitForBitAndRowsAreIndependent) {
   std::printf("linear_rows_f32 runs its %s path\n", linear_rows_isa());
@@ -55,12 +52,7 @@ TEST(LinearRows, Bf16RowsTimesBf16WeightsMatchTheReferenceBitForBit) {
   std::printf("linear_rows_bf16_bf16 runs its %s path\n", linear_rows_bf16_bf16_isa());
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  auto widen = [](std::uint16_t b) {
-    const std::uint32_t u = std::uint32_t(b) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  };
+  auto widen = [](std::uint16_t b) { return lanes::from_bf16(b); };
   for (std::int64_t M : {1, 2, 3, 5, 8, 32}) {
     for (std::int64_t N : {1, 3, 4, 7, 9, 33}) {
       for (std::int64_t K : {1, 7, 31, 32, 33, 64, 100, 1024, 1031}) {

@@ -104,47 +104,54 @@ TEST(LlamaModel, KvCacheGenerationEqualsFullRecomputation) {
   }
 }
 
-TEST(LlamaModel, BatchedEqualsUnbatchedAndSamplingIgnoresBatchmatesInBfloat16) {
-  // The bf16 decode path (fused kernels, bf16 x bf16 linear_rows) with rows of different
-  // lengths: a sequence's tokens do not depend on its batchmates.
-  Tiny t = load_tiny(at::kBFloat16);
-  std::vector<std::vector<std::int64_t>> prompts = {{1}, {1, 400, 261, 300, 290, 310}, {1, 42, 43}};
-  GenerationOptions o;
-  o.max_new_tokens = 24;
+const std::vector<std::vector<std::int64_t>> kBatchPrompts = {{1}, {1, 400, 261, 300, 290, 310}, {1, 42, 43}};
+const std::vector<std::uint64_t> kBatchSeeds = {11, 22, 33};
+
+// Samples (T = 0.9, top-p 0.95) kBatchPrompts together and each alone: a sequence's tokens do
+// not depend on its batchmates. Returns the batch's results and, in *alone, each alone.
+std::vector<GenerationResult> together_and_alone(const LlamaModel& m, GenerationOptions o,
+                                                 std::vector<GenerationResult>* alone) {
   o.temperature = 0.9;
   o.top_p = 0.95;
-  o.keep_logits = true;
   std::vector<at::Tensor> embeds;
-  for (auto& p : prompts) embeds.push_back(embed_ids(*t.model, p));
-  std::vector<std::uint64_t> seeds = {11, 22, 33};
-  auto together = generate(*t.model, embeds, seeds, o);
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    auto alone = generate(*t.model, {embeds[i]}, {seeds[i]}, o);
-    EXPECT_EQ(alone[0].tokens, together[i].tokens) << "prompt " << i;
+  for (auto& p : kBatchPrompts) embeds.push_back(embed_ids(m, p));
+  auto together = generate(m, embeds, kBatchSeeds, o);
+  for (std::size_t i = 0; i < kBatchPrompts.size(); ++i) {
+    alone->push_back(generate(m, {embeds[i]}, {kBatchSeeds[i]}, o)[0]);
+    EXPECT_EQ(alone->back().tokens, together[i].tokens) << "prompt " << i;
+  }
+  return together;
+}
+
+TEST(LlamaModel, BatchedEqualsUnbatchedAndSamplingIgnoresBatchmatesInBfloat16) {
+  // The bf16 decode path (fused kernels, bf16 x bf16 linear_rows) with rows of different
+  // lengths.
+  Tiny t = load_tiny(at::kBFloat16);
+  GenerationOptions o;
+  o.max_new_tokens = 24;
+  o.keep_logits = true;
+  std::vector<GenerationResult> alone;
+  auto together = together_and_alone(*t.model, o, &alone);
+  for (std::size_t i = 0; i < alone.size(); ++i) {
     // Decode computes each row alone in a fixed order; the prefill that filled the cache is an
     // ATen forward over the padded batch, whose last bits depend on the batch's shape (which is
     // why the rewrite stage generates in fixed groups): the logits agree to bf16 precision.
-    ASSERT_EQ(alone[0].logits.sizes(), together[i].logits.sizes());
-    const double scale = alone[0].logits.abs().max().item<double>();
-    EXPECT_LE((alone[0].logits - together[i].logits).abs().max().item<double>(), 0.03 * scale) << "prompt " << i;
+    ASSERT_EQ(alone[i].logits.sizes(), together[i].logits.sizes());
+    const double scale = alone[i].logits.abs().max().item<double>();
+    EXPECT_LE((alone[i].logits - together[i].logits).abs().max().item<double>(), 0.03 * scale) << "prompt " << i;
   }
 }
 
 TEST(LlamaModel, BatchedEqualsUnbatchedAndSamplingIgnoresBatchmates) {
   Tiny t = load_tiny();
-  std::vector<std::vector<std::int64_t>> prompts = {{1}, {1, 400, 261, 300, 290, 310}, {1, 42, 43}};
   GenerationOptions o;
   o.max_new_tokens = 16;
+  std::vector<GenerationResult> alone;
+  auto together = together_and_alone(*t.model, o, &alone);
+  std::vector<at::Tensor> embeds;
+  for (auto& p : kBatchPrompts) embeds.push_back(embed_ids(*t.model, p));
   o.temperature = 0.9;
   o.top_p = 0.95;
-  std::vector<at::Tensor> embeds;
-  for (auto& p : prompts) embeds.push_back(embed_ids(*t.model, p));
-  std::vector<std::uint64_t> seeds = {11, 22, 33};
-  auto together = generate(*t.model, embeds, seeds, o);
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    auto alone = generate(*t.model, {embeds[i]}, {seeds[i]}, o);
-    EXPECT_EQ(alone[0].tokens, together[i].tokens) << "prompt " << i;
-  }
   // Another seed gives another text (with overwhelming probability at T=0.9).
   auto other = generate(*t.model, {embeds[1]}, {23}, o);
   EXPECT_NE(other[0].tokens, together[1].tokens);
