@@ -1,5 +1,5 @@
-// kernels/linear_rows micro-benchmark, in one run: this machine's copy bandwidth and fp32 matmul
-// peak, then the Linear layers of decode (weights [N, K] as in a LLaMA with hidden 1024 and
+// kernels/linear_rows micro-benchmark, in one run: this machine's copy bandwidth and fp32 and bf16
+// matmul peaks, then the Linear layers of decode (weights [N, K] as in a LLaMA with hidden 1024 and
 // vocabulary 32000) over M = 1, 8, 32 rows, float32 and bfloat16 (rows and weights): linear_rows
 // (outputs split over threads as the engine does) against ATen's linear (OpenBLAS / oneDNN) on
 // the same shapes. M = 1 is bound by the weights' bandwidth (GB/s of weights read), larger M by

@@ -87,7 +87,7 @@ at::Tensor streamed_storage(const std::vector<std::int64_t>& shape, at::ScalarTy
   if (raw == MAP_FAILED) return at::zeros(shape, at::TensorOptions().dtype(dtype));
   const std::uintptr_t start = std::uintptr_t(raw), aligned = (start + kHuge - 1) / kHuge * kHuge;
   if (aligned > start) munmap(raw, aligned - start);
-  if (aligned + len < start + len + kHuge) munmap(reinterpret_cast<void*>(aligned + len), start + kHuge - aligned);
+  munmap(reinterpret_cast<void*>(aligned + len), start + kHuge - aligned);  // never empty: aligned < start + 2 MiB
   void* p = reinterpret_cast<void*>(aligned);
   madvise(p, len, MADV_HUGEPAGE);  // ignored where transparent huge pages are off
   return at::from_blob(p, shape, [len](void* q) { munmap(q, len); }, at::TensorOptions().dtype(dtype));

@@ -56,12 +56,7 @@ inline float exp_tail(float sum, float* s, float m, std::int64_t L16, std::int64
 }
 
 // ---- AVX-512: 16 lanes in one register.
-// (GCC 12's integer and cast intrinsics start from an undefined vector: false warnings.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+ALIGN2_INTRINSICS_BEGIN
 // exp_poly on 16 lanes, step for step.
 __attribute__((target("avx512f"))) inline __m512 exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(kExpLo)), _mm512_set1_ps(kExpHi));
@@ -169,7 +164,7 @@ __attribute__((target("avx512f,fma"))) void attention_avx512(const T* q, const T
   }
 }
 
-#pragma GCC diagnostic pop
+ALIGN2_INTRINSICS_END
 
 // ---- The plain loop (also the path of CPUs without AVX-512).
 template <class T>

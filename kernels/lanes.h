@@ -8,6 +8,18 @@
 #include <cstdint>
 #include <cstring>
 
+// AVX-512 code goes between these: GCC 12's integer and cast intrinsics start from an undefined
+// vector, which its uninitialized-use warnings report falsely.
+#if defined(__clang__)
+#define ALIGN2_INTRINSICS_BEGIN \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#else
+#define ALIGN2_INTRINSICS_BEGIN                                                            \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"") \
+      _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#endif
+#define ALIGN2_INTRINSICS_END _Pragma("GCC diagnostic pop")
+
 namespace align2::lanes {
 
 // bfloat16 is the high half of a float32: widened exactly, rounded to nearest even on store.
@@ -51,12 +63,7 @@ inline bool have_avx512() {
 }
 
 // ---- AVX-512: 16 lanes in one register.
-// (GCC 12's integer and cast intrinsics start from an undefined vector: false warnings.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+ALIGN2_INTRINSICS_BEGIN
 __attribute__((target("avx512f"))) inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 __attribute__((target("avx512f"))) inline __m512 load16(const std::uint16_t* p) {
   const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -84,6 +91,6 @@ __attribute__((target("avx512f"))) inline float reduce16(__m512 a) {
   const __m128 t = _mm_add_ps(c, _mm_movehl_ps(c, c));
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
-#pragma GCC diagnostic pop
+ALIGN2_INTRINSICS_END
 
 }  // namespace align2::lanes

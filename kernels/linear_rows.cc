@@ -22,11 +22,7 @@ inline float tail(float sum, const X* x, const W* w, std::int64_t K16, std::int6
 }
 
 // ---- AVX-512: a tile of MR input rows x NR weight rows, 16 lanes per accumulator register.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+ALIGN2_INTRINSICS_BEGIN
 // The outputs of an MR x NR tile: reduced lanes, then each output's tail from k = Kl.
 template <class X, class W, int MR, int NR>
 __attribute__((target("avx512f"))) inline void store_tile(const __m512 (&acc)[MR][NR], const X* x, const W* w,
@@ -57,7 +53,7 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, const fl
   }
   store_tile<float, float, MR, NR>(acc, x, w, y, K16, K, ldy);
 }
-#pragma GCC diagnostic pop
+ALIGN2_INTRINSICS_END
 
 // ---- AVX2 + FMA: the same lanes as two 8-wide halves.
 __attribute__((target("avx2"))) inline __m256 load8(const float* w) { return _mm256_loadu_ps(w); }
@@ -102,11 +98,7 @@ void tile_scalar(const float* x, const float* w, float* y, std::int64_t K, std::
 // ---- bfloat16 rows x bfloat16 weights: 16 lanes, lane j takes the pairs k = 32 s + 2 j (+1),
 // odd element first (VDPBF16PS's order; a product of two bfloat16 is exact in float32, so each
 // step rounds once, as an FMA does), the same tree, then the K % 32 tail in order.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+ALIGN2_INTRINSICS_BEGIN
 template <int MR, int NR>
 __attribute__((target("avx512f,avx512bf16"))) void tile_dp_avx512bf16(const std::uint16_t* x,
                                                                         const std::uint16_t* w, float* y,
@@ -154,7 +146,7 @@ __attribute__((target("avx512f,fma"))) void tile_dp_avx512(const std::uint16_t* 
   }
   store_tile<std::uint16_t, std::uint16_t, MR, NR>(acc, x, w, y, K32, K, ldy);
 }
-#pragma GCC diagnostic pop
+ALIGN2_INTRINSICS_END
 
 template <int MR, int NR>
 __attribute__((target("avx2,fma"))) void tile_dp_avx2(const std::uint16_t* x, const std::uint16_t* w, float* y,

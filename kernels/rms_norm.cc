@@ -32,12 +32,7 @@ inline void element(const T* x, const T* w, T* out, std::int64_t k, float inv) {
 }
 
 // ---- AVX-512: 16 lanes in one register.
-// (GCC 12's integer and cast intrinsics start from an undefined vector: false warnings.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+ALIGN2_INTRINSICS_BEGIN
 
 template <class T>
 __attribute__((target("avx512f,fma"))) void rms_norm_avx512(const T* x, const T* w, T* out, std::int64_t rows,
@@ -61,7 +56,7 @@ __attribute__((target("avx512f,fma"))) void rms_norm_avx512(const T* x, const T*
   }
 }
 
-#pragma GCC diagnostic pop
+ALIGN2_INTRINSICS_END
 
 // ---- The plain loop (also the path of CPUs without AVX-512).
 template <class T>

@@ -43,12 +43,7 @@ struct Table {
 };
 
 // ---- AVX-512: 16 pairs per step.
-// (GCC 12's integer and cast intrinsics start from an undefined vector: false warnings.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+ALIGN2_INTRINSICS_BEGIN
 
 template <class T>
 __attribute__((target("avx512f"))) void rope_avx512(T* x, const std::int64_t* positions, const float* inv_freq,
@@ -73,7 +68,7 @@ __attribute__((target("avx512f"))) void rope_avx512(T* x, const std::int64_t* po
   }
 }
 
-#pragma GCC diagnostic pop
+ALIGN2_INTRINSICS_END
 
 // ---- The plain loop (also the path of CPUs without AVX-512).
 template <class T>
