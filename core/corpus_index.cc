@@ -419,6 +419,8 @@ std::string record_key(const std::string& canonical, std::uint64_t repeat) {
 }
 
 std::vector<std::uint8_t> serialize_index(const PoolIndex& index) {
+  if (index.options.accept_open_question)  // a prompt-only option: curation never sets it
+    throw std::logic_error("serialize_index: an index read with accept_open_question is not for ranks");
   ByteWriter w;
   w.u32(kIndexFormat);
   w.u64(index.files.size());

@@ -27,7 +27,7 @@ const json& defaults() {
       {"rewrite_prompt", ""},    {"review_prompt", ""},        {"rewrite_max_new_tokens", 512},
       {"rewrite_temperature", 0.0}, {"rewrite_top_p", 1.0},    {"review_threshold", 0.5},
       {"review_labels", {"A", "B"}}, {"rewrite_min_ratio", 0.3}, {"rewrite_max_ratio", 3.0},
-      {"rewrite_batch", 8},      {"score_cache", ""},
+      {"rewrite_batch", 8},      {"score_cache", ""},          {"image_aspect", ""},
   };
   return d;
 }
@@ -130,6 +130,12 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
       used |= fs::path(p.is_string() ? p.get<std::string>() : p.value("path", "")).filename().string() == name;
     if (!used) bad(source, "subsets." + name, "names no file of \"pools\"");
   }
+  // Neither `subsets`, a pool entry's "subset" nor `subset_field`: each file is its own subset,
+  // named after its file name, as the authors rank each source file separately.
+  bool named = !eff["subsets"].empty() || !eff["subset_field"].get<std::string>().empty();
+  for (const PoolFile& f : c.pools) named |= !f.subset.empty();
+  if (!named)
+    for (PoolFile& f : c.pools) f.subset = fs::path(f.path).filename().string();
   c.image_root = resolve(eff["image_root"].get<std::string>(), base_for("image_root"));
   if (!c.image_root.empty() && !fs::is_directory(c.image_root))
     bad(source, "image_root", fmt::format("{} is not a folder", c.image_root));
@@ -138,6 +144,9 @@ JobConfig parse_job_config(json config, const std::string& base_dir, const std::
   c.answer_model = resolve(eff["answer_model"].get<std::string>(), base_for("answer_model"));
   c.dtype = eff["dtype"].get<std::string>();
   if (c.dtype != "f32" && c.dtype != "bf16") bad(source, "dtype", "expected \"f32\" or \"bf16\"");
+  c.image_aspect = eff["image_aspect"].get<std::string>();
+  if (!c.image_aspect.empty() && c.image_aspect != "pad" && c.image_aspect != "square")
+    bad(source, "image_aspect", "expected \"\" (each model's own), \"pad\" or \"square\"");
   c.threads = eff["threads"].get<std::uint64_t>();
   if (c.threads > 4096) bad(source, "threads", "must lie in 0..4096");
   c.output_dir = resolve(eff["output_dir"].get<std::string>(), base_for("output_dir"));

@@ -16,7 +16,8 @@
 namespace align2 {
 
 struct JobConfig {
-  std::vector<PoolFile> pools;   // pool files, in order; subset from `subsets` or the pool entry
+  std::vector<PoolFile> pools;   // pool files, in order; subset from `subsets` or the pool entry; with
+                                 // neither (nor subset_field) each file is its own subset, its file name
   std::string image_root;        // "" = text-only checks (no image files looked at)
   std::string subset_field;      // record field naming the subset ("" = none)
   std::string output_dir;
@@ -30,6 +31,7 @@ struct JobConfig {
   std::string question_model;      // question reward-model folder (align2 curate)
   std::string answer_model;        // answer reward-model folder (align2 curate)
   std::string dtype = "f32";       // engine run dtype: f32 or bf16
+  std::string image_aspect;        // reward models' image preprocessing: "" = each model's own, "pad", "square"
   std::uint64_t threads = 0;       // CPU threads per rank (0 = all cores / ranks on the node)
   std::uint64_t chunk_records = 256;   // items per committed chunk (the unit of resume)
   std::uint64_t progress_seconds = 30; // seconds between progress lines when stderr is not a TTY (0 = none)

@@ -645,8 +645,9 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
   later_rows.clear();
   std::vector<std::pair<std::uint64_t, std::uint64_t>>().swap(rank_of);
 
-  // ---- curated.json: kept records in global order, each verbatim (or with its kept rewrites
-  // applied), read back from scores.h5 (row i is pool index i) a block at a time.
+  // ---- curated.json: kept records in global order, each in LLaVA's conversation form
+  // (core/rewrite_stage.h: verbatim unless it holds kept rewrites or is in the instruction
+  // form), read back from scores.h5 (row i is pool index i) a block at a time.
   {
     ShardReader written(result.scores_path);
     AtomicFileWriter curated(result.curated_path);
@@ -657,12 +658,9 @@ MergeResult merge_shards(const std::vector<std::string>& shard_paths, const std:
       std::vector<std::string> texts = read_shard_records(result.scores_path, rows);
       for (std::size_t j = 0; j < texts.size(); ++j) {
         curated.write(b + j ? ",\n" : "\n");
-        if (rewritten[rows[j]]) {
-          std::vector<ShardRow> row = written.read_rows(rows[j], rows[j] + 1, ShardReadOptions{/*records=*/false});
-          curated.write(record_with_rewrites(texts[j], row.at(0)));
-        } else {
-          curated.write(texts[j]);
-        }
+        ShardRow row;  // the rewrite columns only where a rewrite was kept
+        if (rewritten[rows[j]]) row = written.read_rows(rows[j], rows[j] + 1, ShardReadOptions{/*records=*/false}).at(0);
+        curated.write(curated_record(texts[j], row));
       }
     }
     curated.write(kept.empty() ? "]\n" : "\n]\n");

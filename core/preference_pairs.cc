@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/chat_template.h"
 #include "core/corpus_index.h"
 
 namespace align2 {
@@ -22,17 +23,6 @@ bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r' || (c >= '\x1c' && c <= '\x1f');
 }
 
-std::string strip(const std::string& s) {
-  std::size_t b = 0, e = s.size();
-  while (b < e && is_space(s[b])) ++b;
-  while (e > b && is_space(s[e - 1])) --e;
-  return s.substr(b, e - b);
-}
-
-std::string rstrip(std::string s) {
-  while (!s.empty() && is_space(s.back())) s.pop_back();
-  return s;
-}
 
 std::string remove_image_tags(const std::string& s) {
   std::string out;
@@ -48,8 +38,9 @@ std::string remove_image_tags(const std::string& s) {
   return out;
 }
 
-// What the reference code does to each question and answer before building the text.
-std::string clean(const std::string& s) { return strip(remove_image_tags(s)); }
+// What the reference code does to each question and answer before building the text:
+// `.replace('<image>', '').strip()`, Python's strip (Unicode whitespace, core/chat_template.h).
+std::string clean(const std::string& s) { return python_strip(remove_image_tags(s)); }
 
 std::string join_words(const std::vector<std::string>& words) {
   std::string out;
@@ -381,11 +372,11 @@ std::string question_rm_text(const std::vector<std::string>& questions) {
     if (i) text += '\n';
     text += clean(questions[i]);
   }
-  return rstrip(std::move(text));
+  return python_strip(text);  // their final prompt.strip()
 }
 
 std::string answer_rm_text(const std::string& question, const std::string& answer) {
-  return rstrip("<image>\nQuestion: " + clean(question) + "\nAnswer: " + clean(answer));
+  return python_strip("<image>\nQuestion: " + clean(question) + "\nAnswer: " + clean(answer));
 }
 
 std::vector<std::string> split_words(const std::string& text) {

@@ -298,7 +298,9 @@ ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin
       if (t % 2 == 0) question = std::move(value);
       else s.turns.push_back({std::move(question), std::move(value)});
     }
-    if (conv->size() % 2 != 0) {
+    if (conv->size() % 2 != 0 && options.accept_open_question) {
+      s.turns.push_back({std::move(question), ""});
+    } else if (conv->size() % 2 != 0) {
       fail(out, origin, Status::invalid, Reason::bad_roles,
            fmt::format("the conversation ends with a human turn (conversations[{}]) that has no answer",
                        conv->size() - 1));

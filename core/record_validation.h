@@ -5,7 +5,7 @@
 //   instruction/output:  {"id": ..., "image": ...?, "instruction": "...", "output": "..."}  (one turn; e.g. LLaVA's GPT-4 QA files)
 // Rules (each failure has its own Reason, see sample.h): UTF-8, JSON, object, `id`
 // (string or integer), conversations non-empty, roles human/gpt alternating from human
-// and ending with gpt, `value` strings, image path relative and inside the image
+// and ending with gpt (or, with accept_open_question, with human), `value` strings, image path relative and inside the image
 // root, exactly one <image> tag (opening or closing the first human turn, or anywhere
 // in it) when the record has an image and none when it has not (conversation shape),
 // size bound, and the image file present when an image root is given.
@@ -23,6 +23,10 @@ struct ValidationOptions {
   std::string image_root;        // "" = do not look at image files on disk
   std::string subset_field;      // record field naming the subset ("" = none)
   std::uint64_t max_record_bytes = 16u << 20;  // longer records get Reason::record_too_large
+  // Accept a conversation that ends with a human turn (a question to answer, as in an
+  // evaluation set): its last Turn has answer "". Only `align2 prompt --inference` sets it;
+  // a pool to curate needs answers. Never serialized (serialize_index asserts it is off).
+  bool accept_open_question = false;
 };
 
 // Where a record came from, for messages and the subset.

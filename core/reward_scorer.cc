@@ -24,9 +24,11 @@ std::string RewardScorer::stage_fingerprint(const std::string& stage) const {
 }
 
 RewardScorer::RewardScorer(const std::string& question_model, const std::string& answer_model,
-                           const std::string& image_root, at::ScalarType dtype)
+                           const std::string& image_root, at::ScalarType dtype, const std::string& image_aspect)
     : question_(std::make_unique<RewardModel>(question_model, dtype, at::Device(at::kCPU))),
       answer_(std::make_unique<RewardModel>(answer_model, dtype, at::Device(at::kCPU))),
+      question_image_(reward_image_spec(*question_, image_aspect)),
+      answer_image_(reward_image_spec(*answer_, image_aspect)),
       image_root_(image_root) {
   if (question_->config().kind != RewardKind::question)
     throw std::runtime_error(fmt::format("{}: question_model is an answer reward model", question_model));
@@ -38,8 +40,8 @@ RewardScorer::RewardScorer(const std::string& question_model, const std::string&
     for (const std::string& dir : m.folders()) text += model_folder_fingerprint(dir) + "+";
     return text;
   };
-  question_fingerprint_ = "question:" + folders(*question_) + run_dtype;
-  answer_fingerprint_ = "answer:" + folders(*answer_) + run_dtype;
+  question_fingerprint_ = "question:" + folders(*question_) + aspect_mode_name(question_image_.aspect) + "+" + run_dtype;
+  answer_fingerprint_ = "answer:" + folders(*answer_) + aspect_mode_name(answer_image_.aspect) + "+" + run_dtype;
   fingerprint_ = question_fingerprint_ + "+" + answer_fingerprint_;
 }
 
@@ -47,7 +49,7 @@ void RewardScorer::score_questions(const std::vector<const Sample*>& samples, fl
                                    std::vector<ScoreFailure>* failures) {
   for (std::size_t i = 0; i < samples.size(); ++i) {
     try {
-      at::Tensor features = sample_features(*question_, *samples[i], image_root_);
+      at::Tensor features = sample_features(*question_, *samples[i], image_root_, question_image_);
       out[i] = question_->score(reward_text(RewardKind::question, *samples[i], 0), features).score;
     } catch (const ImageError& e) {
       failures->push_back(failure(i, *samples[i], e));
@@ -60,7 +62,7 @@ void RewardScorer::score_answers(const std::vector<const Sample*>& samples, std:
   out->assign(samples.size(), {});
   for (std::size_t i = 0; i < samples.size(); ++i) {
     try {
-      at::Tensor features = sample_features(*answer_, *samples[i], image_root_);
+      at::Tensor features = sample_features(*answer_, *samples[i], image_root_, answer_image_);
       for (std::size_t t = 0; t < samples[i]->turns.size(); ++t)
         (*out)[i].push_back(answer_->score(reward_text(RewardKind::answer, *samples[i], t), features).score);
     } catch (const ImageError& e) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "core/image_preprocess.h"
 #include "core/reward_model.h"
 #include "core/scorer.h"
 
@@ -13,21 +14,24 @@ namespace align2 {
 
 class RewardScorer : public Scorer {
  public:
+  // image_aspect: "" = each model's image_aspect_ratio, or "pad" / "square" for both
+  // (core/reward_scoring.h: reward_image_spec).
   RewardScorer(const std::string& question_model, const std::string& answer_model, const std::string& image_root,
-               at::ScalarType dtype);
+               at::ScalarType dtype, const std::string& image_aspect = "");
 
   void score_questions(const std::vector<const Sample*>& samples, float* out,
                        std::vector<ScoreFailure>* failures) override;
   void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
                      std::vector<ScoreFailure>* failures) override;
   // Both models' folders, with their base models' and vision towers' (core/model_fingerprint.h),
-  // and the run dtype.
+  // the image aspect mode each model's images get, and the run dtype.
   std::string fingerprint() const override { return fingerprint_; }
   // select_questions: the question model's folder and dtype; select_answers: the answer model's.
   std::string stage_fingerprint(const std::string& stage) const override;
 
  private:
   std::unique_ptr<RewardModel> question_, answer_;
+  ImageSpec question_image_, answer_image_;  // each model's preprocessing
   std::string image_root_, fingerprint_, question_fingerprint_, answer_fingerprint_;
 };
 

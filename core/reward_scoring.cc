@@ -27,11 +27,17 @@ std::string reward_text(RewardKind kind, const Sample& s, std::size_t turn) {
   return text;
 }
 
-at::Tensor sample_features(const RewardModel& model, const Sample& s, const std::string& image_root) {
+ImageSpec reward_image_spec(const RewardModel& model, const std::string& aspect) {
+  ImageSpec image = image_spec_for(model.llava().spec());
+  if (!aspect.empty()) image.aspect = aspect_mode_from_name(aspect);
+  return image;
+}
+
+at::Tensor sample_features(const RewardModel& model, const Sample& s, const std::string& image_root,
+                           const ImageSpec& image) {
   if (s.image.empty()) return at::Tensor();
   const ModelSpec& spec = model.llava().spec();
   if (!spec.has_vision) throw ImageError("no_vision", fmt::format("the model {} has no vision tower", spec.dir));
-  ImageSpec image = image_spec_for(spec);
   at::Tensor pixels = at::empty({3, image.size, image.size}, at::kFloat);
   preprocess_image_file((std::filesystem::path(image_root) / s.image).string(), image, pixels.data_ptr<float>());
   return model.image_features(pixels);
@@ -39,6 +45,7 @@ at::Tensor sample_features(const RewardModel& model, const Sample& s, const std:
 
 std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& index, const ScoringOptions& options) {
   CorpusReader reader(index);
+  const ImageSpec image = reward_image_spec(model, options.image_aspect);
   std::vector<ShardRow> rows;
   const std::uint64_t n = index.entries.size();
   for (std::uint64_t i = 0; i < n; ++i) {
@@ -47,7 +54,7 @@ std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& inde
     if (s.status == Status::valid) {
       at::Tensor features;
       try {
-        features = sample_features(model, s, options.image_root);
+        features = sample_features(model, s, options.image_root, image);
       } catch (const ImageError& e) {
         RecordOrigin origin{index.files[index.entries[i].file].path, index.entries[i].index_in_file,
                             index.entries[i].line, ""};

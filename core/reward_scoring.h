@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/corpus_index.h"
+#include "core/image_preprocess.h"
 #include "core/reward_model.h"
 #include "core/shard_store.h"
 
@@ -17,6 +18,7 @@ namespace align2 {
 
 struct ScoringOptions {
   std::string image_root;  // records' image paths are relative to it
+  std::string image_aspect;  // "" = the model's image_aspect_ratio; "pad" or "square" overrides it
   // Called after each record, with (records done, records in all), for progress.
   std::function<void(std::uint64_t, std::uint64_t)> progress;
 };
@@ -25,9 +27,17 @@ struct ScoringOptions {
 // sample's questions (question RM, `turn` ignored); text-only samples carry no <image>.
 std::string reward_text(RewardKind kind, const Sample& sample, std::size_t turn);
 
+// The preprocessing of a reward model's images: the model's own (image_spec_for), its aspect
+// mode replaced by `aspect` unless that is "" ("pad" or "square": the authors' ranking scripts
+// scored with "square" although their models trained with "pad"). Throws
+// std::invalid_argument for another name.
+ImageSpec reward_image_spec(const RewardModel& model, const std::string& aspect);
+
 // The image features [P, hidden] a sample's texts are scored with (undefined for a
-// text-only sample). Throws ImageError (core/image_preprocess.h) when the image cannot be used.
-at::Tensor sample_features(const RewardModel& model, const Sample& sample, const std::string& image_root);
+// text-only sample), its image preprocessed as `image` says. Throws ImageError
+// (core/image_preprocess.h) when the image cannot be used.
+at::Tensor sample_features(const RewardModel& model, const Sample& sample, const std::string& image_root,
+                           const ImageSpec& image);
 
 // Scores every record of `index` with `model`; rows in pool order.
 std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& index, const ScoringOptions& options);

@@ -418,9 +418,18 @@ RewardTrainResult Trainer::run(const std::function<void(const std::string&)>& lo
 
 RewardTrainResult train_reward_model(Comm& comm, const RewardTrainOptions& options,
                                      const std::function<void(const std::string&)>& log) {
-  if (options.lora_r < 1 || options.batch_size < 1 || options.grad_accum < 1 || options.epochs < 1)
+  if (options.lora_r < 1 || options.batch_size < 1 || options.grad_accum < 1 || options.epochs < 1 ||
+      options.pairs_per_step < 0)
     throw std::invalid_argument("lora r, batch size, accumulation steps and epochs must be at least 1");
-  Trainer trainer(comm, options);
+  RewardTrainOptions resolved = options;
+  if (options.pairs_per_step > 0) {  // every rank reaches the same verdict
+    const std::int64_t per_pass = options.batch_size * comm.size();
+    if (options.pairs_per_step % per_pass != 0)
+      throw std::runtime_error(fmt::format("{} pairs per step is not a multiple of the batch size {} x {} rank(s) = {}",
+                                           options.pairs_per_step, options.batch_size, comm.size(), per_pass));
+    resolved.grad_accum = options.pairs_per_step / per_pass;
+  }
+  Trainer trainer(comm, resolved);
   return trainer.run(log);
 }
 

@@ -22,6 +22,7 @@
 
 namespace align2 {
 
+// The defaults are the authors' recipe (docs/reward-models-reference.md §1).
 struct RewardTrainOptions {
   RewardKind kind = RewardKind::question;
   std::string base_model;    // LLaVA (or LLaMA) folder
@@ -38,15 +39,19 @@ struct RewardTrainOptions {
   double weight_decay = 0.0;
   double warmup_ratio = 0.03;
   double max_grad_norm = 1.0;
-  std::int64_t epochs = 1;
+  std::int64_t epochs = 5;
   std::int64_t batch_size = 1;  // pairs per rank per accumulation step
-  std::int64_t grad_accum = 1;  // accumulation steps per optimizer step
+  // Pairs per optimizer step: the accumulation steps are pairs_per_step / (batch_size x ranks),
+  // which must be whole. 64 is the authors' (1 per GPU x 16 accumulation steps x 4 GPUs).
+  // 0 = take grad_accum as given.
+  std::int64_t pairs_per_step = 64;
+  std::int64_t grad_accum = 1;  // accumulation steps per optimizer step (when pairs_per_step is 0)
   std::int64_t save_every = 0;  // optimizer steps between checkpoints (0 = none)
   std::int64_t max_length = 2048;
   std::int64_t max_steps = 0;   // stop after this many optimizer steps (0 = all epochs); the learning-rate
                                 // schedule still spans all epochs, so a stopped run resumes exactly
   std::uint64_t seed = 0;
-  double augment_rate = 0;      // corruption negatives (core/preference_pairs.h)
+  double augment_rate = 0.25;   // corruption negatives (core/preference_pairs.h)
   bool train_projector = true;
   bool bf16 = false;            // run the frozen model in bfloat16 (LoRA, head, projector stay float32)
   bool resume = false;          // continue from the newest checkpoint in output_dir

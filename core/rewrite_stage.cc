@@ -126,29 +126,62 @@ json RewriteCounts::summary() const {
           {"by_subset", subsets}};
 }
 
-std::string record_with_rewrites(const std::string& record, const ShardRow& row) {
+namespace {
+
+// Counts the "<image>" tags of `text`.
+std::size_t image_tags(const std::string& text) {
+  std::size_t n = 0;
+  for (std::size_t p = text.find("<image>"); p != std::string::npos; p = text.find("<image>", p + 7)) ++n;
+  return n;
+}
+
+// The one-turn {"instruction", "output"} form as LLaVA's conversation form: id, image and
+// conversations first, then every other field in its order; "<image>\n" in front of the
+// question when the record has an image and its instruction holds no tag (where LLaVA's
+// training puts it: preprocess_multimodal).
+nlohmann::ordered_json as_conversation(const nlohmann::ordered_json& rec) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (const char* k : {"id", "image"})
+    if (rec.contains(k)) out[k] = rec[k];
+  std::string question = rec["instruction"].get<std::string>();
+  const bool has_image = rec.contains("image") && !rec["image"].is_null();
+  if (has_image && image_tags(question) == 0) question = "<image>\n" + question;
+  out["conversations"] = {{{"from", "human"}, {"value", question}}, {{"from", "gpt"}, {"value", rec["output"]}}};
+  for (const auto& [k, v] : rec.items())
+    if (k != "id" && k != "image" && k != "instruction" && k != "output") out[k] = v;
+  return out;
+}
+
+}  // namespace
+
+std::string curated_record(const std::string& record, const ShardRow& row) {
   bool any = false;
   for (std::int8_t k : row.rewrite_kept) any |= k == 1;
-  if (!any) return record;
   nlohmann::ordered_json rec = nlohmann::ordered_json::parse(record, nullptr, false);
   auto bad = [&](const std::string& what) {
-    return std::runtime_error(fmt::format("record {} (key {}): cannot apply its rewrites: {}", row.id, row.key, what));
+    return std::runtime_error(fmt::format("record {} (key {}): cannot write it to curated.json: {}", row.id, row.key, what));
   };
   if (rec.is_discarded() || !rec.is_object()) throw bad("the record is not a JSON object");
+  const bool instruction_form = !rec.contains("conversations") && rec.contains("instruction") &&
+                                rec.contains("output") && rec["instruction"].is_string() && rec["output"].is_string();
+  if (!any && !instruction_form) return record;  // no rewrite kept: byte for byte as in the pool
+  if (instruction_form) rec = as_conversation(rec);
+  if (!rec.contains("conversations"))
+    throw bad("it has neither \"conversations\" nor \"instruction\" and \"output\"");
+  auto& conv = rec["conversations"];
   const std::size_t n = row.rewrite_kept.size();
-  if (rec.contains("conversations")) {
-    auto& conv = rec["conversations"];
-    if (!conv.is_array() || conv.size() != 2 * n) throw bad(fmt::format("it does not have {} turns", n));
-    for (std::size_t t = 0; t < n; ++t)
-      if (row.rewrite_kept[t] == 1) {
-        conv[2 * t]["value"] = row.rewritten_questions[t];
-        conv[2 * t + 1]["value"] = row.rewritten_answers[t];
-      }
-  } else {  // the one-turn {"instruction", "output"} form
-    if (n != 1 || !rec.contains("instruction") || !rec.contains("output")) throw bad("unexpected record form");
-    rec["instruction"] = row.rewritten_questions[0];
-    rec["output"] = row.rewritten_answers[0];
-  }
+  if (n && (!conv.is_array() || conv.size() != 2 * n)) throw bad(fmt::format("it does not have {} turns", n));
+  for (std::size_t t = 0; t < n; ++t)
+    if (row.rewrite_kept[t] == 1) {
+      // A rewrite keeps its original's tag placement (core/rewrite_prompt.h); an instruction
+      // without a tag got its "<image>\n" above, which the rewrite takes over.
+      std::string question = row.rewritten_questions[t];
+      const auto& before = conv[2 * t]["value"];
+      if (before.is_string() && image_tags(before.get<std::string>()) == 1 && image_tags(question) == 0)
+        question = "<image>\n" + question;
+      conv[2 * t]["value"] = question;
+      conv[2 * t + 1]["value"] = row.rewritten_answers[t];
+    }
   return rec.dump(-1, ' ', /*ensure_ascii=*/false, nlohmann::ordered_json::error_handler_t::strict);
 }
 

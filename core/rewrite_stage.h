@@ -40,11 +40,18 @@ struct RewriteCounts {
   nlohmann::json summary() const;         // stages.rewrite of summary.json
 };
 
-// The record text that ends in curated.json: `record` (the input record's JSON) with each
-// turn whose rewrite was kept (row.rewrite_kept[t] == 1) replaced by the rewritten question
-// and answer; other fields and turns unchanged. Records with no kept rewrite are returned
-// verbatim. Throws std::runtime_error naming the row's key when the record does not have
-// the row's turns (a bug, or a shard that does not belong to the pool).
-std::string record_with_rewrites(const std::string& record, const ShardRow& row);
+// The record text that ends in curated.json, in the form LLaVA's training reads
+// (LazySupervisedDataset: "conversations"):
+//  - a record in conversation form (or any form but the one below) with no kept rewrite:
+//    `record` verbatim, byte for byte;
+//  - one with kept rewrites (row.rewrite_kept[t] == 1): the same JSON object with those
+//    turns' values replaced by the rewritten question and answer, written compactly;
+//  - a one-turn {"instruction", "output"} record (LLaVA's GPT-4 QA files): rewritten as
+//    {"id", "image", "conversations": [human: "<image>\n" + instruction, gpt: output], ...}
+//    with its other fields (e.g. "type") after them, and its kept rewrite applied; the
+//    "<image>\n" only when it has an image and the instruction holds no tag.
+// Throws std::runtime_error naming the row's id and key when the record has neither form or
+// not the row's turns (a bug, or a shard that does not belong to the pool).
+std::string curated_record(const std::string& record, const ShardRow& row);
 
 }  // namespace align2

@@ -130,7 +130,7 @@ const std::vector<Command>& commands() {
        "Reads the per-rank HDF5 shards of a run (default: every shard under DIR/shards),\n"
        "checks that every input record appears exactly once and that each stage holds exactly\n"
        "the records the stage before kept, orders the kept records globally (score descending,\n"
-       "then key), and writes DIR/curated.json (LLaVA JSON, records verbatim), DIR/scores.h5\n"
+       "then key), and writes DIR/curated.json (LLaVA JSON in conversation form), DIR/scores.h5\n"
        "(every input record with all columns), DIR/summary.json and DIR/report.html.",
        {{"output-dir", "DIR", "where the outputs go (required)"}},
        run_merge},
@@ -182,8 +182,10 @@ const std::vector<Command>& commands() {
        "Reads a LLaVA pool (JSON array or JSONL) and writes one line per record:\n"
        "{\"id\": ..., \"prompt\": \"...\"}, rendered as LLaVA's conversation.py does, with <image>\n"
        "moved to the front of the first question as \"<image>\\n\". By default the training form\n"
-       "(every answer, each followed by </s>); with --inference the prompt that generates the\n"
-       "last answer (the turns before it and the last question, ending in \"ASSISTANT:\").\n"
+       "(every answer, each followed by </s>); with --inference the prompt that answers the last\n"
+       "question (the turns before it and the last question, ending in \"ASSISTANT:\"): a record\n"
+       "may then end with its question and no answer (an evaluation set's), and a last answer,\n"
+       "if any, is left out.\n"
        "A record that is not valid gives {\"id\", \"status\", \"reason\", \"message\"} instead; one the\n"
        "template cannot render (plain takes one turn with an image) gives status\n"
        "\"unrenderable\", reason \"template\".",
@@ -287,7 +289,7 @@ const std::vector<Command>& commands() {
         {"max-positions", "N", "the LLaVA's max_position_embeddings (default: the LLaMA's). RoPE runs at any\n"
                                "position, but a LLaMA never saw positions past its training length"}},
        run_make_llava},
-      {"score", "--kind question|answer --model DIR --input POOL --image-root DIR --output FILE.h5",
+      {"score", "--kind question|answer --model DIR --input POOL --image-root DIR --output FILE.h5 [--image-aspect pad|square]",
        "score every record of a pool with a reward model",
        "Runs the question reward model f(I, Q) (one score per record, over all its questions) or the\n"
        "answer reward model g(I, Q, A) (one score per question-answer turn, and their mean) over\n"
@@ -301,6 +303,9 @@ const std::vector<Command>& commands() {
         {"image-root", "DIR", "folder the records' image paths are relative to"},
         {"subset-field", "NAME", "record field naming the subset"},
         {"output", "FILE.h5", "the HDF5 file to write"},
+        {"image-aspect", "pad|square", "image preprocessing: pad to a square with the mean colour, or resize and\n"
+                                       "centre-crop (default: the model's image_aspect_ratio; the authors' ranking\n"
+                                       "scripts used square)"},
         {"dtype", "f32|bf16", "run dtype (default f32)"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_score},
@@ -325,7 +330,9 @@ const std::vector<Command>& commands() {
        "a cosine schedule and warm-up, gradient accumulation and clipping, float32. Under mpirun/srun\n"
        "the ranks split each step's pairs and sum gradients. Writes a reward-model folder (PEFT\n"
        "adapter, score head, projector, reward_config.json), train_log.jsonl, and eval.json with the\n"
-       "pairwise accuracy on --eval. See docs/reward-models.md.",
+       "pairwise accuracy on --eval. The defaults are the authors' recipe (5 epochs, 64 pairs per step,\n"
+       "LoRA r 128 / alpha 256 / dropout 0.05, lr 2e-5, warm-up 0.03, cosine, augment rate 0.25).\n"
+       "See docs/reward-models.md.",
        {{"kind", "question|answer", "which reward model"},
         {"base", "DIR", "base LLaVA (or LLaMA) folder"},
         {"vision-tower", "DIR", "CLIP folder of a liuhaotian base (default: found as docs/models.md says)"},
@@ -342,14 +349,16 @@ const std::vector<Command>& commands() {
         {"weight-decay", "W", "AdamW weight decay (default 0)"},
         {"warmup-ratio", "R", "share of steps with linear warm-up (default 0.03)"},
         {"max-grad-norm", "N", "clip the global gradient norm (default 1; 0 = off)"},
-        {"epochs", "N", "passes over the pairs (default 1)"},
+        {"epochs", "N", "passes over the pairs (default 5)"},
         {"batch-size", "N", "pairs per rank per accumulation step (default 1)"},
-        {"grad-accum", "N", "accumulation steps per optimizer step (default 1)"},
+        {"pairs-per-step", "N", "pairs per optimizer step (default 64); the accumulation steps are\n"
+                                "N / (batch size x ranks), which must be whole"},
+        {"grad-accum", "N", "accumulation steps per optimizer step, instead of --pairs-per-step"},
         {"save-every", "N", "checkpoint every N optimizer steps (default 0 = never)"},
         {"max-steps", "N", "stop after N optimizer steps (the schedule still spans all epochs)"},
         {"resume", "", "continue from the newest checkpoint in --output-dir"},
         {"max-length", "N", "positions per sequence, image patches included (default 2048)"},
-        {"augment-rate", "R", "share of candidates that also get a corrupted-copy negative (default 0)"},
+        {"augment-rate", "R", "share of candidates that also get a corrupted-copy negative (default 0.25)"},
         {"seed", "S", "seed of every random draw (default 0)"},
         {"dtype", "f32|bf16", "run dtype of the frozen model (default f32); trained weights stay float32"},
         {"threads", "N", "CPU threads (default: all cores)"}},

@@ -31,7 +31,7 @@ int run_curate(const Args& args) {
     configure_cpu_engine(threads_per_rank(config.threads));  // the config's, else the node's cores / ranks
     stage = "load models";
     RewardScorer scorer(config.question_model, config.answer_model, config.image_root,
-                        config.dtype == "bf16" ? at::kBFloat16 : at::kFloat);
+                        config.dtype == "bf16" ? at::kBFloat16 : at::kFloat, config.image_aspect);
     std::unique_ptr<LlmRewriter> rewriter;
     if (config.rewrite) rewriter = make_llm_rewriter(config);  // stage 3: by default the question model's base MLLM
     stage = "curate";

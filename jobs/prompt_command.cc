@@ -36,7 +36,9 @@ int run_prompt(const Args& args) {
   }
   const bool inference = args.flag("inference");
 
-  const PoolIndex index = build_index({PoolFile{input, ""}}, IndexOptions{});
+  IndexOptions options;
+  options.validation.accept_open_question = inference;  // an evaluation set's records end with a question
+  const PoolIndex index = build_index({PoolFile{input, ""}}, options);
   CorpusReader reader(index);
   const std::uint64_t total = index.entries.size();
   constexpr std::uint64_t kChunk = 1024;  // records read at a time
@@ -54,7 +56,7 @@ int run_prompt(const Args& args) {
       }
       const bool has_image = !s.image.empty();
       try {
-        if (inference) {
+        if (inference) {  // the prompt that answers the last question (its answer, if any, left out)
           const std::vector<Turn> before(s.turns.begin(), s.turns.end() - 1);
           line["prompt"] = render_inference(kind, before, s.turns.back().question, has_image);
         } else {

@@ -23,6 +23,9 @@ int run_score(const Args& args) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(fmt::format("--kind: {}", e.what()));
   }
+  const std::string aspect = args.get("image-aspect");
+  if (!aspect.empty() && aspect != "pad" && aspect != "square")
+    throw UsageError("--image-aspect " + aspect + ": expected pad or square");
   parse_threads(args);
   at::ScalarType dtype = parse_dtype(args.get("dtype", "f32"));
   if (dtype == at::kHalf) throw UsageError("--dtype f16 needs a CUDA build; use f32 or bf16 on CPU");
@@ -38,6 +41,7 @@ int run_score(const Args& args) {
 
   ScoringOptions so;
   so.image_root = io.validation.image_root;
+  so.image_aspect = args.get("image-aspect");
   std::uint64_t step = std::max<std::uint64_t>(1, index.entries.size() / 20);
   so.progress = [&](std::uint64_t done, std::uint64_t all) {
     if (done % step == 0 || done == all) std::cerr << fmt::format("score: {} / {} records\n", done, all);
@@ -46,7 +50,8 @@ int run_score(const Args& args) {
 
   ShardMeta meta;
   meta.align2_version = align2_version();
-  meta.config_fingerprint = std::string(reward_kind_name(kind)) + ":" + model_dir;
+  meta.config_fingerprint = std::string(reward_kind_name(kind)) + ":" + model_dir + ":" +
+                            aspect_mode_name(reward_image_spec(model, so.image_aspect).aspect);
   meta.input_fingerprint = index.fingerprint;
   meta.stage = kind == RewardKind::question ? "select_questions" : "select_answers";
   meta.input_records = index.entries.size();

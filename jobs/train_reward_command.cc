@@ -29,22 +29,27 @@ int run_train_reward(const Args& args) {
   o.output_dir = args.get("output-dir");
   if (o.base_model.empty() || o.data.empty() || o.output_dir.empty())
     throw UsageError("--base, --data and --output-dir are required");
-  o.lora_r = int_option(args, "lora-r", 128, 1, 4096);
-  o.lora_alpha = real_option(args, "lora-alpha", 256, 0, 1e6);
-  o.lora_dropout = real_option(args, "lora-dropout", 0.05, 0, 0.99);
-  o.lr = real_option(args, "lr", 2e-5, 0, 10);
+  const RewardTrainOptions d;  // the authors' recipe
+  o.lora_r = int_option(args, "lora-r", d.lora_r, 1, 4096);
+  o.lora_alpha = real_option(args, "lora-alpha", d.lora_alpha, 0, 1e6);
+  o.lora_dropout = real_option(args, "lora-dropout", d.lora_dropout, 0, 0.99);
+  o.lr = real_option(args, "lr", d.lr, 0, 10);
   o.projector_lr = real_option(args, "projector-lr", o.lr, 0, 10);
-  o.weight_decay = real_option(args, "weight-decay", 0, 0, 10);
-  o.warmup_ratio = real_option(args, "warmup-ratio", 0.03, 0, 1);
-  o.max_grad_norm = real_option(args, "max-grad-norm", 1.0, 0, 1e9);
-  o.epochs = int_option(args, "epochs", 1, 1, 1000);
-  o.batch_size = int_option(args, "batch-size", 1, 1, 1 << 20);
-  o.grad_accum = int_option(args, "grad-accum", 1, 1, 1 << 20);
-  o.save_every = int_option(args, "save-every", 0, 0, 1ll << 40);
-  o.max_steps = int_option(args, "max-steps", 0, 0, 1ll << 40);
-  o.max_length = int_option(args, "max-length", 2048, 2, 1 << 20);
-  o.seed = std::uint64_t(int_option(args, "seed", 0, 0, INT64_MAX));
-  o.augment_rate = real_option(args, "augment-rate", 0, 0, 1);
+  o.weight_decay = real_option(args, "weight-decay", d.weight_decay, 0, 10);
+  o.warmup_ratio = real_option(args, "warmup-ratio", d.warmup_ratio, 0, 1);
+  o.max_grad_norm = real_option(args, "max-grad-norm", d.max_grad_norm, 0, 1e9);
+  o.epochs = int_option(args, "epochs", d.epochs, 1, 1000);
+  o.batch_size = int_option(args, "batch-size", d.batch_size, 1, 1 << 20);
+  if (args.flag("grad-accum") && args.flag("pairs-per-step"))
+    throw UsageError("--grad-accum and --pairs-per-step exclude each other (pairs per step = batch size x ranks x "
+                     "accumulation steps)");
+  o.grad_accum = int_option(args, "grad-accum", d.grad_accum, 1, 1 << 20);
+  o.pairs_per_step = args.flag("grad-accum") ? 0 : int_option(args, "pairs-per-step", d.pairs_per_step, 1, 1 << 30);
+  o.save_every = int_option(args, "save-every", d.save_every, 0, 1ll << 40);
+  o.max_steps = int_option(args, "max-steps", d.max_steps, 0, 1ll << 40);
+  o.max_length = int_option(args, "max-length", d.max_length, 2, 1 << 20);
+  o.seed = std::uint64_t(int_option(args, "seed", std::int64_t(d.seed), 0, INT64_MAX));
+  o.augment_rate = real_option(args, "augment-rate", d.augment_rate, 0, 1);
   o.train_projector = !args.flag("freeze-projector");
   std::string dtype = args.get("dtype", "f32");
   if (dtype != "f32" && dtype != "bf16") throw UsageError("--dtype " + dtype + ": expected f32 or bf16");

@@ -62,7 +62,8 @@ train() {
   begin "3. train the $kind reward model (LoRA r 8, $epochs epoch(s); log in $out/rm-$kind.log)"
   local cmd=("$bin" train-reward --kind "$kind" --base "$out/llava" --image-root "$demo/images"
     --data "$out/pairs/${kind}_train.jsonl" --eval "$out/pairs/${kind}_eval.jsonl" --output-dir "$out/rm-$kind"
-    --lora-r 8 --lora-alpha 16 --lora-dropout 0 --lr 5e-3 --epochs "$epochs" --batch-size 4 --max-length 512
+    --lora-r 8 --lora-alpha 16 --lora-dropout 0 --lr 5e-3 --epochs "$epochs" --batch-size 4 --pairs-per-step 4
+    --augment-rate 0 --max-length 512
     --seed "$seed" --threads 1)
   printf '$'; printf ' %q' "${cmd[@]}"; echo " > $out/rm-$kind.log"
   "${cmd[@]}" > "$out/rm-$kind.log"

@@ -245,5 +245,41 @@ TEST(PromptCommand, InvalidAndUnrenderableRecordsAreKept) {
   EXPECT_NE(r.err.find("vicuna_v1, llava_v1, plain"), std::string::npos) << r.err;
 }
 
+// An evaluation set (LLaVA-Bench's questions.jsonl as LLaVA records): one human turn each, or
+// earlier turns and a last question without its answer. --inference renders the prompt that
+// answers it, as conversation.py does with an empty assistant message; without --inference
+// such a record stays invalid (bad_roles), since training and curation need the answer.
+TEST(PromptCommand, QuestionOnlyRecordsRenderTheirInferencePrompt) {
+  const std::string dir = test::scratch_dir("prompt-question-only");
+  const std::string pool = dir + "/questions.jsonl";
+  test::write_file(
+      pool,
+      R"({"id": 0, "image": "001.jpg", "conversations": [{"from": "human", "value": "<image>\nWhat is unusual about this image?"}]})"
+      "\n"
+      R"({"id": 1, "image": "002.jpg", "conversations": [{"from": "human", "value": "<image>\nQ1"}, {"from": "gpt", "value": "A1"}, {"from": "human", "value": "Q2"}]})"
+      "\n"
+      R"({"id": 2, "conversations": [{"from": "human", "value": "Hi"}]})"
+      "\n"
+      R"({"id": 3, "conversations": [{"from": "gpt", "value": "A"}]})"
+      "\n");
+  auto r = test::run_command(test::align2_bin() + " prompt --template vicuna_v1 --inference --input " + pool);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<json> v = json_lines(r.out);
+  ASSERT_EQ(v.size(), 4u) << r.out;
+  EXPECT_EQ(v[0], json({{"id", "0"}, {"prompt", kVicuna + " USER: <image>\nWhat is unusual about this image? ASSISTANT:"}}));
+  EXPECT_EQ(v[1]["prompt"], kVicuna + " USER: <image>\nQ1 ASSISTANT: A1</s>USER: Q2 ASSISTANT:");
+  EXPECT_EQ(v[2]["prompt"], kVicuna + " USER: Hi ASSISTANT:");
+  EXPECT_EQ(v[3]["reason"], "bad_roles");  // roles must still start with human
+  r = test::run_command(test::align2_bin() + " prompt --template llava_v1 --inference --input " + pool);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json_lines(r.out)[0]["prompt"], kLlavaV1 + " USER: <image>\nWhat is unusual about this image? ASSISTANT:");
+  // The training form needs every answer.
+  r = test::run_command(test::align2_bin() + " prompt --template vicuna_v1 --input " + pool);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<json> t = json_lines(r.out);
+  ASSERT_EQ(t.size(), 4u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(t[std::size_t(i)]["reason"], "bad_roles") << t[std::size_t(i)];
+}
+
 }  // namespace
 }  // namespace align2

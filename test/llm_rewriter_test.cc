@@ -157,9 +157,12 @@ TEST(LlmRewriter, ReviewOfIdenticalTextsIsSymmetric) {
   ASSERT_EQ(lp.size(), 2u);
   EXPECT_LT(lp[0][0], 0.0);
   EXPECT_LT(lp[0][1], 0.0);
+  // The two prompts are two rows of one batched float32 forward: the BLAS kernels may tile the
+  // rows differently, so the two rows can differ in the last bits (2e-7 seen on an AVX2-only EPYC;
+  // exact on AVX-512 machines). decide_review's own symmetry is exact (rewrite_prompt_test).
   ReviewDecision d = decide_review(lp[0][0], lp[0][1], lp[1][0], lp[1][1], 0.5);
-  EXPECT_NEAR(d.p_rewrite_order1 + d.p_rewrite_order2, 1.0, 1e-9);
-  EXPECT_NEAR(d.p_rewrite, 0.5, 1e-9);
+  EXPECT_NEAR(d.p_rewrite_order1 + d.p_rewrite_order2, 1.0, 1e-6);
+  EXPECT_NEAR(d.p_rewrite, 0.5, 1e-6);
   // Different texts: order matters to the model, and the probabilities are real numbers in (0, 1).
   Turn y{"What is shown?", "A bus on a street."};
   auto lp2 = rw.label_logprobs({rw.review_prompt(s, 0, x, y), rw.review_prompt(s, 0, y, x)}, at::Tensor());

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include <gtest/gtest.h>
+
 #include "core/job_config.h"
 #include "test/test_support.h"
 
@@ -41,6 +43,30 @@ inline JobConfig pipeline_config(const std::string& dir, const std::string& outp
       {"output_dir", output_dir},
       {"batch_size", batch_size}};
   return parse_job_config(j, dir, {}, "test config");
+}
+
+// What LLaVA's training (LazySupervisedDataset, preprocess_multimodal) needs of a curated
+// record: "conversations" whose roles alternate human, gpt, starting with human, string
+// values, and exactly one "<image>" (in a human turn) when the record has an image.
+inline void expect_llava_training_form(const nlohmann::json& record) {
+  const std::string where = record.dump().substr(0, 120);
+  ASSERT_TRUE(record.is_object()) << where;
+  ASSERT_TRUE(record.contains("conversations") && record["conversations"].is_array()) << where;
+  const nlohmann::json& conv = record["conversations"];
+  ASSERT_FALSE(conv.empty()) << where;
+  EXPECT_EQ(conv.size() % 2, 0u) << where;
+  std::size_t tags = 0;
+  for (std::size_t t = 0; t < conv.size(); ++t) {
+    EXPECT_EQ(conv[t].value("from", ""), t % 2 == 0 ? "human" : "gpt") << where;
+    ASSERT_TRUE(conv[t].contains("value") && conv[t]["value"].is_string()) << where;
+    const std::string v = conv[t]["value"].get<std::string>();
+    for (std::size_t p = v.find("<image>"); p != std::string::npos; p = v.find("<image>", p + 1)) {
+      ++tags;
+      EXPECT_EQ(t % 2, 0u) << "an <image> tag in a gpt turn: " << where;
+    }
+  }
+  const bool has_image = record.contains("image") && !record["image"].is_null();
+  EXPECT_EQ(tags, has_image ? 1u : 0u) << where;
 }
 
 // summary.json without its "timings" key (the only part that may differ between runs).

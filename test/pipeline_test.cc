@@ -94,7 +94,18 @@ TEST(Pipeline, CascadeAccountsForEveryRecordAndIsBatchIndependent) {
   for (const ShardRow& r : scores.rows) {
     if (r.kept != 1) continue;
     EXPECT_NE(pool_text.find(r.record), std::string::npos);
-    EXPECT_EQ(records[std::size_t(r.global_rank)], json::parse(r.record));
+    const json& out = records[std::size_t(r.global_rank)];
+    test::expect_llava_training_form(out);
+    json in = json::parse(r.record);
+    if (in.contains("conversations")) {
+      EXPECT_EQ(out, in);
+    } else {  // the GPT-4 QA form, in conversation form
+      EXPECT_EQ(out["id"], in["id"]);
+      EXPECT_EQ(out["image"], in["image"]);
+      EXPECT_EQ(out["type"], in["type"]);
+      EXPECT_EQ(out["conversations"][0]["value"], "<image>\n" + in["instruction"].get<std::string>());
+      EXPECT_EQ(out["conversations"][1]["value"], in["output"]);
+    }
   }
   for (std::size_t k = 0; k < records.size(); ++k) {
     for (const ShardRow& r : scores.rows)
@@ -292,14 +303,17 @@ TEST(Pipeline, RewriteStageKeepsTheBetterVersionOfEveryTurn) {
     const json& written = out[std::size_t(row.global_rank)];
     ASSERT_EQ(row.rewrite_kept.size(), row.rewritten_questions.size());
     bool any = false;
+    test::expect_llava_training_form(written);
+    // The GPT-4 QA form's instruction reaches LLaVA's training as "<image>\n" + instruction, and
+    // so does its kept rewrite (which, like the instruction, holds no tag).
+    const bool gpt4_form = !original.contains("conversations");
     for (std::size_t t = 0; t < row.rewrite_kept.size(); ++t) {
-      std::string q = original.contains("conversations") ? original["conversations"][2 * t]["value"].get<std::string>()
-                                                         : original["instruction"].get<std::string>();
-      std::string got = written.contains("conversations") ? written["conversations"][2 * t]["value"].get<std::string>()
-                                                          : written["instruction"].get<std::string>();
+      std::string q = gpt4_form ? "<image>\n" + original["instruction"].get<std::string>()
+                                : original["conversations"][2 * t]["value"].get<std::string>();
+      std::string got = written["conversations"][2 * t]["value"].get<std::string>();
       if (row.rewrite_kept[t] == 1) {
         any = true;
-        EXPECT_EQ(got, row.rewritten_questions[t]);
+        EXPECT_EQ(got, (gpt4_form ? "<image>\n" : "") + row.rewritten_questions[t]);
         EXPECT_NE(got.find("Rephrased: "), std::string::npos);
         EXPECT_EQ(got.find("<image>") != std::string::npos, q.find("<image>") != std::string::npos);  // placement kept
         EXPECT_GE(row.review_p[t], 0.5f);
@@ -312,8 +326,12 @@ TEST(Pipeline, RewriteStageKeepsTheBetterVersionOfEveryTurn) {
       }
     }
     rewritten_records += any;
-    if (!any) {
+    if (!any && !gpt4_form) {
       EXPECT_EQ(written.dump(), original.dump());
+    }
+    if (!any && gpt4_form) {
+      EXPECT_EQ(written["conversations"][1]["value"], original["output"]);
+      EXPECT_EQ(written["type"], original["type"]);
     }
   }
   EXPECT_EQ(rewritten_records, rw["kept_rewrite"].get<std::uint64_t>());
@@ -342,6 +360,29 @@ TEST(Pipeline, RewriteStageKeepsTheBetterVersionOfEveryTurn) {
 // and ends in curated.json in pool order with its kept rewrites; invalid records are in
 // scores.h5 with their status; a deleted chunk is the only work redone; batch size and
 // chunking do not change the outputs; a curate run's folder is refused.
+// The demo's job (examples/demo: a LLaVA JSON array and a GPT-4 QA JSONL file) with the test
+// doubles in place of its models: every curated record is one LLaVA's training reads.
+TEST(Pipeline, DemoCuratedRecordsAreInLlavaTrainingForm) {
+  std::string dir = test::scratch_dir("pipeline-demo-form");
+  LocalComm comm;
+  test::TestScorer scorer;
+  test::TestRewriter rewriter;
+  JobConfig c = load_job_config(test::source_path("examples/demo/job.json"), {"output_dir=" + dir + "/out"});
+  CurationResult r = run_curation(comm, c, scorer, {}, &rewriter);
+  json records = json::parse(test::read_file(r.merged.curated_path));
+  ASSERT_EQ(records.size(), r.merged.kept);
+  std::size_t from_gpt4 = 0, rewritten = 0;
+  for (const json& rec : records) {
+    test::expect_llava_training_form(rec);
+    EXPECT_FALSE(rec.contains("instruction") || rec.contains("output")) << rec.dump();
+    from_gpt4 += rec.contains("type");
+    rewritten += rec["conversations"][0]["value"].get<std::string>().find("Rephrased") != std::string::npos;
+  }
+  EXPECT_GT(from_gpt4, 0u);  // both files are represented, the GPT-4 QA records converted
+  EXPECT_LT(from_gpt4, records.size());
+  EXPECT_GT(rewritten, 0u);
+}
+
 TEST(Pipeline, RewriteOnlyRewritesEveryValidRecordInPoolOrder) {
   namespace fs = std::filesystem;
   std::string dir = test::scratch_dir("pipeline-rewrite-only");
@@ -391,7 +432,7 @@ TEST(Pipeline, RewriteOnlyRewritesEveryValidRecordInPoolOrder) {
     EXPECT_EQ(row.kept, 1);
     EXPECT_EQ(row.global_rank, position);  // pool order
     EXPECT_FALSE(row.rewrite_kept.empty());
-    EXPECT_EQ(out[std::size_t(position)], json::parse(record_with_rewrites(row.record, row)));
+    EXPECT_EQ(out[std::size_t(position)], json::parse(curated_record(row.record, row)));
     bool any = false;
     for (std::int8_t k : row.rewrite_kept) any |= k == 1;
     rewritten += any;
@@ -606,6 +647,48 @@ TEST(JobConfig, UnknownKeysAndBadValuesAreNamed) {
   EXPECT_EQ(c.fingerprint, d.fingerprint);
   EXPECT_NE(c.fingerprint, e.fingerprint);
   EXPECT_THROW(parse_job_config({{"pools", {"a.json"}}}, dir, {"noequals"}, "job.json"), std::runtime_error);
+  // image_aspect: "" (each model's own), "pad" or "square"; it changes scores, so the fingerprint.
+  EXPECT_THROW(parse_job_config({{"pools", {"a.json"}}, {"image_aspect", "wide"}}, dir, {}, "job.json"),
+               std::runtime_error);
+  JobConfig sq = parse_job_config({{"pools", {"a.json"}}}, "/base", {"image_aspect=square"}, "job.json");
+  EXPECT_EQ(sq.image_aspect, "square");
+  EXPECT_NE(sq.fingerprint, e.fingerprint);
+}
+
+// The authors rank each source file separately: with neither `subsets`, a pool entry's
+// "subset" nor `subset_field`, each file is its own subset, named after its file name.
+TEST(JobConfig, EachPoolFileIsItsOwnSubsetByDefault) {
+  JobConfig c = parse_job_config({{"pools", {"llava/conversation_58k.json", "llava/detail_23k.json"}}}, "/b", {}, "j");
+  ASSERT_EQ(c.pools.size(), 2u);
+  EXPECT_EQ(c.pools[0].subset, "conversation_58k.json");
+  EXPECT_EQ(c.pools[1].subset, "detail_23k.json");
+  // Any naming turns the default off: files without a name fall back to `subset_field`, then "all".
+  JobConfig m = parse_job_config({{"pools", {"a.json", "b.json"}}, {"subsets", {{"a.json", "conv"}}}}, "/b", {}, "j");
+  EXPECT_EQ(m.pools[0].subset, "conv");
+  EXPECT_EQ(m.pools[1].subset, "");
+  JobConfig f = parse_job_config({{"pools", {"a.json", "b.json"}}, {"subset_field", "type"}}, "/b", {}, "j");
+  EXPECT_EQ(f.pools[0].subset, "");
+  JobConfig e = parse_job_config({{"pools", {json{{"path", "a.json"}, {"subset", "x"}}, "b.json"}}}, "/b", {}, "j");
+  EXPECT_EQ(e.pools[1].subset, "");
+}
+
+TEST(Pipeline, EachFileIsRankedSeparatelyByDefault) {
+  std::string dir = test::scratch_dir("pipeline-file-subsets");
+  LocalComm comm;
+  test::TestScorer scorer;
+  JobConfig c = parse_job_config({{"pools", {test::shared_path("data/llava/llava_instruct_60.json"),
+                                             test::shared_path("data/llava/llava_instruct_40b.json")}},
+                                  {"alpha", 0.5}, {"beta", 0.5}, {"rewrite", false}, {"output_dir", dir + "/out"}},
+                                 dir, {}, "test config");
+  CurationResult r = run_curation(comm, c, scorer);
+  json summary = json::parse(test::read_file(r.merged.summary_path));
+  const json& s1 = summary["stages"]["select_questions"]["by_subset"];
+  ASSERT_EQ(s1.size(), 2u) << s1;
+  EXPECT_EQ(s1["llava_instruct_60.json"]["scored"], 60);
+  EXPECT_EQ(s1["llava_instruct_60.json"]["kept"], 30);
+  EXPECT_EQ(s1["llava_instruct_40b.json"]["scored"], 40);
+  EXPECT_EQ(s1["llava_instruct_40b.json"]["kept"], 20);
+  EXPECT_EQ(summary["by_subset"]["llava_instruct_40b.json"]["kept"], 10);
 }
 
 }  // namespace

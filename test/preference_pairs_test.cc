@@ -3,6 +3,7 @@
 // augmentation, generic pairs, bad input and the `align2 pairs` command; pairs with
 // made-up negatives straight from a LLaVA pool (--from-pool) on the bundled real sample.
 #include "core/preference_pairs.h"
+#include "core/record_validation.h"
 
 #include <gtest/gtest.h>
 
@@ -109,6 +110,24 @@ TEST(PreferencePairs, RewardModelTexts) {
   EXPECT_EQ(answer_rm_text("What is this?\n<image>", "  A cat <image>on a mat.\n\n"),
             "<image>\nQuestion: What is this?\nAnswer: A cat on a mat.");
   EXPECT_EQ(answer_rm_text("<image>\nQ?", ""), "<image>\nQuestion: Q?\nAnswer:");
+}
+
+// The authors strip with Python's str.strip(): Unicode whitespace goes too (U+00A0 no-break
+// space, U+3000 ideographic space, U+2003 em space, U+0085), inner spaces stay.
+TEST(PreferencePairs, RewardModelTextsStripUnicodeSpaceAsPythonDoes) {
+  const std::string record =
+      R"({"id": "nbsp", "image": "a.jpg", "conversations": [)"
+      R"({"from": "human", "value": "<image>\n\u00a0What is on the\u00a0table?\u3000"}, {"from": "gpt", "value": "\u2003A cup.\u0085"},)"
+      R"({"from": "human", "value": "\u00a0"}, {"from": "gpt", "value": "x"}]})";
+  ValidatedRecord v = validate_record(record, RecordOrigin{"pool.json", 0, 1, ""}, ValidationOptions{}, record.size());
+  ASSERT_EQ(v.sample.status, Status::valid) << v.sample.message;
+  ASSERT_EQ(v.sample.turns.size(), 2u);
+  std::vector<std::string> questions;
+  for (const Turn& t : v.sample.turns) questions.push_back(t.question);
+  EXPECT_EQ(question_rm_text(questions), "<image>\nWhat is on the\u00a0table?");  // the empty last question's "\n" goes too
+  EXPECT_EQ(answer_rm_text(v.sample.turns[0].question, v.sample.turns[0].answer),
+            "<image>\nQuestion: What is on the\u00a0table?\nAnswer: A cup.");
+  EXPECT_EQ(answer_rm_text("Q?", "\u00a0"), "<image>\nQuestion: Q?\nAnswer:");
 }
 
 const char* const kSmallQuestions =

@@ -283,6 +283,45 @@ TEST(ScoreCli, ScoresEveryRecordAndKeepsEveryStatus) {
 namespace align2 {
 namespace {
 
+// The authors' ranking scripts preprocessed `square` (resize, centre crop) although their
+// models trained with `pad`: --image-aspect square reproduces that, and changes the score of a
+// non-square image to exactly the one its square-cropped pixels give.
+TEST(ScoreCli, ImageAspectSquareChangesThePreprocessing) {
+  Fixture f;
+  std::string qrm = f.rm("qrm-aspect");
+  std::string images = f.root + "/images-aspect";
+  fs::create_directories(images);
+  fs::copy_file(test::shared_path("data/images/extreme_ironing.jpg"), images + "/a.jpg");
+  test::write_file(f.root + "/aspect.jsonl",
+                   R"({"id": "r0", "image": "a.jpg", "conversations": [{"from": "human", "value": "<image>\nWhat is he doing?"}, {"from": "gpt", "value": "Ironing."}]})"
+                   "\n");
+  auto score = [&](const std::string& flag) {
+    std::string out = f.root + "/aspect" + flag.substr(flag.find_last_of(' ') + 1) + ".h5";
+    auto r = test::run_command(test::align2_bin() + " score --threads 1 --kind question --model " + qrm + " --input " +
+                               f.root + "/aspect.jsonl --image-root " + images + " --output " + out + flag);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return read_shard(out).rows.at(0).question_score;
+  };
+  const double by_default = score(""), pad = score(" --image-aspect pad"), square = score(" --image-aspect square");
+  RewardModel rm(qrm, at::kFloat, at::Device(at::kCPU));
+  auto by_hand = [&](AspectMode aspect) {
+    ImageSpec is;
+    is.size = 28;
+    is.aspect = aspect;
+    at::Tensor pixels = at::empty({3, 28, 28});
+    preprocess_image_file(images + "/a.jpg", is, pixels.data_ptr<float>());
+    return rm.score(question_rm_text({"<image>\nWhat is he doing?"}), rm.image_features(pixels)).score;
+  };
+  EXPECT_EQ(by_default, pad);  // the liuhaotian base's image_aspect_ratio is pad
+  EXPECT_NEAR(pad, by_hand(AspectMode::pad), 1e-5);
+  EXPECT_NEAR(square, by_hand(AspectMode::square), 1e-5);
+  EXPECT_GT(std::abs(square - pad), 1e-4) << "square and pad gave the same score";
+  auto r = test::run_command(test::align2_bin() + " score --kind question --model " + qrm + " --input " + f.root +
+                             "/aspect.jsonl --output " + f.root + "/x.h5 --image-aspect wide");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--image-aspect wide"), std::string::npos) << r.err;
+}
+
 TEST(RewardModel, ProjectorFromEitherFileName) {
   Fixture f;
   std::string a = f.rm("proj-a"), b = f.rm("proj-b"), none = f.rm("proj-none");

@@ -44,6 +44,8 @@ TEST(RewardTrainingMpi, TwoRanksEqualOneRankWithTwiceTheBatch) {
   o.lora_alpha = 8;
   o.lr = 5e-3;
   o.epochs = 2;
+  o.pairs_per_step = 0;  // one batch per step
+  o.augment_rate = 0;
   o.seed = 3;
   o.batch_size = 8 / comm.size();
   o.output_dir = root + "/np" + std::to_string(comm.size());

@@ -45,6 +45,8 @@ struct TrainSetup {
     t.lr = 5e-3;
     t.projector_lr = 5e-3;
     t.batch_size = 8;
+    t.pairs_per_step = 0;  // one batch per step
+    t.augment_rate = 0;
     t.epochs = 4;
     t.warmup_ratio = 0.1;
     t.seed = 9;
@@ -151,7 +153,8 @@ TEST(TrainRewardCli, TrainsAndWritesTheFolder) {
   std::string out = s.root + "/cli";
   auto r = test::run_command(test::align2_bin() + " train-reward --threads 1 --kind answer --base " + s.base +
                              " --data " + s.root + "/train.jsonl --eval " + s.root + "/eval.jsonl --output-dir " + out +
-                             " --lora-r 4 --lora-alpha 8 --lr 5e-3 --batch-size 8 --epochs 1 --seed 2");
+                             " --lora-r 4 --lora-alpha 8 --lr 5e-3 --batch-size 8 --pairs-per-step 8 --augment-rate 0"
+                             " --epochs 1 --seed 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("pairwise accuracy"), std::string::npos) << r.out;
   nlohmann::json eval = nlohmann::json::parse(test::read_file(out + "/eval.json"));
@@ -165,6 +168,53 @@ TEST(TrainRewardCli, TrainsAndWritesTheFolder) {
                         "/pool.jsonl --output " + s.root + "/scores.h5");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(test::run_command(test::align2_bin() + " train-reward --kind answer --base " + s.base).exit_code, 2);
+}
+
+}  // namespace
+}  // namespace align2
+
+namespace align2 {
+namespace {
+
+// train-reward's defaults are the authors' recipe (docs/reward-models-reference.md §1).
+TEST(TrainRewardCli, DefaultsAreTheAuthorsRecipe) {
+  auto r = test::run_command(test::align2_bin() + " train-reward --help");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string h = r.out + r.err;
+  for (const char* expected :
+       {"LoRA rank (default 128)", "LoRA alpha (default 256)", "LoRA dropout (default 0.05)", "(default 2e-5)",
+        "passes over the pairs (default 5)", "pairs per optimizer step (default 64)",
+        "warm-up (default 0.03)", "corrupted-copy negative (default 0.25)"})
+    EXPECT_NE(h.find(expected), std::string::npos) << expected << "\n" << h;
+  // The library's defaults are the same values (the command falls back on them).
+  RewardTrainOptions d;
+  EXPECT_EQ(d.lora_r, 128);
+  EXPECT_EQ(d.lora_alpha, 256);
+  EXPECT_EQ(d.lora_dropout, 0.05);
+  EXPECT_EQ(d.lr, 2e-5);
+  EXPECT_EQ(d.warmup_ratio, 0.03);
+  EXPECT_EQ(d.epochs, 5);
+  EXPECT_EQ(d.pairs_per_step, 64);
+  EXPECT_EQ(d.augment_rate, 0.25);
+}
+
+// --pairs-per-step sets the accumulation steps: 160 pairs at 16 a step (batch 8, 2 accumulation
+// steps) are 10 steps; a count that the batch does not divide, or both options, are refused.
+TEST(TrainRewardCli, PairsPerStepDerivesTheAccumulationSteps) {
+  TrainSetup s;
+  const std::string common = test::align2_bin() + " train-reward --threads 1 --kind answer --base " + s.base +
+                             " --data " + s.root + "/train.jsonl --lora-r 4 --lora-alpha 8 --lr 5e-3 --batch-size 8"
+                             " --augment-rate 0 --epochs 1 --seed 2 --output-dir " + s.root;
+  auto r = test::run_command(common + "/pps16 --pairs-per-step 16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("10 steps"), std::string::npos) << r.out;
+  r = test::run_command(common + "/pps12 --pairs-per-step 12");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("12 pairs per step is not a multiple of the batch size 8 x 1 rank(s) = 8"), std::string::npos)
+      << r.err;
+  r = test::run_command(common + "/both --pairs-per-step 16 --grad-accum 2");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("exclude each other"), std::string::npos) << r.err;
 }
 
 }  // namespace

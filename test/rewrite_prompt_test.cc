@@ -106,5 +106,20 @@ TEST(RewritePrompt, ReviewAveragesBothOrdersAndIsSymmetricForEqualPrompts) {
   EXPECT_FALSE(decide_review(std::log(0.2), std::log(0.8), std::log(0.7), std::log(0.3), 0.8).keep_rewrite);
 }
 
+// The tie rule: a rewrite is kept when P(rewrite better) >= review_threshold, so an exact tie
+// (a judge with no opinion, or one that only ever names a position) keeps the rewrite at the
+// default threshold 0.5; anything below the threshold keeps the original.
+TEST(RewritePrompt, AnExactTieKeepsTheRewrite) {
+  ReviewDecision tie = decide_review(-1.5, -1.5, -1.5, -1.5, 0.5);  // equal labels: exactly 0.5 each order
+  EXPECT_EQ(tie.p_rewrite, 0.5);
+  EXPECT_TRUE(tie.keep_rewrite);
+  EXPECT_FALSE(decide_review(-1.5, -1.5, -1.5, -1.5, std::nextafter(0.5, 1.0)).keep_rewrite);
+  ReviewDecision position = decide_review(0.0, -std::log(2.0) * 60, 0.0, -std::log(2.0) * 60, 0.5);  // always "A"
+  EXPECT_NEAR(position.p_rewrite, 0.5, 1e-15);
+  ReviewDecision slightly_worse = decide_review(std::log(0.5), std::log(0.5), std::log(0.4999999), std::log(0.5000001), 0.5);
+  EXPECT_LT(slightly_worse.p_rewrite, 0.5);
+  EXPECT_FALSE(slightly_worse.keep_rewrite);
+}
+
 }  // namespace
 }  // namespace align2

@@ -83,7 +83,7 @@ TEST(RewriteStage, CuratedRecordsHoldTheKeptRewritesOnly) {
       "{\"id\": \"r1\", \"image\": \"x.jpg\", \"conversations\": [{\"from\": \"human\", \"value\": \"<image>\\nWhat is "
       "it?\"}, {\"from\": \"gpt\", \"value\": \"A cat.\"}, {\"from\": \"human\", \"value\": \"Its colour?\"}, "
       "{\"from\": \"gpt\", \"value\": \"Black \u00e9t\u00e9.\"}], \"extra\": 1.50}";
-  std::string out = record_with_rewrites(record, row);
+  std::string out = curated_record(record, row);
   json j = json::parse(out);
   EXPECT_EQ(j["conversations"][0]["value"], "<image>\nWhat is shown?");
   EXPECT_EQ(j["conversations"][1]["value"], "A cat is shown.");
@@ -92,22 +92,35 @@ TEST(RewriteStage, CuratedRecordsHoldTheKeptRewritesOnly) {
   EXPECT_EQ(out.find("\"id\""), 1u);  // key order kept
   // Nothing kept: the record verbatim, byte for byte.
   row.rewrite_kept = {0, 0};
-  EXPECT_EQ(record_with_rewrites(record, row), record);
-  // The one-turn instruction/output form.
+  EXPECT_EQ(curated_record(record, row), record);
+  // The one-turn instruction/output form becomes LLaVA's conversation form, its kept rewrite
+  // applied, "<image>\n" in front when it has an image, other fields after the conversation.
   ShardRow one;
   one.rewritten_questions = {"Q2"};
   one.rewritten_answers = {"A2"};
   one.rewrite_kept = {1};
-  json io = json::parse(record_with_rewrites("{\"instruction\": \"Q\", \"output\": \"A\", \"type\": \"conv\"}", one));
-  EXPECT_EQ(io["instruction"], "Q2");
-  EXPECT_EQ(io["output"], "A2");
-  EXPECT_EQ(io["type"], "conv");
+  const std::string gpt4 = "{\"id\": \"7\", \"image\": \"a.jpg\", \"instruction\": \"Q\", \"output\": \"A\", \"type\": \"conv\"}";
+  EXPECT_EQ(curated_record(gpt4, one),
+            "{\"id\":\"7\",\"image\":\"a.jpg\",\"conversations\":[{\"from\":\"human\",\"value\":\"<image>\\nQ2\"},"
+            "{\"from\":\"gpt\",\"value\":\"A2\"}],\"type\":\"conv\"}");
+  EXPECT_EQ(curated_record(gpt4, ShardRow{}),
+            "{\"id\":\"7\",\"image\":\"a.jpg\",\"conversations\":[{\"from\":\"human\",\"value\":\"<image>\\nQ\"},"
+            "{\"from\":\"gpt\",\"value\":\"A\"}],\"type\":\"conv\"}");
+  // Text-only: no tag; a tag the instruction already holds is not repeated.
+  json text_only = json::parse(curated_record("{\"id\": 3, \"instruction\": \"Q\", \"output\": \"A\"}", ShardRow{}));
+  EXPECT_EQ(text_only["conversations"][0]["value"], "Q");
+  EXPECT_EQ(text_only["id"], 3);
+  json tagged = json::parse(curated_record(
+      "{\"id\": \"t\", \"image\": \"a.jpg\", \"instruction\": \"Q <image>\", \"output\": \"A\"}", ShardRow{}));
+  EXPECT_EQ(tagged["conversations"][0]["value"], "Q <image>");
+  EXPECT_FALSE(tagged.contains("instruction"));
+  EXPECT_FALSE(tagged.contains("output"));
   // A record that does not have the row's turns is a bug: refused, naming the record.
   row.rewrite_kept = {1, 0, 1};
   row.rewritten_questions.push_back("q");
   row.rewritten_answers.push_back("a");
   try {
-    record_with_rewrites(record, row);
+    curated_record(record, row);
     FAIL();
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("record r1"), std::string::npos) << e.what();
