@@ -1,7 +1,7 @@
 // kernels/rms_norm, rope and decode_attention micro-benchmark at decode shapes (one new token per
 // sequence; hidden 1024, 16 heads of 64), float32 and bfloat16: each fused kernel (its rows or
 // (sequence, head) items split over threads with at::parallel_for, as the engine does) against
-// the chain of ATen ops core/llama_model.cc runs for the same step. Microseconds per call (for
+// the chain of ATen ops core/engine/llama_model.cc runs for the same step. Microseconds per call (for
 // attention, per layer: the caches of enough layers to exceed the last-level cache are cycled
 // through, as decode does), the speed-up, and attention's K/V bytes read per second against
 // this machine's copy bandwidth measured in the same run.
@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "bench/machine_limits.h"
-#include "core/engine_runtime.h"
+#include "core/engine/engine_runtime.h"
 #include "kernels/decode_attention.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rope.h"

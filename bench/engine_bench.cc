@@ -15,9 +15,9 @@
 #include <filesystem>
 #include <thread>
 
-#include "core/engine_runtime.h"
-#include "core/generation.h"
-#include "core/llava_model.h"
+#include "core/engine/engine_runtime.h"
+#include "core/engine/generation.h"
+#include "core/engine/llava_model.h"
 #include "bench/bench_model.h"
 #include "bench/machine_limits.h"
 #include "test/model_fixture.h"

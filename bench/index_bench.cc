@@ -11,8 +11,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/corpus_index.h"
-#include "core/corpus_reader.h"
+#include "core/data/corpus_index.h"
+#include "core/data/corpus_reader.h"
 
 using namespace align2;
 namespace fs = std::filesystem;

@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "bench/machine_limits.h"
-#include "core/engine_runtime.h"
+#include "core/engine/engine_runtime.h"
 #include "kernels/linear_rows.h"
 
 using namespace align2::bench;

@@ -1,5 +1,5 @@
 // Reward-model scoring speed against this machine's own measured fp32 matmul peak, in one run.
-// Times the computation RewardModel::score does (core/reward_model.cc), through the
+// Times the computation RewardModel::score does (core/engine/reward_model.cc), through the
 // public engine API, without a tokenizer (synthetic token ids):
 //   per sample: encode_images → project (image features, once per sample);
 //   per text:   splice(BOS, <image>, N ids) → last_hidden({one sequence}) → dot with a
@@ -18,8 +18,8 @@
 #include <random>
 #include <thread>
 
-#include "core/engine_runtime.h"
-#include "core/llava_model.h"
+#include "core/engine/engine_runtime.h"
+#include "core/engine/llava_model.h"
 #include "bench/bench_model.h"
 #include "bench/machine_limits.h"
 #include "test/model_fixture.h"

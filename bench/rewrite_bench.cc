@@ -16,8 +16,8 @@
 
 #include "bench/bench_model.h"
 #include "bench/machine_limits.h"
-#include "core/engine_runtime.h"
-#include "core/llm_rewriter.h"
+#include "core/engine/engine_runtime.h"
+#include "core/engine/llm_rewriter.h"
 #include "test/model_fixture.h"
 #include "test/test_support.h"
 

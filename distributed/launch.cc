@@ -67,7 +67,6 @@ MpiSession::MpiSession(int* argc, char*** argv) {
     throw std::runtime_error("MpiSession: MPI grants thread level " + std::to_string(provided) +
                              ", align2 needs MPI_THREAD_FUNNELED");
   }
-  thread_level_ = provided;
 }
 
 MpiSession::~MpiSession() {

@@ -24,12 +24,6 @@ class MpiSession {
   ~MpiSession();
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
-
-  // The thread level MPI granted (MPI_THREAD_* value, >= MPI_THREAD_FUNNELED).
-  int thread_level() const { return thread_level_; }
-
- private:
-  int thread_level_ = 0;
 };
 
 // This process's place in the job. Under a launcher (OMPI_COMM_WORLD_SIZE, PMI_SIZE or

@@ -44,11 +44,6 @@ bool feasible(const Prefix& prefix, std::uint64_t bound, int parts) {
 
 }  // namespace
 
-std::uint64_t estimate_record_cost(std::uint64_t text_bytes, bool has_image, std::uint64_t image_cost) {
-  const std::uint64_t text_tokens = text_bytes / 4 + (text_bytes % 4 != 0 ? 1 : 0);
-  return has_image ? saturating_add(text_tokens, image_cost) : text_tokens;
-}
-
 std::vector<ShardRange> plan_shards(const std::vector<std::uint64_t>& costs, int parts) {
   if (parts < 1) {
     throw std::invalid_argument("plan_shards: parts must be >= 1, got " + std::to_string(parts));

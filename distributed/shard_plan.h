@@ -14,11 +14,6 @@ struct ShardRange {
   std::uint64_t end = 0;
 };
 
-// Estimated cost of one record for balancing, in "token" units: text tokens
-// ~ ceil(text_bytes / 4), plus `image_cost` when the record has an image.
-// Saturates at UINT64_MAX instead of wrapping.
-std::uint64_t estimate_record_cost(std::uint64_t text_bytes, bool has_image, std::uint64_t image_cost);
-
 // Splits records 0..costs.size() (costs[i] = cost of record i, any units, zero
 // allowed) into exactly `parts` contiguous ranges, in order: range 0 starts at 0,
 // range k+1 starts where range k ends, the last ends at costs.size().

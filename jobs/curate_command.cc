@@ -7,12 +7,11 @@
 #include <memory>
 #include <thread>
 
-#include "core/curation.h"
-#include "core/engine_runtime.h"
-#include "core/llm_rewriter.h"
-#include "core/reward_scorer.h"
+#include "core/pipeline/curation.h"
+#include "core/engine/engine_factory.h"
 #include "distributed/launch.h"
 #include "jobs/cli.h"
+#include "core/util/stop.h"
 
 namespace align2::cli {
 
@@ -25,19 +24,18 @@ int run_curate(const Args& args) {
   std::string stage = "config";
   try {
     JobConfig config = load_job_config(config_path, args.all("set"));
-    if (config.question_model.empty() || config.answer_model.empty())
+    if (config.models.question_model.empty() || config.models.answer_model.empty())
       throw std::runtime_error(fmt::format("{}: question_model and answer_model must name reward-model folders "
                                            "(docs/reward-models.md)", config_path));
-    configure_cpu_engine(threads_per_rank(config.threads));  // the config's, else the node's cores / ranks
+    configure_engine_threads(config.run.threads);  // the config's, else the node's cores / ranks
     stage = "load models";
-    RewardScorer scorer(config.question_model, config.answer_model, config.image_root,
-                        config.dtype == "bf16" ? at::kBFloat16 : at::kFloat, config.image_aspect);
-    std::unique_ptr<LlmRewriter> rewriter;
-    if (config.rewrite) rewriter = make_llm_rewriter(config);  // stage 3: by default the question model's base MLLM
+    std::unique_ptr<Scorer> scorer = make_reward_scorer(config.models, config.pool.image_root);
+    std::unique_ptr<Rewriter> rewriter;  // stage 3: by default the question model's base MLLM
+    if (config.rewrite.enabled) rewriter = make_rewriter(config.rewrite, config.models, config.pool.image_root);
     stage = "curate";
     CurationOptions options;
     options.force = args.flag("force");
-    CurationResult r = run_curation(*comm, config, scorer, options, rewriter.get());
+    CurationResult r = run_curation(*comm, config, *scorer, options, rewriter.get());
     if (comm->rank() == 0)
       std::cout << fmt::format("{} input records; {} kept by stage 1, {} by stage 2{}\n{}\n{}\n{}\n{}\n",
                                r.input_records, r.stage1_kept, r.stage2_kept,

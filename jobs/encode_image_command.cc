@@ -1,14 +1,13 @@
 // align2 encode-image: images → the vision tower's selected hidden states and, for a
 // LLaVA folder, the projected image features the LLM sees.
-#include <ATen/ATen.h>
 #include <fmt/format.h>
 
 #include <iostream>
 #include <memory>
 
-#include "core/image_preprocess.h"
-#include "core/llava_model.h"
-#include "core/safetensors.h"
+#include "core/model/image_preprocess.h"
+#include "core/engine/llava_model.h"
+#include "core/model/safetensors.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {

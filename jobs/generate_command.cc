@@ -1,15 +1,14 @@
 // align2 generate: text continuation by a LLaMA (or the LLM of a LLaVA folder).
-#include <ATen/Parallel.h>
 #include <fmt/format.h>
 
 #include <iostream>
 #include <thread>
 
-#include "core/engine_runtime.h"
-#include "core/generation.h"
-#include "core/llava_model.h"
-#include "core/safetensors.h"
-#include "core/tokenizer.h"
+#include "core/engine/engine_runtime.h"
+#include "core/engine/generation.h"
+#include "core/engine/llava_model.h"
+#include "core/model/safetensors.h"
+#include "core/model/tokenizer.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {

@@ -3,7 +3,7 @@
 
 #include <iostream>
 
-#include "core/inspect.h"
+#include "core/data/inspect.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {

@@ -1,12 +1,12 @@
 // align2 make-llava: a LLaVA folder from a trained LLaMA plus a freshly initialised CLIP
-// vision tower and mlp2x_gelu projector (core/model_builder.h).
+// vision tower and mlp2x_gelu projector (core/model/model_builder.h).
 #include <fmt/format.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <iostream>
 
-#include "core/model_builder.h"
+#include "core/model/model_builder.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {

@@ -3,8 +3,9 @@
 
 #include <iostream>
 
-#include "core/merge.h"
+#include "core/pipeline/merge.h"
 #include "jobs/cli.h"
+#include "core/store/output_layout.h"
 
 namespace align2::cli {
 

@@ -3,8 +3,8 @@
 
 #include <iostream>
 
-#include "core/engine_runtime.h"
-#include "core/reward_model.h"
+#include "core/engine/engine_runtime.h"
+#include "core/engine/reward_model.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {

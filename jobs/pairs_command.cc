@@ -1,4 +1,4 @@
-// align2 pairs: preference pairs for reward-model training (core/preference_pairs.h), one
+// align2 pairs: preference pairs for reward-model training (core/reward/preference_pairs.h), one
 // JSON line per pair, then the summary line {"groups": G, "pairs": P, "ties_dropped": T}.
 // With --from-pool: pairs with negatives made from a LLaVA pool (generic pair lines that
 // train-reward reads), optionally split into training and held-out files.
@@ -10,7 +10,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "core/preference_pairs.h"
+#include "core/reward/preference_pairs.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {
@@ -44,7 +44,7 @@ void write_lines(const std::string& path, const std::string& lines) {
 }
 
 // --from-pool: pairs with negatives made from the pool itself.
-int run_pool_pairs(const Args& args, PairKind kind) {
+int run_pool_pairs(const Args& args, RewardKind kind) {
   for (const char* unsupported : {"augment-rate"})
     if (args.flag(unsupported))
       throw UsageError(fmt::format("--{} applies to human-ranked input, not to --from-pool", unsupported));
@@ -107,11 +107,11 @@ int run_pairs(const Args& args) {
     throw UsageError(fmt::format("--kind {}: expected question or answer", kind));
   if (input.empty()) throw UsageError("--input is required");
   if (!args.positional.empty()) throw UsageError(fmt::format("unexpected argument '{}'", args.positional[0]));
-  if (args.flag("from-pool")) return run_pool_pairs(args, pair_kind_from_name(kind));
+  if (args.flag("from-pool")) return run_pool_pairs(args, reward_kind_from_name(kind));
   for (const char* pool_only : {"negatives", "per-candidate", "holdout", "holdout-out", "image-root"})
     if (args.flag(pool_only)) throw UsageError(fmt::format("--{} needs --from-pool", pool_only));
   PairOptions options;
-  options.kind = pair_kind_from_name(kind);
+  options.kind = reward_kind_from_name(kind);
   options.augment_rate = parse_rate(args.get("augment-rate", "0"));
   options.seed = parse_seed(args.get("seed", "0"));
 

@@ -1,13 +1,13 @@
 // align2 preprocess: images -> pixel_values [N, 3, size, size] float32 in a .safetensors
-// file, as LLaVA-1.5 feeds its CLIP vision tower (core/image_preprocess.h: exact to PIL
+// file, as LLaVA-1.5 feeds its CLIP vision tower (core/model/image_preprocess.h: exact to PIL
 // after decoding; JPEG decoding can differ from libjpeg-turbo by a few levels).
 #include <fmt/format.h>
 
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "core/image_preprocess.h"
-#include "core/safetensors.h"
+#include "core/model/image_preprocess.h"
+#include "core/model/safetensors.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {

@@ -1,5 +1,5 @@
 // align2 prompt: the LLaVA conversation template applied to every record of a pool,
-// one JSON line per record (core/chat_template.h).
+// one JSON line per record (core/model/chat_template.h).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "core/chat_template.h"
-#include "core/corpus_index.h"
-#include "core/corpus_reader.h"
+#include "core/model/chat_template.h"
+#include "core/data/corpus_index.h"
+#include "core/data/corpus_reader.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {

@@ -10,11 +10,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "core/curation.h"
-#include "core/engine_runtime.h"
-#include "core/llm_rewriter.h"
+#include "core/pipeline/curation.h"
+#include "core/engine/engine_factory.h"
 #include "distributed/launch.h"
 #include "jobs/cli.h"
+#include "core/util/stop.h"
 
 namespace align2::cli {
 namespace {
@@ -53,9 +53,9 @@ int run_rewrite(const Args& args) {
   std::string stage = "config";
   try {
     JobConfig config = rewrite_job_config(config_path, inputs, output_dir, args.all("set"));
-    configure_cpu_engine(threads_per_rank(config.threads));  // the config's, else the node's cores / ranks
+    configure_engine_threads(config.run.threads);  // the config's, else the node's cores / ranks
     stage = "load model";
-    std::unique_ptr<LlmRewriter> rewriter = make_llm_rewriter(config);
+    std::unique_ptr<Rewriter> rewriter = make_rewriter(config.rewrite, config.models, config.pool.image_root);
     stage = "rewrite";
     CurationOptions options;
     options.force = args.flag("force");

@@ -3,9 +3,9 @@
 
 #include <iostream>
 
-#include "core/inspect.h"
-#include "core/reward_scoring.h"
-#include "core/version.h"
+#include "core/data/inspect.h"
+#include "core/engine/reward_scoring.h"
+#include "core/util/version.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {
@@ -57,7 +57,7 @@ int run_score(const Args& args) {
   meta.input_records = index.entries.size();
   write_shard(output, meta, rows);
   std::uint64_t scored = 0;
-  for (const ShardRow& r : rows) scored += r.status == "valid";
+  for (const ShardRow& r : rows) scored += r.status == Status::valid;
   std::cout << fmt::format("{}: {} records, {} scored with the {} reward model\n", output, rows.size(), scored,
                            reward_kind_name(kind));
   return 0;

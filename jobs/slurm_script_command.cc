@@ -7,8 +7,8 @@
 #include <iostream>
 #include <stdexcept>
 
-#include "core/job_config.h"
-#include "core/slurm_script.h"
+#include "core/pipeline/job_config.h"
+#include "core/pipeline/slurm_script.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {
@@ -54,7 +54,7 @@ int run_slurm_script(const Args& args) {
 
   // The config must load now, on the login node, not hours later when the job starts.
   JobConfig loaded = load_job_config(o.config, o.sets);
-  if (loaded.question_model.empty() || loaded.answer_model.empty())
+  if (loaded.models.question_model.empty() || loaded.models.answer_model.empty())
     throw std::runtime_error(fmt::format("{}: question_model and answer_model must name reward-model folders "
                                          "(docs/reward-models.md)", o.config));
   std::string script;
@@ -66,7 +66,7 @@ int run_slurm_script(const Args& args) {
   std::cout << script;
   std::cerr << fmt::format("align2 slurm-script: {} rank(s); output_dir {}\n",
                            o.nodes * (o.gpus_per_node > 0 ? o.gpus_per_node : o.ntasks_per_node),
-                           loaded.output_dir);
+                           loaded.run.output_dir);
   return 0;
 }
 

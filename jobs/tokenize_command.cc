@@ -1,5 +1,5 @@
 // align2 tokenize: JSONL {"text": ...} -> one {"ids": [...]} line per record, with the
-// native LLaMA SentencePiece tokenizer (core/tokenizer.h).
+// native LLaMA SentencePiece tokenizer (core/model/tokenizer.h).
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -7,7 +7,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "core/tokenizer.h"
+#include "core/model/tokenizer.h"
 #include "jobs/cli.h"
 
 namespace align2::cli {

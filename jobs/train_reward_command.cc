@@ -6,7 +6,7 @@
 #include <iostream>
 #include <memory>
 
-#include "core/reward_training.h"
+#include "core/engine/reward_training.h"
 #include "distributed/launch.h"
 #include "jobs/cli.h"
 

@@ -1,4 +1,4 @@
-// LLaVA conversation templates (core/chat_template.h): expected strings written out by
+// LLaVA conversation templates (core/model/chat_template.h): expected strings written out by
 // hand from LLaVA @ c121f04 (conversation.py get_prompt, train.py
 // preprocess_multimodal / preprocess_plain), the 100 real LLaVA-Instruct records, and
 // the `align2 prompt` command.
@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/chat_template.h"
-#include "core/corpus_index.h"
-#include "core/corpus_reader.h"
+#include "core/model/chat_template.h"
+#include "core/data/corpus_index.h"
+#include "core/data/corpus_reader.h"
 #include "test/test_support.h"
 
 namespace align2 {

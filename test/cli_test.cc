@@ -5,9 +5,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/merge.h"
-#include "core/shard_store.h"
+#include "core/pipeline/merge.h"
+#include "core/store/shard_store.h"
 #include "test/test_support.h"
+#include "core/store/output_layout.h"
 
 namespace align2 {
 namespace {
@@ -116,8 +117,8 @@ TEST(Cli, MergeCommandWritesOutputs) {
   m.stage = "select_questions";
   m.input_records = 2;
   ShardRow a, b;
-  a.index = 0; a.key = std::string(32, 'a'); a.status = "valid"; a.record = "{\"id\": 1}"; a.question_score = 1; a.selected_questions = 1;
-  b.index = 1; b.key = std::string(32, 'b'); b.status = "valid"; b.record = "{\"id\": 2}"; b.question_score = 0; b.selected_questions = 0;
+  a.index = 0; a.key = std::string(32, 'a'); a.status = Status::valid; a.record = "{\"id\": 1}"; a.question_score = 1; a.selected_questions = 1;
+  b.index = 1; b.key = std::string(32, 'b'); b.status = Status::valid; b.record = "{\"id\": 2}"; b.question_score = 0; b.selected_questions = 0;
   write_shard(shard_path(out, "select_questions", 0), m, {a, b});
   auto r = run_command(bin() + " merge --output-dir " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -5,8 +5,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/corpus_index.h"
-#include "core/corpus_reader.h"
+#include "core/data/corpus_index.h"
+#include "core/data/corpus_reader.h"
 #include "test/test_support.h"
 
 namespace align2 {

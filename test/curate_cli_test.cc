@@ -12,7 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/shard_store.h"
+#include "core/store/shard_store.h"
 #include "test/model_fixture.h"
 #include "test/pipeline_fixture.h"
 #include "test/test_support.h"
@@ -51,7 +51,7 @@ TEST(CurateCli, OneAndThreeRanksGiveTheSameOutputs) {
   ShardData scores = read_shard(root + "/np3/scores.h5");
   ASSERT_EQ(scores.rows.size(), 24u);
   for (const ShardRow& r : scores.rows) {
-    EXPECT_EQ(r.status, "valid");
+    EXPECT_EQ(r.status, Status::valid);
     EXPECT_TRUE(std::isfinite(r.question_score));
   }
   // A config without reward models is refused with the reason.
@@ -86,8 +86,8 @@ TEST(RewriteCli, OneAndTwoRanksGiveTheSameOutputs) {
   EXPECT_EQ(summary["timings"]["rewrite"]["ranks"], 2);
   ShardData scores = read_shard(root + "/np2/scores.h5");
   ASSERT_EQ(scores.rows.size(), 7u);
-  EXPECT_EQ(scores.rows[5].status, "duplicate");
-  EXPECT_EQ(scores.rows[6].status, "invalid");
+  EXPECT_EQ(scores.rows[5].status, Status::duplicate);
+  EXPECT_EQ(scores.rows[6].status, Status::invalid);
   json curated = json::parse(test::read_file(root + "/np2/curated.json"));
   ASSERT_EQ(curated.size(), 5u);
   for (std::size_t k = 0; k < 5; ++k) {

@@ -24,11 +24,12 @@
 #include <sstream>
 #include <thread>
 
-#include "core/merge.h"
-#include "core/shard_store.h"
+#include "core/pipeline/merge.h"
+#include "core/store/shard_store.h"
 #include "test/model_fixture.h"
 #include "test/pipeline_fixture.h"
 #include "test/test_support.h"
+#include "core/store/output_layout.h"
 
 namespace align2 {
 namespace {
@@ -132,7 +133,7 @@ int rank_of(pid_t pid) {
 std::string row_text(const ShardRow& r) {
   std::ostringstream s;
   s << std::hexfloat;
-  s << r.index << '|' << r.key << '|' << r.id << '|' << r.subset << '|' << r.status << '|' << r.reason << '|'
+  s << r.index << '|' << r.key << '|' << r.id << '|' << r.subset << '|' << status_name(r.status) << '|' << reason_name(r.reason) << '|'
     << r.message << '|' << r.image << '|' << r.record << '|' << r.question_score << '|' << r.answer_score << '|'
     << int(r.selected_questions) << int(r.selected_answers) << int(r.kept) << int(r.truncated) << '|'
     << r.global_rank;
@@ -761,14 +762,14 @@ TEST_F(FaultMatrix, EveryBadInputKindEndsWithANamedStatus) {
   ASSERT_EQ(scores.rows.size(), inputs);
   EXPECT_EQ(summary["input_records"], inputs);
   std::map<std::string, std::uint64_t> by_reason;
-  for (int i = 0; i < good; ++i) EXPECT_EQ(scores.rows[std::size_t(i)].status, "valid") << i;
+  for (int i = 0; i < good; ++i) EXPECT_EQ(scores.rows[std::size_t(i)].status, Status::valid) << i;
   for (std::size_t k = 0; k < kinds.size(); ++k) {
     const ShardRow& r = scores.rows[std::size_t(good) + k];
-    std::printf("%-36s %-14s %-20s %s\n", kinds[k].name.c_str(), r.status.c_str(), r.reason.c_str(),
+    std::printf("%-36s %-14s %-20s %s\n", kinds[k].name.c_str(), status_name(r.status), reason_name(r.reason),
                 r.message.substr(0, 160).c_str());
     EXPECT_EQ(r.index, std::uint64_t(good) + k);
-    EXPECT_EQ(r.status, kinds[k].status) << kinds[k].name << ": " << r.message;
-    EXPECT_EQ(r.reason, kinds[k].reason) << kinds[k].name << ": " << r.message;
+    EXPECT_EQ(status_name(r.status), kinds[k].status) << kinds[k].name << ": " << r.message;
+    EXPECT_EQ(reason_name(r.reason), kinds[k].reason) << kinds[k].name << ": " << r.message;
     EXPECT_NE(r.message.find(kinds[k].detail), std::string::npos) << kinds[k].name << ": " << r.message;
     EXPECT_FALSE(r.message.empty()) << kinds[k].name;
     EXPECT_NE(r.kept, 1) << kinds[k].name;

@@ -10,7 +10,7 @@
 // Bad inputs give their reason codes, and `align2 preprocess` writes what the library
 // computes.
 // PIL missing is a failure, not a skip: `bash scripts/install-deps.sh` installs it.
-#include "core/image_preprocess.h"
+#include "core/model/image_preprocess.h"
 
 #include <gtest/gtest.h>
 

@@ -9,10 +9,10 @@
 #include <fstream>
 #include <iostream>
 
-#include "core/generation.h"
-#include "core/llama_model.h"
-#include "core/model_config.h"
-#include "core/tokenizer.h"
+#include "core/engine/generation.h"
+#include "core/engine/llama_model.h"
+#include "core/model/model_config.h"
+#include "core/model/tokenizer.h"
 #include "test/test_support.h"
 
 namespace align2 {

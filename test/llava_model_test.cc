@@ -5,8 +5,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "core/llava_model.h"
-#include "core/model_config.h"
+#include "core/engine/llava_model.h"
+#include "core/model/model_config.h"
 #include "test/model_fixture.h"
 #include "test/test_support.h"
 
@@ -108,7 +108,7 @@ TEST(LlavaModel, VisionTowerAndProjectorMatchAnIndependentNumpyForward) {
 }  // namespace
 }  // namespace align2
 
-#include "core/image_preprocess.h"
+#include "core/model/image_preprocess.h"
 
 namespace align2 {
 namespace {

@@ -2,8 +2,8 @@
 // their own, BOS once, one placeholder per <image>.
 #include <gtest/gtest.h>
 
-#include "core/chat_template.h"
-#include "core/llava_prompt.h"
+#include "core/model/chat_template.h"
+#include "core/model/llava_prompt.h"
 #include "test/test_support.h"
 
 namespace align2 {

@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "core/llm_rewriter.h"
+#include "core/engine/llm_rewriter.h"
 #include "test/model_fixture.h"
 #include "test/test_support.h"
 

@@ -18,12 +18,13 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "core/curation.h"
-#include "core/merge.h"
-#include "core/report.h"
-#include "core/shard_store.h"
+#include "core/pipeline/curation.h"
+#include "core/pipeline/merge.h"
+#include "core/pipeline/report.h"
+#include "core/store/shard_store.h"
 #include "test/test_scorer.h"
 #include "test/test_support.h"
+#include "core/store/output_layout.h"
 
 namespace align2 {
 namespace {
@@ -183,11 +184,11 @@ std::vector<std::string> write_merge_shards(const std::string& out, std::uint64_
         r.subset = i % 3 ? "conversation" : "detail";
         r.record = llava_record(i);
         if (invalid_record(i)) {
-          r.status = "invalid";
-          r.reason = "not_json";
+          r.status = Status::invalid;
+          r.reason = Reason::not_json;
           r.message = "pool.json record " + std::to_string(i) + ": broken";
         } else {
-          r.status = "valid";
+          r.status = Status::valid;
           r.question_score = double(mix(i) % 1000000) / 1e6;
           r.selected_questions = kept_by_stage1(i) ? 1 : 0;
           r.truncated = 0;
@@ -216,7 +217,7 @@ std::vector<std::string> write_merge_shards(const std::string& out, std::uint64_
         r.key = hex_key(i);
         r.id = std::to_string(i);
         r.subset = i % 3 ? "conversation" : "detail";
-        r.status = "valid";
+        r.status = Status::valid;
         r.answer_scores = {float(mix(i + 1) % 1000) / 1000.0f, 0.5f, 0.25f};
         r.answer_score = (double(r.answer_scores[0]) + 0.5 + 0.25) / 3;
         r.selected_answers = i % 4 == 0 ? 1 : 0;

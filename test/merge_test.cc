@@ -3,10 +3,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/merge.h"
-#include "core/shard_store.h"
+#include "core/pipeline/merge.h"
+#include "core/store/shard_store.h"
 #include "test/rewrite_columns.h"
 #include "test/test_support.h"
+#include "core/store/output_layout.h"
 
 namespace align2 {
 namespace {
@@ -28,7 +29,7 @@ ShardMeta meta(const std::string& stage, int rank, int world, std::uint64_t n) {
   return m;
 }
 
-ShardRow row(std::uint64_t index, double q, std::int8_t selected, const std::string& status = "valid") {
+ShardRow row(std::uint64_t index, double q, std::int8_t selected, Status status = Status::valid) {
   ShardRow r;
   r.index = index;
   r.key = std::string(31, 'k') + char('a' + index);
@@ -48,8 +49,8 @@ class Merge : public ::testing::Test {
   // Stage 1 over 6 records on 2 ranks: records 1, 2, 4 kept; 5 invalid.
   std::vector<std::string> stage1(std::vector<ShardRow> rank0_extra = {}, bool drop_last = false) {
     std::vector<ShardRow> a = {row(0, 0.1, 0), row(1, 0.9, 1), row(2, 0.7, 1)};
-    std::vector<ShardRow> b = {row(3, 0.2, 0), row(4, 0.9, 1), row(5, NAN, -1, "invalid")};
-    b[2].reason = "not_json";
+    std::vector<ShardRow> b = {row(3, 0.2, 0), row(4, 0.9, 1), row(5, NAN, -1, Status::invalid)};
+    b[2].reason = Reason::not_json;
     for (auto& r : rank0_extra) a.push_back(r);
     if (drop_last) b.pop_back();
     std::string p0 = shard_path(out_, "select_questions", 0), p1 = shard_path(out_, "select_questions", 1);
@@ -114,7 +115,7 @@ TEST_F(Merge, MissingRankShardAndForeignShardAreRefused) {
   EXPECT_THROW(merge_shards({paths[0]}, out_), std::runtime_error);
   ShardMeta other = meta("select_questions", 1, 2, 6);
   other.input_fingerprint = "another pool";
-  write_shard(paths[1], other, {row(3, 0.2, 0), row(4, 0.9, 1), row(5, NAN, -1, "invalid")});
+  write_shard(paths[1], other, {row(3, 0.2, 0), row(4, 0.9, 1), row(5, NAN, -1, Status::invalid)});
   EXPECT_THROW(merge_shards(paths, out_), std::runtime_error);
 }
 
@@ -179,12 +180,12 @@ class MergeLayout : public ::testing::Test {
     r.subset = i % 5 ? "conversation" : "detail";
     r.record = "{\"id\": \"id" + std::to_string(i) + "\", \"text\": \"" + std::string(i % 50, 'x') + "\"}";
     if (i % 97 == 3) {
-      r.status = "invalid";
-      r.reason = "not_json";
+      r.status = Status::invalid;
+      r.reason = Reason::not_json;
       r.message = "record " + std::to_string(i) + " is broken";
       return r;
     }
-    r.status = "valid";
+    r.status = Status::valid;
     r.question_score = i % 11 == 0 ? 0.5 : double((i * 7919) % 1000) / 1000.0;  // ties broken by key
     r.selected_questions = survives_questions(i) ? 1 : 0;
     r.truncated = 0;
@@ -204,8 +205,8 @@ class MergeLayout : public ::testing::Test {
     r.question_score = NAN;
     r.selected_questions = -1;
     if (i % 89 == 0) {  // cannot be scored in stage 2
-      r.status = "invalid";
-      r.reason = "bad_image";
+      r.status = Status::invalid;
+      r.reason = Reason::bad_image;
       r.message = "image of " + std::to_string(i) + " is broken";
       r.selected_answers = 0;
       return r;
@@ -287,7 +288,7 @@ TEST_F(MergeLayout, RowsAnywhereInTheShardsGiveTheSameOutputs) {
     EXPECT_EQ(r.record, pool_row(i).record);
     const bool scored2 = survives_questions(i);
     const bool failed2 = scored2 && i % 89 == 0;
-    EXPECT_EQ(r.status, i % 97 == 3 || failed2 ? "invalid" : "valid");
+    EXPECT_EQ(r.status, i % 97 == 3 || failed2 ? Status::invalid : Status::valid);
     EXPECT_EQ(r.answer_scores.size(), scored2 && !failed2 ? 2u : 0u);
     EXPECT_EQ(r.truncated, i % 97 == 3 ? -1 : (scored2 && !failed2 && i % 17 == 0 ? 1 : 0));
     const bool kept = scored2 && !failed2 && survives_answers(i);

@@ -1,8 +1,8 @@
-// align2 make-llava (core/model_builder.h): a LLaVA folder from the real trained tiny
+// align2 make-llava (core/model/model_builder.h): a LLaVA folder from the real trained tiny
 // LLaMA bundled with the demo (Karpathy's stories260K) plus a seeded CLIP vision tower and
 // projector. The folder loads with the product loaders, runs a forward pass, keeps the
 // LLaMA exactly, and its bytes depend only on the options and the seed.
-#include "core/model_builder.h"
+#include "core/model/model_builder.h"
 
 #include <gtest/gtest.h>
 
@@ -12,10 +12,10 @@
 
 #include <filesystem>
 
-#include "core/llava_model.h"
-#include "core/model_config.h"
-#include "core/safetensors.h"
-#include "kernels/sha256.h"
+#include "core/engine/llava_model.h"
+#include "core/model/model_config.h"
+#include "core/model/safetensors.h"
+#include "core/util/digest.h"
 #include "test/test_support.h"
 
 namespace align2 {
@@ -25,17 +25,8 @@ namespace fs = std::filesystem;
 
 const char* const kLlm = "examples/demo/models/stories260K";
 
-std::string sha256_hex(const std::string& path) {
-  const std::string bytes = test::read_file(path);
-  Sha256State s;
-  sha256_init(&s);
-  sha256_update(&s, bytes.data(), bytes.size());
-  std::uint8_t out[32];
-  sha256_final(&s, out);
-  std::string hex;
-  for (std::uint8_t b : out) hex += fmt::format("{:02x}", b);
-  return hex;
-}
+// SHA-256 of a file's bytes, as hex.
+std::string file_sha256(const std::string& path) { return sha256_hex(test::read_file(path)); }
 
 LlavaBuildOptions options(const std::string& out, std::uint64_t seed) {
   LlavaBuildOptions o;
@@ -57,12 +48,12 @@ TEST(ModelBuilder, SameSeedSameBytesOtherSeedOtherWeights) {
   EXPECT_EQ(a.image_tokens, 49);
   EXPECT_EQ(a.llm_max_positions, 512);
   EXPECT_EQ(a.llm_tensors, 47);
-  for (const std::string& f : kFiles) EXPECT_EQ(sha256_hex(root + "/a/" + f), sha256_hex(root + "/b/" + f)) << f;
-  EXPECT_NE(sha256_hex(root + "/a/clip-vision/model.safetensors"), sha256_hex(root + "/c/clip-vision/model.safetensors"));
+  for (const std::string& f : kFiles) EXPECT_EQ(file_sha256(root + "/a/" + f), file_sha256(root + "/b/" + f)) << f;
+  EXPECT_NE(file_sha256(root + "/a/clip-vision/model.safetensors"), file_sha256(root + "/c/clip-vision/model.safetensors"));
   // Pinned: splitmix64 streams and float arithmetic only, so every platform writes these bytes.
-  EXPECT_EQ(sha256_hex(root + "/a/clip-vision/model.safetensors"),
+  EXPECT_EQ(file_sha256(root + "/a/clip-vision/model.safetensors"),
             "340b6ec5c863b9d3aa15c0a57492fba1c7fae4471aa1f108ae3c70e6a0b71a22");
-  EXPECT_EQ(sha256_hex(root + "/a/model.safetensors"), "70d7b152c6342a1ed278dfa6aff122253a2b6118d92f74d84f747316315d089c");
+  EXPECT_EQ(file_sha256(root + "/a/model.safetensors"), "70d7b152c6342a1ed278dfa6aff122253a2b6118d92f74d84f747316315d089c");
 
   // The LLaMA's tensors are copied byte for byte; only the projector is new.
   Checkpoint llm(test::source_path(kLlm)), a_ckpt(root + "/a"), c_ckpt(root + "/c");
@@ -158,7 +149,7 @@ TEST(ModelBuilder, Cli) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("49 image tokens of 512 positions"), std::string::npos) << r.out;
   build_llava(options(root + "/lib", 7));
-  for (const std::string& f : kFiles) EXPECT_EQ(sha256_hex(root + "/cli/" + f), sha256_hex(root + "/lib/" + f)) << f;
+  for (const std::string& f : kFiles) EXPECT_EQ(file_sha256(root + "/cli/" + f), file_sha256(root + "/lib/" + f)) << f;
   r = test::run_command(test::align2_bin() + " make-llava --llm " + test::source_path(kLlm) + " --output-dir " + root +
                         "/bad --patch-size 30");
   EXPECT_EQ(r.exit_code, 2) << r.err;

@@ -3,7 +3,7 @@
 // 5.x tensor names), openai/clip-vit-large-patch14-336 and a CLIPVisionModel folder; the
 // real stories260K config; vision tower resolution; and a refusal naming file and key for
 // every unsupported setting.
-#include "core/model_config.h"
+#include "core/model/model_config.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "core/safetensors.h"
+#include "core/model/safetensors.h"
 #include "test/test_support.h"
 
 namespace align2 {

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "core/safetensors.h"
+#include "core/model/safetensors.h"
 #include "test/test_support.h"
 
 namespace align2::test {

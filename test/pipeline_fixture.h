@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/job_config.h"
+#include "core/pipeline/job_config.h"
 #include "test/test_support.h"
 
 namespace align2::test {

@@ -2,7 +2,7 @@
 // (timings aside) to 1 rank with another batch size.
 #include <gtest/gtest.h>
 
-#include "core/curation.h"
+#include "core/pipeline/curation.h"
 #include "distributed/mpi_comm.h"
 #include "test/pipeline_fixture.h"
 #include "test/test_rewriter.h"
@@ -49,8 +49,8 @@ TEST(PipelineMpi, RanksAndBatchSizeDoNotChangeTheOutputs) {
   test::TestScorer scorer3;
   test::TestRewriter rewriter3;
   JobConfig with_rewrite = test::pipeline_config(dir, dir + "/np-rewrite", 2, /*write_pool=*/false);
-  with_rewrite.rewrite_batch = 3;
-  with_rewrite.chunk_records = 4;
+  with_rewrite.rewrite.batch = 3;
+  with_rewrite.run.chunk_records = 4;
   CurationResult rr = run_curation(comm, with_rewrite, scorer3, {}, &rewriter3);
   EXPECT_LE(rewriter3.largest_call, 3u);  // whole groups of rewrite_batch, whichever rank takes them
   if (comm.rank() == 0) {
@@ -58,7 +58,7 @@ TEST(PipelineMpi, RanksAndBatchSizeDoNotChangeTheOutputs) {
     test::TestScorer scorer1;
     test::TestRewriter rewriter1;
     JobConfig single = test::pipeline_config(dir, dir + "/np1-rewrite", 7, /*write_pool=*/false);
-    single.rewrite_batch = 3;
+    single.rewrite.batch = 3;
     CurationResult r1 = run_curation(one, single, scorer1, {}, &rewriter1);
     EXPECT_EQ(test::read_file(r1.merged.curated_path), test::read_file(rr.merged.curated_path));
     EXPECT_EQ(test::summary_without_timings(r1.merged.summary_path),
@@ -85,14 +85,14 @@ TEST(PipelineMpi, ScoreCacheIsSharedAcrossRankCounts) {
   comm.barrier();
 
   JobConfig first = test::pipeline_config(dir, dir + "/np", 3, /*write_pool=*/false);
-  first.score_cache = dir + "/cache";
+  first.selection.score_cache = dir + "/cache";
   test::TestScorer scorer;
   CurationResult r = run_curation(comm, first, scorer);
   if (comm.rank() == 0) {
     LocalComm one;
     test::TestScorer scorer1;
     JobConfig single = test::pipeline_config(dir, dir + "/np1", 5, /*write_pool=*/false);
-    single.score_cache = dir + "/cache";
+    single.selection.score_cache = dir + "/cache";
     CurationResult r1 = run_curation(one, single, scorer1);
     EXPECT_EQ(scorer1.samples_scored, 0u);  // everything came from the 3-rank run's cache
     EXPECT_EQ(test::read_file(r1.merged.curated_path), test::read_file(r.merged.curated_path));
@@ -100,7 +100,7 @@ TEST(PipelineMpi, ScoreCacheIsSharedAcrossRankCounts) {
   comm.barrier();
   test::TestScorer again;
   JobConfig second = test::pipeline_config(dir, dir + "/np-again", 2, /*write_pool=*/false);
-  second.score_cache = dir + "/cache";
+  second.selection.score_cache = dir + "/cache";
   CurationResult r2 = run_curation(comm, second, again);
   EXPECT_EQ(again.samples_scored, 0u);
   if (comm.rank() == 0) {

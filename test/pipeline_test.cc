@@ -9,14 +9,15 @@
 #include <set>
 #include <nlohmann/json.hpp>
 
-#include "core/curation.h"
-#include "core/rewrite_stage.h"
-#include "core/score_cache.h"
-#include "core/version.h"
-#include "core/shard_store.h"
+#include "core/pipeline/curation.h"
+#include "core/rewrite/rewrite_stage.h"
+#include "core/store/score_cache.h"
+#include "core/util/version.h"
+#include "core/store/shard_store.h"
 #include "test/pipeline_fixture.h"
 #include "test/test_rewriter.h"
 #include "test/test_scorer.h"
+#include "core/util/stop.h"
 
 namespace align2 {
 namespace {
@@ -62,7 +63,7 @@ TEST(Pipeline, CascadeAccountsForEveryRecordAndIsBatchIndependent) {
   for (std::uint64_t i = 0; i < scores.rows.size(); ++i) {
     const ShardRow& r = scores.rows[i];
     EXPECT_EQ(r.index, i);
-    if (r.status != "valid") {
+    if (r.status != Status::valid) {
       EXPECT_TRUE(std::isnan(r.question_score));
       EXPECT_EQ(r.kept, -1);
       EXPECT_FALSE(r.message.empty());
@@ -79,9 +80,9 @@ TEST(Pipeline, CascadeAccountsForEveryRecordAndIsBatchIndependent) {
   EXPECT_EQ(kept, summary["kept"].get<std::uint64_t>());
   // Bytes that cannot be stored as text are escaped, not lost.
   EXPECT_EQ(scores.rows[195].record, "{\"id\": \"latin1\", \"conversations\": [{\"from\": \"human\", \"value\": \"caf\\xe9?\"}, {\"from\": \"gpt\", \"value\": \"a\"}]}");
-  EXPECT_EQ(scores.rows[195].reason, "invalid_utf8");
+  EXPECT_EQ(scores.rows[195].reason, Reason::invalid_utf8);
   EXPECT_EQ(scores.rows[196].record, "{\"id\": \"nul\\x00\"}");
-  EXPECT_EQ(scores.rows[196].reason, "not_json");
+  EXPECT_EQ(scores.rows[196].reason, Reason::not_json);
 
   // curated.json: LLaVA JSON whose records are the input records verbatim, in score order.
   std::string curated = test::read_file(ra.merged.curated_path);
@@ -126,7 +127,7 @@ TEST(Pipeline, CascadeAccountsForEveryRecordAndIsBatchIndependent) {
 
   // A token budget below any sample's cost: every batch is one sample; same outputs.
   JobConfig t = test::pipeline_config(dir, dir + "/out-t1", 7, false);
-  t.batch_tokens = 1;
+  t.selection.batch_tokens = 1;
   test::TestScorer scorer_t;
   CurationResult rt = run_curation(comm, t, scorer_t);
   EXPECT_EQ(scorer_t.largest_batch, 1u);
@@ -143,21 +144,21 @@ TEST(Pipeline, ResumesFromCommittedChunks) {
   CurationResult ref = run_curation(comm, test::pipeline_config(dir, dir + "/ref", 4), reference_scorer);
 
   JobConfig c = test::pipeline_config(dir, dir + "/run", 3, /*write_pool=*/false);
-  c.chunk_records = 16;  // 197 records: 13 chunks in stage 1; 95 survivors: 6 in stage 2
+  c.run.chunk_records = 16;  // 197 records: 13 chunks in stage 1; 95 survivors: 6 in stage 2
   test::TestScorer first;
   run_curation(comm, c, first);
   // What a kill during stage 2 leaves: no outputs, no stage-2 shard, some stage-2 chunks;
   // and damage: a stage-1 chunk truncated, one overwritten with another chunk's rows.
-  for (const char* f : {"curated.json", "scores.h5", "summary.json"}) fs::remove(c.output_dir + "/" + f);
-  fs::remove_all(c.output_dir + "/shards/select_answers");
-  std::string w1 = c.output_dir + "/work/select_questions/", w2 = c.output_dir + "/work/select_answers/";
+  for (const char* f : {"curated.json", "scores.h5", "summary.json"}) fs::remove(c.run.output_dir + "/" + f);
+  fs::remove_all(c.run.output_dir + "/shards/select_answers");
+  std::string w1 = c.run.output_dir + "/work/select_questions/", w2 = c.run.output_dir + "/work/select_answers/";
   fs::remove(w2 + "000000000048-000000000064.h5");
   fs::remove(w2 + "000000000080-000000000095.h5");
   fs::resize_file(w1 + "000000000016-000000000032.h5", 100);
   fs::copy_file(w1 + "000000000000-000000000016.h5", w1 + "000000000032-000000000048.h5",
                 fs::copy_options::overwrite_existing);
-  fs::create_directories(c.output_dir + "/shards/select_answers");
-  test::write_file(c.output_dir + "/work/select_answers/000000000000-000000000016.h5.tmp-99999", "partial");
+  fs::create_directories(c.run.output_dir + "/shards/select_answers");
+  test::write_file(c.run.output_dir + "/work/select_answers/000000000000-000000000016.h5.tmp-99999", "partial");
 
   test::TestScorer second;
   CurationResult r = run_curation(comm, c, second);
@@ -170,7 +171,7 @@ TEST(Pipeline, ResumesFromCommittedChunks) {
   EXPECT_EQ(timings["select_questions"]["per_rank"][0]["resumed"], 197 - 32);
   EXPECT_EQ(timings["select_questions"]["per_rank"][0]["computed"], 32);
   EXPECT_EQ(timings["select_answers"]["per_rank"][0]["computed"], 31);
-  EXPECT_FALSE(fs::exists(c.output_dir + "/work/select_answers/000000000000-000000000016.h5.tmp-99999"));
+  EXPECT_FALSE(fs::exists(c.run.output_dir + "/work/select_answers/000000000000-000000000016.h5.tmp-99999"));
 
   // A finished run rerun: nothing scored, same outputs.
   test::TestScorer third;
@@ -200,7 +201,7 @@ TEST(Pipeline, AStopRequestCommitsAndTheRerunResumes) {
   test::TestScorer reference_scorer;
   CurationResult ref = run_curation(comm, test::pipeline_config(dir, dir + "/ref", 4), reference_scorer);
   JobConfig c = test::pipeline_config(dir, dir + "/run", 4, false);
-  c.chunk_records = 10;
+  c.run.chunk_records = 10;
   StopAfter stopping(5);  // the signal arrives during stage 2's fifth scorer call (second chunk)
   try {
     run_curation(comm, c, stopping);
@@ -209,7 +210,7 @@ TEST(Pipeline, AStopRequestCommitsAndTheRerunResumes) {
     EXPECT_NE(std::string(e.what()).find("stopped by signal 10 in stage select_answers"), std::string::npos) << e.what();
   }
   request_stop(0);
-  EXPECT_FALSE(std::filesystem::exists(c.output_dir + "/summary.json"));
+  EXPECT_FALSE(std::filesystem::exists(c.run.output_dir + "/summary.json"));
   test::TestScorer second;
   CurationResult r = run_curation(comm, c, second);
   EXPECT_EQ(second.samples_scored, 95u - 20u);  // stage 1 and two stage-2 chunks were committed
@@ -240,11 +241,11 @@ TEST(Pipeline, AnotherRunsFolderIsRefusedUnlessForced) {
   test::TestScorer changed_model;
   changed_model.model = "test-scorer-v2";
   refused(c, changed_model, "the job config or a model changed");
-  EXPECT_TRUE(std::filesystem::exists(c.output_dir + "/curated.json"));  // refused runs touch nothing
+  EXPECT_TRUE(std::filesystem::exists(c.run.output_dir + "/curated.json"));  // refused runs touch nothing
 
   // Keys that do not change results (batch size, chunking, threads) resume the same run.
   JobConfig rebatched = test::pipeline_config(dir, dir + "/out", 9, false);
-  rebatched.chunk_records = 5;
+  rebatched.run.chunk_records = 5;
   test::TestScorer again;
   EXPECT_NO_THROW(run_curation(comm, rebatched, again));
 
@@ -267,8 +268,8 @@ TEST(Pipeline, RewriteStageKeepsTheBetterVersionOfEveryTurn) {
   test::TestScorer scorer;
   test::TestRewriter rewriter;
   JobConfig c = test::pipeline_config(dir, dir + "/out", 4);
-  c.rewrite_batch = 4;
-  c.chunk_records = 8;
+  c.rewrite.batch = 4;
+  c.run.chunk_records = 8;
   CurationResult r = run_curation(comm, c, scorer, {}, &rewriter);
   EXPECT_EQ(rewriter.largest_call, 4u);
   json summary = json::parse(test::read_file(r.merged.summary_path));
@@ -338,16 +339,16 @@ TEST(Pipeline, RewriteStageKeepsTheBetterVersionOfEveryTurn) {
 
   // Another batch size and chunking, and a resumed stage 3: the same outputs.
   JobConfig b = test::pipeline_config(dir, dir + "/out-b", 9, false);
-  b.rewrite_batch = 4;
-  b.chunk_records = 5;  // rounded to whole groups of 4
+  b.rewrite.batch = 4;
+  b.run.chunk_records = 5;  // rounded to whole groups of 4
   test::TestScorer scorer_b;
   test::TestRewriter rewriter_b;
   CurationResult rb = run_curation(comm, b, scorer_b, {}, &rewriter_b);
   EXPECT_EQ(test::read_file(rb.merged.curated_path), test::read_file(r.merged.curated_path));
   EXPECT_EQ(test::summary_without_timings(rb.merged.summary_path), test::summary_without_timings(r.merged.summary_path));
-  fs::remove(b.output_dir + "/summary.json");
-  fs::remove_all(b.output_dir + "/shards/rewrite");
-  fs::remove(b.output_dir + "/work/rewrite/000000000004-000000000008.h5");
+  fs::remove(b.run.output_dir + "/summary.json");
+  fs::remove_all(b.run.output_dir + "/shards/rewrite");
+  fs::remove(b.run.output_dir + "/work/rewrite/000000000004-000000000008.h5");
   test::TestRewriter rewriter_c;
   test::TestScorer scorer_c;
   CurationResult rc = run_curation(comm, b, scorer_c, {}, &rewriter_c);
@@ -388,8 +389,8 @@ TEST(Pipeline, RewriteOnlyRewritesEveryValidRecordInPoolOrder) {
   std::string dir = test::scratch_dir("pipeline-rewrite-only");
   LocalComm comm;
   JobConfig c = test::pipeline_config(dir, dir + "/out", 4);
-  c.rewrite_batch = 4;
-  c.chunk_records = 16;
+  c.rewrite.batch = 4;
+  c.run.chunk_records = 16;
   auto rewriter_for = [] {
     test::TestRewriter r;
     r.fail_image = "000000379143.jpg";  // the first record of llava_instruct_60.json: its turns keep their originals
@@ -422,10 +423,10 @@ TEST(Pipeline, RewriteOnlyRewritesEveryValidRecordInPoolOrder) {
   std::int64_t position = 0;
   std::uint64_t rewritten = 0, redo = 0;  // redo: valid records of items [16, 32)
   for (const ShardRow& row : scores.rows) {
-    if (row.status != "valid") {
+    if (row.status != Status::valid) {
       EXPECT_EQ(row.kept, -1);
       EXPECT_EQ(row.global_rank, -1);
-      EXPECT_FALSE(row.reason.empty());
+      EXPECT_NE(row.reason, Reason::none);
       EXPECT_TRUE(row.rewrite_kept.empty());
       continue;
     }
@@ -442,21 +443,21 @@ TEST(Pipeline, RewriteOnlyRewritesEveryValidRecordInPoolOrder) {
   EXPECT_EQ(rewritten, rw["kept_rewrite"].get<std::uint64_t>());
   EXPECT_EQ(scores.rows[0].rewrite_reasons[0], "bad_image");
   EXPECT_EQ(out[0], json::parse(scores.rows[0].record));
-  EXPECT_EQ(scores.rows[195].reason, "invalid_utf8");
+  EXPECT_EQ(scores.rows[195].reason, Reason::invalid_utf8);
 
   // Another batch size, rewrite groups cut into other chunks: the same outputs.
   JobConfig b = test::pipeline_config(dir, dir + "/out-b", 9, false);
-  b.rewrite_batch = 4;
-  b.chunk_records = 5;  // rounded to whole groups of 4
+  b.rewrite.batch = 4;
+  b.run.chunk_records = 5;  // rounded to whole groups of 4
   test::TestRewriter rewriter_b = rewriter_for();
   CurationResult rb = run_rewrite(comm, b, rewriter_b);
   EXPECT_EQ(test::read_file(rb.merged.curated_path), test::read_file(r.merged.curated_path));
   EXPECT_EQ(test::summary_without_timings(rb.merged.summary_path), test::summary_without_timings(r.merged.summary_path));
 
   // Resume after a kill: outputs, shard and one chunk gone; only that chunk is rewritten again.
-  for (const char* f : {"curated.json", "scores.h5", "summary.json"}) fs::remove(c.output_dir + "/" + f);
-  fs::remove_all(c.output_dir + "/shards/rewrite");
-  fs::remove(c.output_dir + "/work/rewrite/000000000016-000000000032.h5");
+  for (const char* f : {"curated.json", "scores.h5", "summary.json"}) fs::remove(c.run.output_dir + "/" + f);
+  fs::remove_all(c.run.output_dir + "/shards/rewrite");
+  fs::remove(c.run.output_dir + "/work/rewrite/000000000016-000000000032.h5");
   test::TestRewriter rewriter_c = rewriter_for();
   CurationResult rc = run_rewrite(comm, c, rewriter_c);
   EXPECT_EQ(rewriter_c.samples_rewritten, redo);
@@ -486,8 +487,8 @@ TEST(Pipeline, ARecordTheScorerCannotScoreEndsWithItsReason) {
   CurationResult r = run_curation(comm, test::pipeline_config(dir, dir + "/out", 4), scorer);
   ShardData scores = read_shard(r.merged.scores_path);
   ASSERT_EQ(scores.rows.size(), 197u);
-  EXPECT_EQ(scores.rows[0].status, "invalid");
-  EXPECT_EQ(scores.rows[0].reason, "bad_image");
+  EXPECT_EQ(scores.rows[0].status, Status::invalid);
+  EXPECT_EQ(scores.rows[0].reason, Reason::bad_image);
   EXPECT_NE(scores.rows[0].message.find("000000379143.jpg"), std::string::npos);
   EXPECT_EQ(scores.rows[0].kept, -1);
   json summary = json::parse(test::read_file(r.merged.summary_path));
@@ -513,7 +514,7 @@ TEST(Pipeline, BrokenJsonArrayFailsWithItsPosition) {
 std::string decided_columns(const std::string& scores_path) {
   std::string out;
   for (const ShardRow& r : read_shard(scores_path, ShardReadOptions{false}).rows) {
-    out += fmt::format("{} {} {} {} {} {} {} {} {}:", r.index, r.key, r.status, r.reason, r.question_score,
+    out += fmt::format("{} {} {} {} {} {} {} {} {}:", r.index, r.key, status_name(r.status), reason_name(r.reason), r.question_score,
                        r.answer_score, r.selected_questions, r.selected_answers, r.global_rank);
     for (float a : r.answer_scores) out += fmt::format(" {}", a);
     out += "\n";
@@ -533,14 +534,14 @@ TEST(Pipeline, ScoreCacheScoresOnlyNewOrChangedRecords) {
   std::string dir = test::scratch_dir("pipeline-cache");
   LocalComm comm;
   JobConfig night1 = test::pipeline_config(dir, dir + "/night1", 4);
-  night1.score_cache = dir + "/cache";
+  night1.selection.score_cache = dir + "/cache";
   test::TestScorer s1;
   CurationResult r1 = run_curation(comm, night1, s1);
   json sum1 = json::parse(test::read_file(r1.merged.summary_path));
   EXPECT_EQ(stage_count(sum1, "select_questions", "cache_reused"), 0u);
   EXPECT_EQ(stage_count(sum1, "select_questions", "model_scored"), 190u);
   EXPECT_EQ(stage_count(sum1, "select_answers", "model_scored"), 95u);
-  EXPECT_TRUE(fs::exists(score_cache_path(night1.score_cache, "select_questions",
+  EXPECT_TRUE(fs::exists(score_cache_path(night1.selection.score_cache, "select_questions",
                                           align2_version() + "|select_questions|" + s1.model)));
 
   // The next night's pool: one record changed, one removed, three new ones.
@@ -560,9 +561,9 @@ TEST(Pipeline, ScoreCacheScoresOnlyNewOrChangedRecords) {
   test::write_file(dir + "/pool2/new.jsonl", added);
   auto night2_config = [&](const std::string& out, const std::string& cache) {
     JobConfig c = test::pipeline_config(dir, out, 3, false);
-    c.pools[0].path = dir + "/pool2/llava_instruct_60.json";
-    c.pools.push_back({dir + "/pool2/new.jsonl", ""});
-    c.score_cache = cache;
+    c.pool.files[0].path = dir + "/pool2/llava_instruct_60.json";
+    c.pool.files.push_back({dir + "/pool2/new.jsonl", ""});
+    c.selection.score_cache = cache;
     return c;
   };
 
@@ -638,9 +639,9 @@ TEST(JobConfig, UnknownKeysAndBadValuesAreNamed) {
   // --set overrides, parsed as JSON when it is JSON; paths from --set stay relative to the current folder.
   JobConfig c = parse_job_config({{"pools", {"a.json"}}, {"output_dir", "o"}}, "/base", {"alpha=0.5", "output_dir=run1"},
                                  "job.json");
-  EXPECT_EQ(c.alpha, 0.5);
-  EXPECT_EQ(c.output_dir, "run1");
-  EXPECT_EQ(c.pools[0].path, "/base/a.json");
+  EXPECT_EQ(c.selection.alpha, 0.5);
+  EXPECT_EQ(c.run.output_dir, "run1");
+  EXPECT_EQ(c.pool.files[0].path, "/base/a.json");
   // output_dir and batch_size do not change the fingerprint; alpha does.
   JobConfig d = parse_job_config({{"pools", {"a.json"}}}, "/base", {"alpha=0.5", "batch_size=3"}, "job.json");
   JobConfig e = parse_job_config({{"pools", {"a.json"}}}, "/base", {}, "job.json");
@@ -651,7 +652,7 @@ TEST(JobConfig, UnknownKeysAndBadValuesAreNamed) {
   EXPECT_THROW(parse_job_config({{"pools", {"a.json"}}, {"image_aspect", "wide"}}, dir, {}, "job.json"),
                std::runtime_error);
   JobConfig sq = parse_job_config({{"pools", {"a.json"}}}, "/base", {"image_aspect=square"}, "job.json");
-  EXPECT_EQ(sq.image_aspect, "square");
+  EXPECT_EQ(sq.models.image_aspect, "square");
   EXPECT_NE(sq.fingerprint, e.fingerprint);
 }
 
@@ -659,17 +660,17 @@ TEST(JobConfig, UnknownKeysAndBadValuesAreNamed) {
 // "subset" nor `subset_field`, each file is its own subset, named after its file name.
 TEST(JobConfig, EachPoolFileIsItsOwnSubsetByDefault) {
   JobConfig c = parse_job_config({{"pools", {"llava/conversation_58k.json", "llava/detail_23k.json"}}}, "/b", {}, "j");
-  ASSERT_EQ(c.pools.size(), 2u);
-  EXPECT_EQ(c.pools[0].subset, "conversation_58k.json");
-  EXPECT_EQ(c.pools[1].subset, "detail_23k.json");
+  ASSERT_EQ(c.pool.files.size(), 2u);
+  EXPECT_EQ(c.pool.files[0].subset, "conversation_58k.json");
+  EXPECT_EQ(c.pool.files[1].subset, "detail_23k.json");
   // Any naming turns the default off: files without a name fall back to `subset_field`, then "all".
   JobConfig m = parse_job_config({{"pools", {"a.json", "b.json"}}, {"subsets", {{"a.json", "conv"}}}}, "/b", {}, "j");
-  EXPECT_EQ(m.pools[0].subset, "conv");
-  EXPECT_EQ(m.pools[1].subset, "");
+  EXPECT_EQ(m.pool.files[0].subset, "conv");
+  EXPECT_EQ(m.pool.files[1].subset, "");
   JobConfig f = parse_job_config({{"pools", {"a.json", "b.json"}}, {"subset_field", "type"}}, "/b", {}, "j");
-  EXPECT_EQ(f.pools[0].subset, "");
+  EXPECT_EQ(f.pool.files[0].subset, "");
   JobConfig e = parse_job_config({{"pools", {json{{"path", "a.json"}, {"subset", "x"}}, "b.json"}}}, "/b", {}, "j");
-  EXPECT_EQ(e.pools[1].subset, "");
+  EXPECT_EQ(e.pool.files[1].subset, "");
 }
 
 TEST(Pipeline, EachFileIsRankedSeparatelyByDefault) {

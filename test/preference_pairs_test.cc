@@ -2,8 +2,8 @@
 // annotations (checked against an independent count), the reward-model texts, ties,
 // augmentation, generic pairs, bad input and the `align2 pairs` command; pairs with
 // made-up negatives straight from a LLaVA pool (--from-pool) on the bundled real sample.
-#include "core/preference_pairs.h"
-#include "core/record_validation.h"
+#include "core/reward/preference_pairs.h"
+#include "core/data/record_validation.h"
 
 #include <gtest/gtest.h>
 
@@ -21,7 +21,7 @@ namespace {
 
 const char* const kDir = "realdata-candidates/align2llava/";
 
-PairOptions options_for(PairKind kind, double rate = 0, std::uint64_t seed = 0) {
+PairOptions options_for(RewardKind kind, double rate = 0, std::uint64_t seed = 0) {
   PairOptions o;
   o.kind = kind;
   o.augment_rate = rate;
@@ -35,9 +35,9 @@ struct Counts {
   std::uint64_t groups = 0, pairs = 0, ties = 0;
 };
 
-Counts python_counts(const std::string& path, PairKind kind) {
+Counts python_counts(const std::string& path, RewardKind kind) {
   const std::string groups_expr =
-      kind == PairKind::question
+      kind == RewardKind::question
           ? "[r['score'] for r in d]"
           : "[c[t+1]['score'] for r in d for c in [r['conversations']] for t in range(0, len(c), 2)]";
   const std::string script =
@@ -59,7 +59,7 @@ Counts python_counts(const std::string& path, PairKind kind) {
   return c;
 }
 
-void expect_counts(const std::string& file, PairKind kind) {
+void expect_counts(const std::string& file, RewardKind kind) {
   const std::string path = test::shared_path(std::string(kDir) + file);
   const Counts want = python_counts(path, kind);
   ASSERT_GT(want.groups, 0u) << file;
@@ -77,21 +77,21 @@ void expect_counts(const std::string& file, PairKind kind) {
 
 TEST(PreferencePairs, AuthorsQuestionTrainCounts) {
   const PairSet set = build_preference_pairs(test::shared_path(std::string(kDir) + "question_train.json"),
-                                             options_for(PairKind::question));
+                                             options_for(RewardKind::question));
   EXPECT_EQ(set.groups, 700u);
   EXPECT_EQ(set.pairs.size(), 10242u);
-  expect_counts("question_train.json", PairKind::question);
+  expect_counts("question_train.json", RewardKind::question);
 }
 
 TEST(PreferencePairs, AuthorsFilesMatchIndependentCount) {
-  expect_counts("question_test.json", PairKind::question);
-  expect_counts("answer_train_head.json", PairKind::answer);
-  expect_counts("answer_test_first7.json", PairKind::answer);
+  expect_counts("question_test.json", RewardKind::question);
+  expect_counts("answer_train_head.json", RewardKind::answer);
+  expect_counts("answer_test_first7.json", RewardKind::answer);
 }
 
 TEST(PreferencePairs, AuthorsAnswerPairsKeepTheQuestion) {
   const PairSet set = build_preference_pairs(test::shared_path(std::string(kDir) + "answer_test_first7.json"),
-                                             options_for(PairKind::answer));
+                                             options_for(RewardKind::answer));
   ASSERT_FALSE(set.pairs.empty());
   const PreferencePair& p = set.pairs.front();
   EXPECT_EQ(p.group_id, "000000203511");
@@ -135,7 +135,7 @@ const char* const kSmallQuestions =
     R"( "score": [0.5, 0.7, 0.5, 0.9]}])";
 
 TEST(PreferencePairs, StrictPairsInOrderTiesCounted) {
-  const PairSet set = build_preference_pairs_from_text(kSmallQuestions, "small.json", options_for(PairKind::question));
+  const PairSet set = build_preference_pairs_from_text(kSmallQuestions, "small.json", options_for(RewardKind::question));
   EXPECT_EQ(set.groups, 1u);
   EXPECT_EQ(set.ties_dropped, 1u);  // candidates 0 and 2
   ASSERT_EQ(set.pairs.size(), 5u);
@@ -159,7 +159,7 @@ TEST(PreferencePairs, AnswerGroupsPerTurn) {
       R"([{"id": 7, "image": "b.jpg", "conversations": [)"
       R"({"from": "human", "value": "<image>\nQ1?"}, {"from": "gpt", "value": ["x y", "z"], "score": [0.2, 0.4]},)"
       R"({"from": "human", "value": "Q2?"}, {"from": "gpt", "value": ["u", "v", "w"], "score": [1, 1, 0]}]}])";
-  const PairSet set = build_preference_pairs_from_text(text, "a.json", options_for(PairKind::answer));
+  const PairSet set = build_preference_pairs_from_text(text, "a.json", options_for(RewardKind::answer));
   EXPECT_EQ(set.groups, 2u);
   EXPECT_EQ(set.ties_dropped, 1u);
   ASSERT_EQ(set.pairs.size(), 3u);
@@ -180,19 +180,19 @@ TEST(PreferencePairs, GenericPairsPassThrough) {
       "\n"
       "{\"image\": \"c.jpg\", \"question\": \"Q?\", \"chosen\": \"a\", \"rejected\": \"b\", \"chosen_score\": 0.5, "
       "\"rejected_score\": 0.5}\n";
-  const PairSet set = build_preference_pairs_from_text(jsonl, "p.jsonl", options_for(PairKind::answer));
+  const PairSet set = build_preference_pairs_from_text(jsonl, "p.jsonl", options_for(RewardKind::answer));
   EXPECT_EQ(set.groups, 2u);
   EXPECT_EQ(set.ties_dropped, 1u);
   ASSERT_EQ(set.pairs.size(), 1u);
   EXPECT_EQ(set.pairs[0].chosen_text, "<image>\nQuestion: Q?\nAnswer: good");
   EXPECT_EQ(set.pairs[0].rejected_text, "<image>\nQuestion: Q?\nAnswer: bad");
   EXPECT_TRUE(std::isnan(set.pairs[0].chosen_score));
-  const nlohmann::json line = nlohmann::json::parse(pair_to_json_line(set.pairs[0], PairKind::answer));
+  const nlohmann::json line = nlohmann::json::parse(pair_to_json_line(set.pairs[0], RewardKind::answer));
   EXPECT_TRUE(line["chosen_score"].is_null());
   EXPECT_EQ(line["question"], "Q?");
 
   const std::string q = R"({"image": "d.jpg", "chosen": ["A?", "B?"], "rejected": "C?"})";
-  const PairSet qs = build_preference_pairs_from_text(q, "q.jsonl", options_for(PairKind::question));
+  const PairSet qs = build_preference_pairs_from_text(q, "q.jsonl", options_for(RewardKind::question));
   ASSERT_EQ(qs.pairs.size(), 1u);
   EXPECT_EQ(qs.pairs[0].chosen_text, "<image>\nA?\nB?");
   EXPECT_EQ(qs.pairs[0].rejected_text, "<image>\nC?");
@@ -251,12 +251,12 @@ TEST(PreferencePairs, Corruptions) {
 
 TEST(PreferencePairs, AugmentationDeterministicAndMadeOfTheCandidatesWords) {
   const std::string path = test::shared_path(std::string(kDir) + "question_test.json");
-  const PairSet none = build_preference_pairs(path, options_for(PairKind::question, 0, 5));
+  const PairSet none = build_preference_pairs(path, options_for(RewardKind::question, 0, 5));
   EXPECT_EQ(none.augmented, 0u);
 
-  const PairSet a = build_preference_pairs(path, options_for(PairKind::question, 0.5, 11));
-  const PairSet b = build_preference_pairs(path, options_for(PairKind::question, 0.5, 11));
-  const PairSet c = build_preference_pairs(path, options_for(PairKind::question, 0.5, 12));
+  const PairSet a = build_preference_pairs(path, options_for(RewardKind::question, 0.5, 11));
+  const PairSet b = build_preference_pairs(path, options_for(RewardKind::question, 0.5, 11));
+  const PairSet c = build_preference_pairs(path, options_for(RewardKind::question, 0.5, 12));
   ASSERT_EQ(a.pairs.size(), b.pairs.size());
   for (std::size_t i = 0; i < a.pairs.size(); ++i) {
     EXPECT_EQ(a.pairs[i].rejected_text, b.pairs[i].rejected_text);
@@ -270,8 +270,8 @@ TEST(PreferencePairs, AugmentationDeterministicAndMadeOfTheCandidatesWords) {
   EXPECT_TRUE(differs) << "seeds 11 and 12 gave the same augmentation";
 
   // Rate 1: every candidate gets a corrupted copy unless nothing can change it.
-  for (PairKind kind : {PairKind::question, PairKind::answer}) {
-    const std::string file = kind == PairKind::question ? "question_test.json" : "answer_test_first7.json";
+  for (RewardKind kind : {RewardKind::question, RewardKind::answer}) {
+    const std::string file = kind == RewardKind::question ? "question_test.json" : "answer_test_first7.json";
     const PairSet all = build_preference_pairs(test::shared_path(std::string(kDir) + file), options_for(kind, 1, 99));
     const PairSet plain = build_preference_pairs(test::shared_path(std::string(kDir) + file), options_for(kind));
     EXPECT_EQ(all.pairs.size(), plain.pairs.size() + all.augmented) << file;
@@ -294,7 +294,7 @@ std::string write_scratch(const std::string& name, const std::string& content) {
   return path;
 }
 
-void expect_error(const std::string& content, PairKind kind, const std::vector<std::string>& parts) {
+void expect_error(const std::string& content, RewardKind kind, const std::vector<std::string>& parts) {
   const std::string path = write_scratch("bad.jsonl", content);
   try {
     build_preference_pairs(path, options_for(kind));
@@ -309,28 +309,28 @@ void expect_error(const std::string& content, PairKind kind, const std::vector<s
 
 TEST(PreferencePairs, BadInputNamesFileRecordAndReason) {
   const std::string good = R"({"id": "a", "questions": [["Q?"], ["R?"]], "score": [0.1, 0.2]})";
-  expect_error(good + "\n" + R"({"id": "b", "questions": [["Q?"], ["R?"]], "score": [0.1]})" + "\n", PairKind::question,
+  expect_error(good + "\n" + R"({"id": "b", "questions": [["Q?"], ["R?"]], "score": [0.1]})" + "\n", RewardKind::question,
                {"record #1", "line 2", "id \"b\"", "2 candidates", "1 numbers"});
-  expect_error(good + "\n\n" + R"({"id": "c", "questions": [["Q?"], []], "score": [0.1, 0.2]})", PairKind::question,
+  expect_error(good + "\n\n" + R"({"id": "c", "questions": [["Q?"], []], "score": [0.1, 0.2]})", RewardKind::question,
                {"record #1", "line 3", "questions[1] is an empty list"});
-  expect_error(R"({"id": "d", "questions": [["Q?"], [3]], "score": [0.1, 0.2]})", PairKind::question,
+  expect_error(R"({"id": "d", "questions": [["Q?"], [3]], "score": [0.1, 0.2]})", RewardKind::question,
                {"record #0", "questions[1][0] is a number"});
-  expect_error(R"({"id": "e", "questions": [["Q?"], ["R?"]], "score": [0.1, "x"]})", PairKind::question,
+  expect_error(R"({"id": "e", "questions": [["Q?"], ["R?"]], "score": [0.1, "x"]})", RewardKind::question,
                {"score[1] is a string"});
-  expect_error(good + "\nnot json\n", PairKind::question, {"record #1", "line 2", "not JSON"});
-  expect_error(good, PairKind::answer, {"record #0", "given to --kind answer"});
+  expect_error(good + "\nnot json\n", RewardKind::question, {"record #1", "line 2", "not JSON"});
+  expect_error(good, RewardKind::answer, {"record #0", "given to --kind answer"});
   expect_error(R"([{"id": "f", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}])",
-               PairKind::answer, {"record #0", "id \"f\"", "conversations[1].value is a string"});
+               RewardKind::answer, {"record #0", "id \"f\"", "conversations[1].value is a string"});
   expect_error(
       R"([{"id": "g", "conversations": [{"from": "gpt", "value": "Q"}, {"from": "gpt", "value": ["A"], "score": [1]}]}])",
-      PairKind::answer, {"conversations[0] should be from \"human\""});
+      RewardKind::answer, {"conversations[0] should be from \"human\""});
   expect_error(
       R"({"id": "h", "question": "Q", "chosen": "a", "rejected": "b", "chosen_score": 0.1, "rejected_score": 0.2})",
-      PairKind::answer, {"record #0", "below rejected_score"});
-  expect_error(R"({"id": "i", "chosen": "a"})", PairKind::question, {"no \"rejected\""});
-  expect_error("[{\"id\": 1}, ", PairKind::question, {"not a JSON array"});
-  EXPECT_THROW(build_preference_pairs("/nonexistent/pairs.json", options_for(PairKind::question)), PairInputError);
-  EXPECT_THROW(build_preference_pairs_from_text(good, "x", options_for(PairKind::question, 1.5)),
+      RewardKind::answer, {"record #0", "below rejected_score"});
+  expect_error(R"({"id": "i", "chosen": "a"})", RewardKind::question, {"no \"rejected\""});
+  expect_error("[{\"id\": 1}, ", RewardKind::question, {"not a JSON array"});
+  EXPECT_THROW(build_preference_pairs("/nonexistent/pairs.json", options_for(RewardKind::question)), PairInputError);
+  EXPECT_THROW(build_preference_pairs_from_text(good, "x", options_for(RewardKind::question, 1.5)),
                std::invalid_argument);
 }
 
@@ -358,14 +358,14 @@ TEST(PreferencePairs, Cli) {
   r = test::run_command(test::align2_bin() + " pairs --kind answer --input " + answers +
                         " --augment-rate 0.5 --seed 4 --out " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const PairSet want = build_preference_pairs(answers, options_for(PairKind::answer, 0.5, 4));
+  const PairSet want = build_preference_pairs(answers, options_for(RewardKind::answer, 0.5, 4));
   EXPECT_EQ(r.out, "{\"groups\": 7, \"pairs\": " + std::to_string(want.pairs.size()) + ", \"ties_dropped\": 36}\n");
   const std::string written = test::read_file(out);
   std::istringstream lines(written);
   std::size_t n = 0;
   for (std::string line; std::getline(lines, line); ++n) {
     ASSERT_LT(n, want.pairs.size());
-    EXPECT_EQ(line, pair_to_json_line(want.pairs[n], PairKind::answer));
+    EXPECT_EQ(line, pair_to_json_line(want.pairs[n], RewardKind::answer));
   }
   EXPECT_EQ(n, want.pairs.size());
 
@@ -384,7 +384,7 @@ TEST(PreferencePairs, Cli) {
 
 const char* const kDemoPool = "examples/demo/data/llava_instruct_60.json";
 
-PoolPairOptions pool_options(PairKind kind, std::uint64_t seed = 0, double holdout = 0) {
+PoolPairOptions pool_options(RewardKind kind, std::uint64_t seed = 0, double holdout = 0) {
   PoolPairOptions o;
   o.kind = kind;
   o.seed = seed;
@@ -392,7 +392,7 @@ PoolPairOptions pool_options(PairKind kind, std::uint64_t seed = 0, double holdo
   return o;
 }
 
-std::vector<std::string> lines_of(const std::vector<PoolPair>& pairs, PairKind kind) {
+std::vector<std::string> lines_of(const std::vector<PoolPair>& pairs, RewardKind kind) {
   std::vector<std::string> out;
   for (const PoolPair& p : pairs) out.push_back(pool_pair_to_json_line(p, kind));
   return out;
@@ -418,7 +418,7 @@ std::map<std::string, std::pair<std::vector<std::string>, std::vector<std::strin
 TEST(PoolPairs, QuestionPairsOnTheBundledSample) {
   const std::string pool = test::source_path(kDemoPool);
   const auto truth = python_pool(pool);
-  const PoolPairSet set = build_pool_pairs({pool}, pool_options(PairKind::question, 3, 0.2));
+  const PoolPairSet set = build_pool_pairs({pool}, pool_options(RewardKind::question, 3, 0.2));
   EXPECT_EQ(set.records, 60u);
   EXPECT_EQ(set.valid_records, 60u);
   EXPECT_EQ(set.skipped_records, 0u);
@@ -463,7 +463,7 @@ TEST(PoolPairs, AnswerPairsPerTurnAndReadableByTraining) {
   const auto truth = python_pool(pool);
   std::size_t turns = 0;
   for (const auto& [id, qa] : truth) turns += qa.second.size();
-  const PoolPairSet set = build_pool_pairs({pool}, pool_options(PairKind::answer, 5, 0.25));
+  const PoolPairSet set = build_pool_pairs({pool}, pool_options(RewardKind::answer, 5, 0.25));
   EXPECT_EQ(set.train.size() + set.held_out.size() + set.no_negative, turns);
   EXPECT_EQ(set.by_negative[static_cast<int>(Negative::duplicate)], 0u);
   for (const PoolPair& p : set.train) {
@@ -475,8 +475,8 @@ TEST(PoolPairs, AnswerPairsPerTurnAndReadableByTraining) {
   }
   // The lines are generic pairs: the trainer's reader takes them back unchanged.
   std::string jsonl;
-  for (const std::string& line : lines_of(set.train, PairKind::answer)) jsonl += line + "\n";
-  const PairSet back = build_preference_pairs_from_text(jsonl, "train.jsonl", options_for(PairKind::answer));
+  for (const std::string& line : lines_of(set.train, RewardKind::answer)) jsonl += line + "\n";
+  const PairSet back = build_preference_pairs_from_text(jsonl, "train.jsonl", options_for(RewardKind::answer));
   ASSERT_EQ(back.pairs.size(), set.train.size());
   for (std::size_t i = 0; i < back.pairs.size(); ++i) {
     EXPECT_EQ(back.pairs[i].chosen_text, answer_rm_text(set.train[i].question, set.train[i].chosen_answer));
@@ -484,9 +484,9 @@ TEST(PoolPairs, AnswerPairsPerTurnAndReadableByTraining) {
     EXPECT_EQ(back.pairs[i].image, set.train[i].image);
   }
   std::string qjsonl;
-  const PoolPairSet qs = build_pool_pairs({pool}, pool_options(PairKind::question, 5));
-  for (const std::string& line : lines_of(qs.train, PairKind::question)) qjsonl += line + "\n";
-  const PairSet qback = build_preference_pairs_from_text(qjsonl, "q.jsonl", options_for(PairKind::question));
+  const PoolPairSet qs = build_pool_pairs({pool}, pool_options(RewardKind::question, 5));
+  for (const std::string& line : lines_of(qs.train, RewardKind::question)) qjsonl += line + "\n";
+  const PairSet qback = build_preference_pairs_from_text(qjsonl, "q.jsonl", options_for(RewardKind::question));
   ASSERT_EQ(qback.pairs.size(), 60u);
   EXPECT_EQ(qback.pairs[0].chosen_text, question_rm_text(qs.train[0].chosen_questions));
   EXPECT_EQ(qback.pairs[0].rejected_text, question_rm_text(qs.train[0].rejected_questions));
@@ -494,7 +494,7 @@ TEST(PoolPairs, AnswerPairsPerTurnAndReadableByTraining) {
 
 TEST(PoolPairs, DeterministicBySeed) {
   const std::string pool = test::source_path(kDemoPool);
-  for (PairKind kind : {PairKind::question, PairKind::answer}) {
+  for (RewardKind kind : {RewardKind::question, RewardKind::answer}) {
     const PoolPairSet a = build_pool_pairs({pool}, pool_options(kind, 11, 0.2));
     const PoolPairSet b = build_pool_pairs({pool}, pool_options(kind, 11, 0.2));
     const PoolPairSet c = build_pool_pairs({pool}, pool_options(kind, 12, 0.2));
@@ -503,8 +503,8 @@ TEST(PoolPairs, DeterministicBySeed) {
     EXPECT_NE(lines_of(a.train, kind), lines_of(c.train, kind));
   }
   // A fixed line: the draws are splitmix64 (portable), so this holds on every platform.
-  const PoolPairSet q = build_pool_pairs({pool}, pool_options(PairKind::question, 0));
-  const nlohmann::json first = nlohmann::json::parse(pool_pair_to_json_line(q.train[0], PairKind::question));
+  const PoolPairSet q = build_pool_pairs({pool}, pool_options(RewardKind::question, 0));
+  const nlohmann::json first = nlohmann::json::parse(pool_pair_to_json_line(q.train[0], RewardKind::question));
   EXPECT_EQ(first["id"], "000000379143");
   EXPECT_EQ(first["record"], 0);
   EXPECT_EQ(first["chosen"].size(), 5u);
@@ -512,7 +512,7 @@ TEST(PoolPairs, DeterministicBySeed) {
 
 TEST(PoolPairs, SeveralPairsPerCandidateTakeEachNegativeInTurn) {
   const std::string pool = test::source_path(kDemoPool);
-  PoolPairOptions o = pool_options(PairKind::question, 2, 0.25);
+  PoolPairOptions o = pool_options(RewardKind::question, 2, 0.25);
   o.per_candidate = 4;
   const PoolPairSet set = build_pool_pairs({pool}, o);
   EXPECT_EQ(set.no_negative, 0u);
@@ -523,10 +523,10 @@ TEST(PoolPairs, SeveralPairsPerCandidateTakeEachNegativeInTurn) {
   for (const PoolPair& p : set.train) kinds[p.record].insert(static_cast<int>(p.negative));
   for (const auto& [record, k] : kinds) EXPECT_EQ(k.size(), 4u) << record;
   // The first pair of each candidate is the one per_candidate = 1 makes.
-  const PoolPairSet one = build_pool_pairs({pool}, pool_options(PairKind::question, 2, 0.25));
+  const PoolPairSet one = build_pool_pairs({pool}, pool_options(RewardKind::question, 2, 0.25));
   for (std::size_t i = 0; i < one.train.size(); ++i)
-    EXPECT_EQ(pool_pair_to_json_line(one.train[i], PairKind::question),
-              pool_pair_to_json_line(set.train[4 * i], PairKind::question));
+    EXPECT_EQ(pool_pair_to_json_line(one.train[i], RewardKind::question),
+              pool_pair_to_json_line(set.train[4 * i], RewardKind::question));
   o.per_candidate = 0;
   EXPECT_THROW(build_pool_pairs({pool}, o), std::invalid_argument);
 }
@@ -542,7 +542,7 @@ TEST(PoolPairs, OnlyTheNegativesAskedFor) {
                          "Answer number " + std::to_string(i) + " is here."}};
   }
   samples[2].status = Status::invalid;
-  PoolPairOptions o = pool_options(PairKind::answer, 1);
+  PoolPairOptions o = pool_options(RewardKind::answer, 1);
   o.negatives = {Negative::other_record};
   PoolPairSet set = build_pool_pairs_from_samples(samples, o);
   EXPECT_EQ(set.skipped_records, 1u);
@@ -560,7 +560,7 @@ TEST(PoolPairs, OnlyTheNegativesAskedFor) {
 
   o.negatives = {Negative::duplicate};
   EXPECT_THROW(build_pool_pairs_from_samples(samples, o), std::invalid_argument);
-  o = pool_options(PairKind::question, 0, 1.0);
+  o = pool_options(RewardKind::question, 0, 1.0);
   EXPECT_THROW(build_pool_pairs_from_samples(samples, o), std::invalid_argument);
   EXPECT_THROW(negative_from_name("swap"), std::invalid_argument);
   EXPECT_EQ(negative_from_name("other_record"), Negative::other_record);
@@ -573,10 +573,10 @@ TEST(PoolPairs, Cli) {
       test::run_command(test::align2_bin() + " pairs --from-pool --kind question --input " + pool +
                         " --holdout 0.2 --holdout-out " + dir + "/eval.jsonl --seed 3 --out " + dir + "/train.jsonl");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const PoolPairSet want = build_pool_pairs({pool}, pool_options(PairKind::question, 3, 0.2));
+  const PoolPairSet want = build_pool_pairs({pool}, pool_options(RewardKind::question, 3, 0.2));
   std::string train, eval;
-  for (const std::string& l : lines_of(want.train, PairKind::question)) train += l + "\n";
-  for (const std::string& l : lines_of(want.held_out, PairKind::question)) eval += l + "\n";
+  for (const std::string& l : lines_of(want.train, RewardKind::question)) train += l + "\n";
+  for (const std::string& l : lines_of(want.held_out, RewardKind::question)) eval += l + "\n";
   EXPECT_EQ(test::read_file(dir + "/train.jsonl"), train);
   EXPECT_EQ(test::read_file(dir + "/eval.jsonl"), eval);
   const nlohmann::json summary = nlohmann::json::parse(r.out);
@@ -584,7 +584,7 @@ TEST(PoolPairs, Cli) {
   EXPECT_EQ(summary["pairs"], 48);
   EXPECT_EQ(summary["held_out_pairs"], 12);
   // The trainer's own reader accepts the file as it is.
-  EXPECT_EQ(build_preference_pairs(dir + "/train.jsonl", options_for(PairKind::question)).pairs.size(), 48u);
+  EXPECT_EQ(build_preference_pairs(dir + "/train.jsonl", options_for(RewardKind::question)).pairs.size(), 48u);
 
   r = test::run_command(test::align2_bin() + " pairs --from-pool --kind answer --input " + pool +
                         " --negatives drop,other_record");

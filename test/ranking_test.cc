@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "core/ranking.h"
+#include "core/pipeline/ranking.h"
 
 namespace align2 {
 namespace {

@@ -14,13 +14,14 @@
 #include <tuple>
 #include <unistd.h>
 
-#include "core/image_preprocess.h"
-#include "core/merge.h"
-#include "core/ranking.h"
-#include "core/report.h"
-#include "core/rewrite_stage.h"
-#include "core/shard_store.h"
+#include "core/model/image_preprocess.h"
+#include "core/pipeline/merge.h"
+#include "core/pipeline/ranking.h"
+#include "core/pipeline/report.h"
+#include "core/rewrite/rewrite_stage.h"
+#include "core/store/shard_store.h"
 #include "test/test_support.h"
+#include "core/store/output_layout.h"
 
 namespace align2 {
 namespace {
@@ -93,7 +94,7 @@ ShardRow base_row(std::uint64_t index, const std::string& subset) {
   r.key = fmt::format("{:032x}", index * 2654435761u + 17);
   r.id = fmt::format("rec{:03d}", index);
   r.subset = subset;
-  r.status = "valid";
+  r.status = Status::valid;
   r.image = "coco/" + r.id + ".jpg";
   r.record = record_text(r.id, fmt::format("What is in picture {}?", index), fmt::format("Answer number {}.", index));
   return r;
@@ -121,16 +122,16 @@ class Report : public ::testing::Test {
     detail.selected_questions = 0;
     detail.truncated = 0;
     ShardRow bad = base_row(kConversation + 1, "detail");
-    bad.status = "invalid";
-    bad.reason = "not_json";
+    bad.status = Status::invalid;
+    bad.reason = Reason::not_json;
     bad.message = "pool.jsonl record 41: not JSON";
     bad.record = "{not json";
     ShardRow missing = base_row(kConversation + 2, "complex");
-    missing.status = "missing_image";
-    missing.reason = "missing_image";
+    missing.status = Status::missing_image;
+    missing.reason = Reason::missing_image;
     ShardRow dup = base_row(kConversation + 3, "complex");
-    dup.status = "duplicate";
-    dup.reason = "duplicate";
+    dup.status = Status::duplicate;
+    dup.reason = Reason::duplicate;
 
     // Stage 1: top 20 of "conversation" by question score.
     std::vector<double> q;
@@ -456,7 +457,7 @@ TEST(ReportEdges, EmptyAndDegenerateInputsGiveNoNan) {
     rows[i].index = i;
     rows[i].key = std::string(31, 'a') + char('a' + i);
     rows[i].subset = "s";
-    rows[i].status = "valid";
+    rows[i].status = Status::valid;
     rows[i].selected_questions = 0;
     rows[i].question_score = 1.25;
   }
@@ -483,11 +484,12 @@ TEST(ReportEdges, RewriteSectionFollowsTheSummary) {
     rows[i].key = std::string(31, 'a') + char('a' + i);
     rows[i].id = fmt::format("r{}", i);
     rows[i].subset = "s";
-    rows[i].status = "valid";
+    rows[i].status = Status::valid;
     rows[i].kept = 1;
     rows[i].global_rank = std::int64_t(1 - i);
   }
-  rows[0].record = json{{"id", "r0"}, {"instruction", "<image> Describe <it>."}, {"output", "A cat & a dog."}}.dump();
+  rows[0].record =
+      json{{"id", "r0"}, {"image", "a.jpg"}, {"instruction", "<image> Describe <it>."}, {"output", "A cat & a dog."}}.dump();
   rows[0].rewritten_questions = {"<image>\nDescribe it, please."};
   rows[0].rewritten_answers = {"A cat and a dog."};
   rows[0].rewrite_replies = {"Question: Describe it, please.\nAnswer: A cat and a dog."};

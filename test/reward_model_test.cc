@@ -11,10 +11,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "core/llava_prompt.h"
-#include "core/preference_pairs.h"
-#include "core/reward_model.h"
-#include "core/safetensors.h"
+#include "core/model/llava_prompt.h"
+#include "core/reward/preference_pairs.h"
+#include "core/engine/reward_model.h"
+#include "core/model/safetensors.h"
 #include "test/model_fixture.h"
 #include "test/test_support.h"
 
@@ -209,9 +209,9 @@ TEST(RewardModel, BadFoldersAreRefusedClearly) {
 }  // namespace
 }  // namespace align2
 
-#include "core/image_preprocess.h"
-#include "core/reward_scoring.h"
-#include "core/shard_store.h"
+#include "core/model/image_preprocess.h"
+#include "core/engine/reward_scoring.h"
+#include "core/store/shard_store.h"
 
 namespace align2 {
 namespace {
@@ -242,8 +242,8 @@ TEST(ScoreCli, ScoresEveryRecordAndKeepsEveryStatus) {
     ASSERT_EQ(d.rows.size(), 6u);
     std::vector<std::string> status, reason;
     for (const ShardRow& row : d.rows) {
-      status.push_back(row.status);
-      reason.push_back(row.reason);
+      status.push_back(status_name(row.status));
+      reason.push_back(reason_name(row.reason));
     }
     EXPECT_EQ(status, (std::vector<std::string>{"valid", "valid", "valid", "invalid", "missing_image", "invalid"}));
     EXPECT_EQ(reason, (std::vector<std::string>{"", "", "", "bad_image", "missing_image", "not_json"}));

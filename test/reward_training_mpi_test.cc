@@ -5,8 +5,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "core/reward_training.h"
-#include "core/safetensors.h"
+#include "core/engine/reward_training.h"
+#include "core/model/safetensors.h"
 #include "distributed/mpi_comm.h"
 #include "test/model_fixture.h"
 #include "test/reward_training_fixture.h"

@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <iostream>
 
-#include "core/reward_training.h"
-#include "core/safetensors.h"
+#include "core/engine/reward_training.h"
+#include "core/model/safetensors.h"
 #include "test/model_fixture.h"
 #include "test/reward_training_fixture.h"
 #include "test/test_support.h"

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/shard_store.h"
+#include "core/store/shard_store.h"
 
 namespace align2::test {
 

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "core/rewrite_prompt.h"
+#include "core/rewrite/rewrite_prompt.h"
 #include "test/test_support.h"
 
 namespace align2 {

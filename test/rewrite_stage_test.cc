@@ -5,7 +5,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "core/rewrite_stage.h"
+#include "core/rewrite/rewrite_stage.h"
 
 namespace align2 {
 namespace {

@@ -1,7 +1,7 @@
 // safetensors reading and writing: round trips, the real stories260K checkpoint checked
 // against an independent reader (python3 + numpy parsing the file by hand), exact
 // F16/BF16 conversion, and a clear error naming file and tensor for each bad checkpoint.
-#include "core/safetensors.h"
+#include "core/model/safetensors.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

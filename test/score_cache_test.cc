@@ -1,10 +1,10 @@
-// The score cache file and the sample digest (core/score_cache.h).
+// The score cache file and the sample digest (core/store/score_cache.h).
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
-#include "core/model_fingerprint.h"
-#include "core/score_cache.h"
+#include "core/model/model_fingerprint.h"
+#include "core/store/score_cache.h"
 #include "test/test_support.h"
 
 namespace align2 {

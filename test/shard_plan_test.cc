@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "distributed/shard_plan.h"
+#include "core/data/record_cost.h"
 
 namespace align2 {
 namespace {

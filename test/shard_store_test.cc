@@ -1,11 +1,11 @@
-// Tests for the HDF5 shard store (core/shard_store.h): round trips, h5py
+// Tests for the HDF5 shard store (core/store/shard_store.h): round trips, h5py
 // interoperability, refusal of foreign / future / damaged files, partial record
 // reads, byte-identical output and atomic writes.
 //
 // Files are inspected and tampered with through h5py (/usr/bin/python3), because
 // the tests do not get HDF5's include path. h5py is a required test dependency
 // (scripts/install-deps.sh installs python3-h5py): without it these tests fail.
-#include "core/shard_store.h"
+#include "core/store/shard_store.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -58,7 +58,7 @@ std::vector<ShardRow> sample_rows() {
   rows[0].key = "0123456789abcdef0123456789abcdef";
   rows[0].id = "000000033471";
   rows[0].subset = "coco";
-  rows[0].status = "valid";
+  rows[0].status = Status::valid;
   rows[0].image = "coco/train2017/000000033471.jpg";
   rows[0].record = R"({"id":"000000033471","conversations":[{"from":"human","value":"<image>\nWhat?"}]})";
   rows[0].question_score = 0.75;
@@ -76,8 +76,8 @@ std::vector<ShardRow> sample_rows() {
   rows[1].key = "fedcba9876543210fedcba9876543210";
   rows[1].id = "ドキュメント-7";
   rows[1].subset = "";
-  rows[1].status = "invalid";
-  rows[1].reason = "bad_json";
+  rows[1].status = Status::invalid;
+  rows[1].reason = Reason::not_json;
   rows[1].message = "pool/part-0.json record 7 (id ドキュメント-7): unterminated string 😢";
   rows[1].record = "";
   // scores stay NaN, decisions -1, no answer_scores, no rewrites
@@ -86,7 +86,7 @@ std::vector<ShardRow> sample_rows() {
   rows[2].key = "00000000000000000000000000000000";
   rows[2].id = "8";
   rows[2].subset = "textvqa";
-  rows[2].status = "valid";
+  rows[2].status = Status::valid;
   rows[2].record = R"({"id":"8","text":"emoji 👩‍👩‍👧 and 中文"})";
   rows[2].question_score = -1.5e-300;
   rows[2].answer_scores = {};  // scored but no turns
@@ -100,7 +100,7 @@ std::vector<ShardRow> sample_rows() {
   rows[3].key = "ffffffffffffffffffffffffffffffff";
   rows[3].id = "9";
   rows[3].subset = "gqa";
-  rows[3].status = "valid";
+  rows[3].status = Status::valid;
   rows[3].image = "gqa/图像/9.jpg";
   rows[3].record = std::string(100000, 'x');  // longer than one heap block
   rows[3].question_score = 1.0;
@@ -125,7 +125,7 @@ std::vector<ShardRow> many_rows(std::size_t n) {
     row.key = std::to_string(1000000 + i) + std::string(25, 'a');
     row.id = "id-" + std::to_string(i);
     row.subset = i % 2 ? "coco" : "ocr_vqa";
-    row.status = "valid";
+    row.status = Status::valid;
     row.record = "{\"id\":\"id-" + std::to_string(i) + "\",\"n\":" + std::to_string(i) + "}";
     row.question_score = i % 5 == 0 ? kNaN : 0.001 * static_cast<double>(i);
     row.answer_scores.assign(i % 4, 0.5f * static_cast<float>(i));

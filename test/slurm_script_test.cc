@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/slurm_script.h"
+#include "core/pipeline/slurm_script.h"
 #include "test/test_support.h"
 
 namespace align2 {

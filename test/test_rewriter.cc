@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "core/chat_template.h"
-#include "core/record_validation.h"
+#include "core/model/chat_template.h"
+#include "core/data/record_validation.h"
 
 namespace align2::test {
 

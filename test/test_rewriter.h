@@ -4,7 +4,7 @@
 // a probability drawn from the text; samples whose image is `fail_image` fail as a whole.
 #pragma once
 
-#include "core/rewriter.h"
+#include "core/rewrite/rewriter.h"
 
 namespace align2::test {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "core/record_validation.h"
+#include "core/data/record_validation.h"
 
 namespace align2::test {
 namespace {

@@ -3,7 +3,7 @@
 // small length term, so that ties are rare but possible to construct.
 #pragma once
 
-#include "core/scorer.h"
+#include "core/reward/scorer.h"
 
 namespace align2::test {
 

@@ -1,4 +1,4 @@
-// The native tokenizer (core/tokenizer.h) against libsentencepiece 0.1.97, the
+// The native tokenizer (core/model/tokenizer.h) against libsentencepiece 0.1.97, the
 // reference, on real models and thousands of strings: llama.cpp's tokenizer stress
 // cases, every string of the real LLaVA files, and generated strings (whitespace runs,
 // CJK, emoji, combining marks, control characters, invalid UTF-8). Also synthetic
@@ -24,7 +24,7 @@
 #include <set>
 #include <sstream>
 
-#include "core/tokenizer.h"
+#include "core/model/tokenizer.h"
 #include "test/test_support.h"
 
 namespace align2 {

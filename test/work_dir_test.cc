@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/progress.h"
-#include "core/work_dir.h"
+#include "core/util/progress.h"
+#include "core/store/work_dir.h"
 #include "kernels/sha256.h"
 #include "test/test_support.h"
 
@@ -84,7 +84,7 @@ TEST(WorkDir, AChunkIsReusedOnlyWhenItsChecksumsMatch) {
   for (std::uint64_t i = 0; i < 2; ++i) {
     rows[i].index = i;
     rows[i].key = index.key(i);
-    rows[i].status = "valid";
+    rows[i].status = Status::valid;
     rows[i].question_score = 0.25 * double(i);
   }
   ShardMeta meta;
@@ -118,7 +118,7 @@ TEST(WorkDir, AChunkIsReusedOnlyWhenItsChecksumsMatch) {
   // the file's own checksum made to match): found by the rows checksum.
   ShardMeta stale = meta;
   stale.stage_summary_json = "{\"begin\": 0, \"end\": 2, \"rows_sha256\": \"" + chunk_rows_digest(rows) + "\"}";
-  rows[1].status = "invalid";
+  rows[1].status = Status::invalid;
   write_shard(path, stale, rows);
   test::write_file(path + ".sha256", sha256_hex(test::read_file(path)) + "\n");
   EXPECT_FALSE(read_chunk(path, meta, {0, 2}, {0, 1}, index, &got, &problem));

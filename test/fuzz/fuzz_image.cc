@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "core/image_preprocess.h"
+#include "core/model/image_preprocess.h"
 #include "test/fuzz/fuzz_common.h"
 
 using namespace align2;

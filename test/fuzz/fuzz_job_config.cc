@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/job_config.h"
+#include "core/pipeline/job_config.h"
 #include "test/fuzz/fuzz_common.h"
 
 using namespace align2;

@@ -12,9 +12,9 @@
 #include <string_view>
 #include <vector>
 
-#include "core/corpus_index.h"
-#include "core/corpus_reader.h"
-#include "core/record_validation.h"
+#include "core/data/corpus_index.h"
+#include "core/data/corpus_reader.h"
+#include "core/data/record_validation.h"
 #include "test/fuzz/fuzz_common.h"
 
 using namespace align2;

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/safetensors.h"
+#include "core/model/safetensors.h"
 #include "test/fuzz/fuzz_common.h"
 
 using namespace align2;

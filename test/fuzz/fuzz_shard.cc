@@ -1,5 +1,5 @@
 // Fuzz target: the HDF5 shard reader on mutated shard files.
-// The input is written as a file and read with every reader of core/shard_store.h:
+// The input is written as a file and read with every reader of core/store/shard_store.h:
 // ShardReader (meta, row count, all rows, and the rows again in two blocks), read_shard,
 // read_shard_meta, shard_row_count and read_shard_records. Each must read the file or refuse
 // it with std::runtime_error; what the readers return must agree with each other.
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/shard_store.h"
+#include "core/store/shard_store.h"
 #include "test/fuzz/fuzz_common.h"
 
 using namespace align2;

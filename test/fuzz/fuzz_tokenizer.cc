@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/tokenizer.h"
+#include "core/model/tokenizer.h"
 #include "test/fuzz/fuzz_common.h"
 
 using namespace align2;

@@ -1,0 +1,73 @@
+// Validation of one input record's JSON text into a Sample.
+//
+// Two record shapes are accepted:
+//   LLaVA conversations: {"id": ..., "image": "rel/path.jpg"?, "conversations": [{"from": "human", "value": ...}, {"from": "gpt", ...}, ...]}
+//   instruction/output:  {"id": ..., "image": ...?, "instruction": "...", "output": "..."}  (one turn; e.g. LLaVA's GPT-4 QA files)
+// Rules (each failure has its own Reason, see sample.h): UTF-8, JSON, object, `id`
+// (string or integer), conversations non-empty, roles human/gpt alternating from human
+// and ending with gpt (or, with accept_open_question, with human), `value` strings, image path relative and inside the image
+// root, exactly one <image> tag (opening or closing the first human turn, or anywhere
+// in it) when the record has an image and none when it has not (conversation shape),
+// size bound, and the image file present when an image root is given.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/data/sample.h"
+
+namespace align2 {
+
+struct ValidationOptions {
+  std::string image_root;        // "" = do not look at image files on disk
+  std::string subset_field;      // record field naming the subset ("" = none)
+  std::uint64_t max_record_bytes = 16u << 20;  // longer records get Reason::record_too_large
+  // Accept a conversation that ends with a human turn (a question to answer, as in an
+  // evaluation set): its last Turn has answer "". Only `align2 prompt --inference` sets it;
+  // a pool to curate needs answers. Never serialized (serialize_index asserts it is off).
+  bool accept_open_question = false;
+};
+
+// Where a record came from, for messages and the subset.
+struct RecordOrigin {
+  std::string file;                // pool file path as given
+  std::uint64_t index_in_file = 0; // 0-based
+  std::uint64_t line = 0;          // 1-based line of the record's first byte
+  std::string file_subset;         // subset mapped from the file name ("" = not mapped)
+};
+
+struct ValidatedRecord {
+  Sample sample;          // all fields but index and key filled; raw = the text given
+  std::string canonical;  // the bytes the key hashes (see content_key)
+  bool has_image = false;
+};
+
+// Validates `raw` (the record's exact bytes). Never throws for bad input: problems
+// become sample.status / reason / message. `raw_length` is the record's true length
+// when `raw` was not kept because it exceeded the bound (then raw is empty).
+ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin,
+                                const ValidationOptions& options,
+                                std::uint64_t raw_length);
+
+// Checks a relative image path lexically (not absolute, no escape through "..") and,
+// when image_root is not empty, on disk (resolved path inside the root, a regular
+// file). Returns Reason::none when fine; fills `detail` otherwise.
+Reason check_image_path(const std::string& image, const std::string& image_root, std::string* detail);
+
+// True when `text` is well-formed UTF-8; otherwise `bad_offset` gets the first bad byte.
+bool is_valid_utf8(std::string_view text, std::uint64_t* bad_offset);
+
+// "<file> record #<i> (line <l>, id "<id>"): <what>" - the form of every record message.
+std::string record_message(const RecordOrigin& origin, const std::string& id, const std::string& what);
+// The text of a missing_image message.
+std::string missing_image_detail(const std::string& image, const std::string& image_root);
+
+// `text` unchanged when it is well-formed UTF-8 without NUL bytes; otherwise every
+// bad byte and NUL becomes the four characters \xNN, so it can be stored as text.
+std::string printable_text(const std::string& text);
+
+// 32 lowercase hex chars: the first 16 bytes of SHA-256 over `bytes`.
+std::string content_key(std::string_view bytes);
+
+}  // namespace align2

@@ -1,0 +1,29 @@
+// The engine's torch-free face: a job config in, the Scorer and Rewriter the pipeline runs
+// out (core/reward/scorer.h, core/rewrite/rewriter.h). Commands include this header, never
+// ATen; the models behind it are the ATen ones of this folder.
+#pragma once
+
+#include <memory>
+
+#include "core/pipeline/job_config.h"
+#include "core/reward/scorer.h"
+#include "core/rewrite/rewriter.h"
+
+namespace align2 {
+
+// Sets the engine's CPU threads for one rank: `configured` when > 0, else this node's cores
+// divided by the ranks on it (core/engine/engine_runtime.h). Returns the count.
+int configure_engine_threads(unsigned long long configured);
+
+// The two reward models of `models` (question_model, answer_model; dtype; image_aspect) as the
+// cascade's Scorer; images under `image_root`. Throws std::runtime_error naming a folder that
+// is not a reward model of the right kind.
+std::unique_ptr<Scorer> make_reward_scorer(const ModelsConfig& models, const std::string& image_root);
+
+// Stage 3's rewriter: the inner LLM (rewrite.model, else the question model's base), its
+// settings, the rewrite_prompt / review_prompt templates (the shipped ones when empty), the
+// models' dtype and images under `image_root`.
+std::unique_ptr<Rewriter> make_rewriter(const RewriteConfig& rewrite, const ModelsConfig& models,
+                                        const std::string& image_root);
+
+}  // namespace align2

@@ -1,0 +1,38 @@
+// The reward models as the cascade's Scorer (core/reward/scorer.h): the question RM scores each
+// sample's questions, the answer RM each (question, answer) turn; a sample's image is
+// encoded once per stage. A sample whose image cannot be used fails with reason bad_image.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/model/image_preprocess.h"
+#include "core/engine/reward_model.h"
+#include "core/reward/scorer.h"
+
+namespace align2 {
+
+class RewardScorer : public Scorer {
+ public:
+  // image_aspect: "" = each model's image_aspect_ratio, or "pad" / "square" for both
+  // (core/engine/reward_scoring.h: reward_image_spec).
+  RewardScorer(const std::string& question_model, const std::string& answer_model, const std::string& image_root,
+               at::ScalarType dtype, const std::string& image_aspect = "");
+
+  void score_questions(const std::vector<const Sample*>& samples, float* out,
+                       std::vector<ScoreFailure>* failures) override;
+  void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
+                     std::vector<ScoreFailure>* failures) override;
+  // Both models' folders, with their base models' and vision towers' (core/model/model_fingerprint.h),
+  // the image aspect mode each model's images get, and the run dtype.
+  std::string fingerprint() const override { return fingerprint_; }
+  // select_questions: the question model's folder and dtype; select_answers: the answer model's.
+  std::string stage_fingerprint(const std::string& stage) const override;
+
+ private:
+  std::unique_ptr<RewardModel> question_, answer_;
+  ImageSpec question_image_, answer_image_;  // each model's preprocessing
+  std::string image_root_, fingerprint_, question_fingerprint_, answer_fingerprint_;
+};
+
+}  // namespace align2

@@ -1,0 +1,47 @@
+// Where the engine plugs into the cascade: a Scorer gives the question score f(I,Q)
+// of a sample and the answer score g(I,Q,A) of each of its turns. The reward-model
+// scorers (libtorch) implement it; tests use a deterministic double under test/.
+//
+// Contract: a score depends only on the sample itself, never on which other samples
+// share the call, so results are identical for any rank count and batch size.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/data/sample.h"
+
+namespace align2 {
+
+// A sample the scorer could not score (its image cannot be decoded, say): it leaves the
+// cascade with status invalid and this reason; nothing else of it is read.
+struct ScoreFailure {
+  std::size_t sample = 0;  // position in the `samples` argument
+  Reason reason = Reason::bad_image;
+  std::string message;     // names the record and what is wrong
+};
+
+class Scorer {
+ public:
+  virtual ~Scorer() = default;
+
+  // One score per sample: out[i] for samples[i]. `out` has samples.size() entries.
+  // Samples that cannot be scored are appended to `failures` (their out[i] is ignored).
+  virtual void score_questions(const std::vector<const Sample*>& samples, float* out,
+                               std::vector<ScoreFailure>* failures) = 0;
+
+  // One score per (question, answer) turn: out[i] gets samples[i]->turns.size() values,
+  // except for samples appended to `failures`.
+  virtual void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
+                             std::vector<ScoreFailure>* failures) = 0;
+
+  // Identifies the models (weights, settings); part of every shard's config fingerprint.
+  virtual std::string fingerprint() const = 0;
+
+  // What the scores of one stage ("select_questions" or "select_answers") depend on besides
+  // the sample: that stage's model and its settings. It keys the score cache
+  // (core/store/score_cache.h), so that retraining one model keeps the other stage's cache.
+  virtual std::string stage_fingerprint(const std::string& stage) const { return fingerprint(); }
+};
+
+}  // namespace align2

@@ -1,4 +1,0 @@
-#include "core/version.h"
-namespace align2 {
-std::string align2_version() { return ALIGN2_VERSION; }
-}  // namespace align2
