@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   }
 
   for (std::uint64_t batch : {std::uint64_t(1), std::uint64_t(8)}) {
-    RewriteSettings settings;
+    RewriteSettings settings = rewrite_settings(RewriteConfig{});
     settings.max_new_tokens = max_new;
     settings.batch_size = batch;
     settings.batch_tokens = 0;

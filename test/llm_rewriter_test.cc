@@ -64,8 +64,9 @@ std::vector<Sample> short_samples(int n) {
 }
 
 RewriteSettings settings(std::uint64_t batch, std::int64_t max_new = 48) {
-  RewriteSettings s;
+  RewriteSettings s = rewrite_settings(RewriteConfig{});
   s.batch_size = batch;
+  s.batch_tokens = 8192;  // length-bucketed batches under a token budget (the stage itself uses none)
   s.max_new_tokens = max_new;
   return s;
 }

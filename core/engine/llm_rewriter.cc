@@ -292,7 +292,7 @@ RewriteSettings rewrite_settings(const RewriteConfig& config) {
   settings.label_a = config.review_labels.at(0);
   settings.label_b = config.review_labels.at(1);
   settings.threshold = config.review_threshold;
-  settings.limits = {config.min_ratio, config.max_ratio};
+  settings.limits = config.limits;
   settings.batch_size = config.batch;
   settings.batch_tokens = 0;  // a group is one call: its composition must not depend on lengths elsewhere
   return settings;

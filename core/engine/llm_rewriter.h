@@ -26,17 +26,18 @@ namespace align2 {
 class LlavaModel;
 class Tokenizer;
 
+// The rewriter's settings, made by rewrite_settings(RewriteConfig) below: the job config's
+// defaults (core/pipeline/job_config.h) are theirs.
 struct RewriteSettings {
-  TemplateKind chat_template = TemplateKind::vicuna_v1;  // how instructions are wrapped for the model
-  std::int64_t max_new_tokens = 512;  // bound on each rewrite's length, tokens
-  double temperature = 0.0;           // 0 = greedy
-  double top_p = 1.0;
-  std::string label_a = "A";          // the review's two choice labels
-  std::string label_b = "B";
-  double threshold = 0.5;             // keep the rewrite when P(rewrite better) >= threshold
+  TemplateKind chat_template{};   // how instructions are wrapped for the model
+  std::int64_t max_new_tokens{};  // bound on each rewrite's length, tokens
+  double temperature{};           // 0 = greedy
+  double top_p{};
+  std::string label_a, label_b;   // the review's two choice labels
+  double threshold{};             // keep the rewrite when P(rewrite better) >= threshold
   RewriteLimits limits;
-  std::uint64_t batch_size = 8;       // sequences per generation / review batch, at most
-  std::uint64_t batch_tokens = 8192;  // prompt tokens per batch, at most (0 = no bound)
+  std::uint64_t batch_size{};     // sequences per generation / review batch, at most
+  std::uint64_t batch_tokens{};   // prompt tokens per batch, at most (0 = no bound)
 };
 
 class LlmRewriter : public Rewriter {

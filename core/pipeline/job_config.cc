@@ -38,7 +38,7 @@ const json& defaults() {
         {"review_prompt", r.review_prompt},      {"rewrite_max_new_tokens", r.max_new_tokens},
         {"rewrite_temperature", r.temperature},  {"rewrite_top_p", r.top_p},
         {"review_threshold", r.review_threshold}, {"review_labels", r.review_labels},
-        {"rewrite_min_ratio", r.min_ratio},      {"rewrite_max_ratio", r.max_ratio},
+        {"rewrite_min_ratio", r.limits.min_ratio}, {"rewrite_max_ratio", r.limits.max_ratio},
         {"rewrite_batch", r.batch},              {"output_dir", run.output_dir},
         {"threads", run.threads},                {"chunk_records", run.chunk_records},
         {"progress_seconds", run.progress_seconds},
@@ -198,9 +198,9 @@ RewriteConfig read_rewrite(const json& eff, const std::string& source, const Pat
       labels[0].get<std::string>().empty() || labels[1].get<std::string>().empty())
     bad(source, "review_labels", "expected two different non-empty strings");
   c.review_labels = {labels[0].get<std::string>(), labels[1].get<std::string>()};
-  c.min_ratio = eff["rewrite_min_ratio"].get<double>();
-  c.max_ratio = eff["rewrite_max_ratio"].get<double>();
-  if (!(c.min_ratio >= 0 && c.min_ratio <= c.max_ratio))
+  c.limits.min_ratio = eff["rewrite_min_ratio"].get<double>();
+  c.limits.max_ratio = eff["rewrite_max_ratio"].get<double>();
+  if (!(c.limits.min_ratio >= 0 && c.limits.min_ratio <= c.limits.max_ratio))
     bad(source, "rewrite_min_ratio", "must lie in [0, rewrite_max_ratio]");
   c.batch = bounded(eff, source, "rewrite_batch", 1, 4096);
   return c;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/data/corpus_index.h"
+#include "core/rewrite/rewrite_prompt.h"  // RewriteLimits
 
 namespace align2 {
 
@@ -59,8 +60,8 @@ struct RewriteConfig {
   double top_p = 1.0;                    // `rewrite_top_p`
   double review_threshold = 0.5;         // keep a rewrite when P(rewrite better) >= this
   std::vector<std::string> review_labels = {"A", "B"};
-  double min_ratio = 0.3;                // `rewrite_min_ratio`, `rewrite_max_ratio`: rewritten /
-  double max_ratio = 3.0;                // original length bounds (code points)
+  RewriteLimits limits;                  // `rewrite_min_ratio`, `rewrite_max_ratio`: rewritten /
+                                         // original length bounds (code points)
   std::uint64_t batch = 8;               // `rewrite_batch`: samples per model call, fixed groups (enters the fingerprint)
 };
 
