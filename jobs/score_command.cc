@@ -51,7 +51,7 @@ int run_score(const Args& args) {
   ShardMeta meta;
   meta.align2_version = align2_version();
   meta.config_fingerprint = std::string(reward_kind_name(kind)) + ":" + model_dir + ":" +
-                            aspect_mode_name(reward_image_spec(model, so.image_aspect).aspect);
+                            aspect_mode_name(reward_image_spec(model.llava().spec(), so.image_aspect).aspect);
   meta.input_fingerprint = index.fingerprint;
   meta.stage = kind == RewardKind::question ? "select_questions" : "select_answers";
   meta.input_records = index.entries.size();

@@ -146,6 +146,23 @@ TEST(LlmRewriter, SamplingIsSeededByTheSampleKey) {
   EXPECT_NE(rw.rewrite({&rekeyed})[0].turns[0].reply, alone[0].turns[0].reply);
 }
 
+// The model is loaded by the first rewrite, not by the constructor, and release() frees it
+// (the stage's end); the next rewrite loads it again and writes the same text.
+TEST(LlmRewriter, LoadsItsModelForTheStageAndReleasesIt) {
+  at::set_num_threads(1);
+  LlmRewriter rw(test::shared_path("models/stories260K-hf"), "", at::kFloat, settings(2, 24), short_templates());
+  EXPECT_FALSE(rw.holds_model());
+  std::vector<Sample> samples = short_samples(2);
+  auto first = rw.rewrite(pointers(samples));
+  EXPECT_TRUE(rw.holds_model());
+  rw.release();
+  EXPECT_FALSE(rw.holds_model());
+  auto again = rw.rewrite(pointers(samples));
+  ASSERT_EQ(again.size(), first.size());
+  for (std::size_t i = 0; i < first.size(); ++i)
+    for (std::size_t t = 0; t < first[i].turns.size(); ++t) EXPECT_EQ(again[i].turns[t].reply, first[i].turns[t].reply);
+}
+
 TEST(LlmRewriter, ReviewOfIdenticalTextsIsSymmetric) {
   at::set_num_threads(1);
   LlmRewriter rw(test::shared_path("models/stories260K-hf"), "", at::kFloat, settings(3), default_rewrite_templates());

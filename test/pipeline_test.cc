@@ -272,6 +272,9 @@ TEST(Pipeline, RewriteStageKeepsTheBetterVersionOfEveryTurn) {
   c.run.chunk_records = 8;
   CurationResult r = run_curation(comm, c, scorer, {}, &rewriter);
   EXPECT_EQ(rewriter.largest_call, 4u);
+  // Each stage releases its model when it is done: a rank holds one stage's model at a time.
+  EXPECT_EQ(scorer.releases, 2u);
+  EXPECT_EQ(rewriter.releases, 1u);
   json summary = json::parse(test::read_file(r.merged.summary_path));
   const json& rw = summary["stages"]["rewrite"];
   const std::uint64_t curated = summary["kept"].get<std::uint64_t>();

@@ -210,6 +210,7 @@ TEST(RewardModel, BadFoldersAreRefusedClearly) {
 }  // namespace align2
 
 #include "core/model/image_preprocess.h"
+#include "core/engine/reward_scorer.h"
 #include "core/engine/reward_scoring.h"
 #include "core/store/shard_store.h"
 
@@ -320,6 +321,46 @@ TEST(ScoreCli, ImageAspectSquareChangesThePreprocessing) {
                              "/aspect.jsonl --output " + f.root + "/x.h5 --image-aspect wide");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--image-aspect wide"), std::string::npos) << r.err;
+}
+
+// The cascade's Scorer holds one reward model at a time: none after construction (it reads
+// the folders' configs only), the question model while stage 1 scores, the answer model while
+// stage 2 scores (the question model freed first), none after release(); the scores are the
+// models' own either way.
+TEST(RewardScorer, HoldsOneStagesModelAtATime) {
+  Fixture f;
+  std::string qrm = f.rm("qrm-stages"), arm = f.rm("arm-stages", {{"kind", "answer"}});
+  std::string images = f.root + "/images-stages";
+  fs::create_directories(images);
+  fs::copy_file(test::shared_path("data/images/extreme_ironing.jpg"), images + "/a.jpg");
+  Sample s;
+  s.image = "a.jpg";
+  s.turns = {{"<image>\nWhat is he doing?", "Ironing."}, {"Where?", "On a taxi."}};
+  RewardScorer scorer(qrm, arm, images, at::kFloat);
+  EXPECT_FALSE(scorer.holds_question_model());
+  EXPECT_FALSE(scorer.holds_answer_model());
+  float q = 0;
+  std::vector<ScoreFailure> failures;
+  scorer.score_questions({&s}, &q, &failures);
+  EXPECT_TRUE(scorer.holds_question_model());
+  EXPECT_FALSE(scorer.holds_answer_model());
+  std::vector<std::vector<float>> a;
+  scorer.score_answers({&s}, &a, &failures);
+  EXPECT_FALSE(scorer.holds_question_model());
+  EXPECT_TRUE(scorer.holds_answer_model());
+  scorer.release();
+  EXPECT_FALSE(scorer.holds_question_model());
+  EXPECT_FALSE(scorer.holds_answer_model());
+  ASSERT_TRUE(failures.empty());
+  RewardModel question(qrm, at::kFloat, at::Device(at::kCPU)), answer(arm, at::kFloat, at::Device(at::kCPU));
+  const ImageSpec image = reward_image_spec(question.llava().spec(), "");
+  EXPECT_EQ(q, question.score(reward_text(RewardKind::question, s, 0), sample_features(question, s, images, image)).score);
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(a[0].size(), 2u);
+  EXPECT_EQ(a[0][1], answer.score(reward_text(RewardKind::answer, s, 1), sample_features(answer, s, images, image)).score);
+  float again = 0;
+  scorer.score_questions({&s}, &again, &failures);  // loaded again after release: the same score
+  EXPECT_EQ(again, q);
 }
 
 TEST(RewardModel, ProjectorFromEitherFileName) {

@@ -13,10 +13,12 @@ class TestRewriter : public Rewriter {
   std::vector<SampleRewrite> rewrite(const std::vector<const Sample*>& samples) override;
   const RewriteStats& stats() const override { return stats_; }
   std::string fingerprint() const override { return "test-rewriter-v1"; }
+  void release() override { ++releases; }
 
   std::size_t samples_rewritten = 0;  // samples passed to rewrite() in all calls
   std::size_t largest_call = 0;       // most samples in one call
   std::string fail_image;
+  std::size_t releases = 0;  // release() calls: one per rewrite stage
 
  private:
   RewriteStats stats_;

@@ -14,12 +14,14 @@ class TestScorer : public Scorer {
   void score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
                      std::vector<ScoreFailure>* failures) override;
   std::string fingerprint() const override { return model; }
+  void release() override { ++releases; }
 
   std::size_t calls = 0;          // number of score_* calls
   std::size_t largest_batch = 0;  // most samples in one call
   std::size_t samples_scored = 0;  // samples passed to score_* in all calls
   std::string model = "test-scorer-v1";  // its fingerprint: change it to play a changed model
   std::string fail_image;         // samples with this image fail (bad_image), to test that path
+  std::size_t releases = 0;       // release() calls: one per selection stage
 };
 
 }  // namespace align2::test

@@ -58,9 +58,10 @@ std::vector<std::vector<std::size_t>> length_buckets(const std::vector<std::int6
 LlmRewriter::LlmRewriter(const std::string& model_dir, const std::string& image_root, at::ScalarType dtype,
                    RewriteSettings settings, RewriteTemplates templates)
     : image_root_(image_root), settings_(std::move(settings)), templates_(std::move(templates)) {
-  ModelSpec spec = load_model_spec(model_dir);
+  spec_ = load_model_spec(model_dir);
+  const ModelSpec& spec = spec_;
+  dtype_ = dtype;
   if (!spec.has_llm) throw std::runtime_error(fmt::format("{}: the rewrite model has no language model", model_dir));
-  model_ = std::make_unique<LlavaModel>(spec, dtype, at::Device(at::kCPU));
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(model_dir + "/tokenizer.model"));
   for (int k = 0; k < 2; ++k) {
     const std::string& label = k ? settings_.label_b : settings_.label_a;
@@ -84,14 +85,21 @@ LlmRewriter::LlmRewriter(const std::string& model_dir, const std::string& image_
 
 LlmRewriter::~LlmRewriter() = default;
 
-bool LlmRewriter::uses_images() const { return model_->has_vision() && model_->spec().has_projector; }
+bool LlmRewriter::uses_images() const { return spec_.has_vision && spec_.has_projector; }
+
+LlavaModel& LlmRewriter::model() const {
+  if (!model_) model_ = std::make_unique<LlavaModel>(spec_, dtype_, at::Device(at::kCPU));
+  return *model_;
+}
+
+void LlmRewriter::release() { model_.reset(); }
 
 at::Tensor LlmRewriter::features(const Sample& s) const {
   if (s.image.empty() || !uses_images()) return at::Tensor();
-  ImageSpec image = image_spec_for(model_->spec());
+  ImageSpec image = image_spec_for(spec_);
   at::Tensor pixels = at::empty({3, image.size, image.size}, at::kFloat);
   preprocess_image_file((fs::path(image_root_) / s.image).string(), image, pixels.data_ptr<float>());
-  return model_->project(model_->encode_images(pixels.unsqueeze(0))).squeeze(0);
+  return model().project(model().encode_images(pixels.unsqueeze(0))).squeeze(0);
 }
 
 std::string LlmRewriter::rewrite_prompt(const Sample& s, std::size_t t) const {
@@ -107,18 +115,18 @@ std::string LlmRewriter::review_prompt(const Sample& s, std::size_t t, const Tur
 }
 
 std::int64_t LlmRewriter::prompt_tokens(const std::string& prompt, const at::Tensor& image_features) const {
-  std::vector<std::int64_t> ids = tokenize_with_images(*tokenizer_, prompt, model_->spec().image_token_index);
+  std::vector<std::int64_t> ids = tokenize_with_images(*tokenizer_, prompt, spec_.image_token_index);
   std::int64_t n = std::int64_t(ids.size());
   if (image_features.defined())
-    for (std::int64_t id : ids) n += id == model_->spec().image_token_index ? image_features.size(0) - 1 : 0;
+    for (std::int64_t id : ids) n += id == spec_.image_token_index ? image_features.size(0) - 1 : 0;
   return n;
 }
 
 at::Tensor LlmRewriter::embed_prompt(const std::string& prompt, const at::Tensor& image_features) const {
-  std::vector<std::int64_t> ids = tokenize_with_images(*tokenizer_, prompt, model_->spec().image_token_index);
+  std::vector<std::int64_t> ids = tokenize_with_images(*tokenizer_, prompt, spec_.image_token_index);
   std::vector<at::Tensor> images;
   if (image_features.defined()) images.push_back(image_features);
-  return model_->splice(ids, images);
+  return model().splice(ids, images);
 }
 
 std::vector<std::array<double, 2>> LlmRewriter::label_logprobs(const std::vector<std::string>& prompts,
@@ -126,7 +134,7 @@ std::vector<std::array<double, 2>> LlmRewriter::label_logprobs(const std::vector
   std::vector<at::Tensor> embeds;
   for (const std::string& p : prompts) embeds.push_back(embed_prompt(p, image_features));
   // Two sequences per prompt: prompt + label A tokens, prompt + label B tokens.
-  const LlamaModel& llm = model_->llm();
+  const LlamaModel& llm = model().llm();
   std::vector<at::Tensor> sequences;
   std::vector<std::int64_t> lengths;
   for (const at::Tensor& e : embeds)
@@ -191,8 +199,8 @@ std::vector<SampleRewrite> LlmRewriter::rewrite(const std::vector<const Sample*>
   options.max_new_tokens = settings_.max_new_tokens;
   options.temperature = settings_.temperature;
   options.top_p = settings_.top_p;
-  options.eos_token_id = model_->spec().llm.eos_token_id;
-  const std::int64_t positions = model_->spec().llm.max_positions;
+  options.eos_token_id = spec_.llm.eos_token_id;
+  const std::int64_t positions = spec_.llm.max_positions;
   auto finish = [&](const Request& r, const GenerationResult& g) {
     std::vector<std::int32_t> ids(g.tokens.begin(), g.tokens.end());
     if (g.stopped_by_eos && !ids.empty()) ids.pop_back();
@@ -227,7 +235,7 @@ std::vector<SampleRewrite> LlmRewriter::rewrite(const std::vector<const Sample*>
     GenerationOptions alone = options;
     alone.max_new_tokens = room;
     stats_.prompt_tokens += std::uint64_t(T);
-    finish(r, generate(model_->llm(), {r.embeds}, {turn_seed(*samples[r.sample], r.turn)}, alone)[0]);
+    finish(r, generate(model().llm(), {r.embeds}, {turn_seed(*samples[r.sample], r.turn)}, alone)[0]);
   }
   for (const std::vector<std::size_t>& bucket : length_buckets(lengths, settings_.batch_size, settings_.batch_tokens)) {
     std::vector<at::Tensor> prompts;
@@ -238,7 +246,7 @@ std::vector<SampleRewrite> LlmRewriter::rewrite(const std::vector<const Sample*>
       seeds.push_back(turn_seed(*samples[r.sample], r.turn));
       stats_.prompt_tokens += std::uint64_t(lengths[j]);
     }
-    std::vector<GenerationResult> results = generate(model_->llm(), prompts, seeds, options);
+    std::vector<GenerationResult> results = generate(model().llm(), prompts, seeds, options);
     for (std::size_t j = 0; j < bucket.size(); ++j) finish(requests[bucketed[bucket[j]]], results[j]);
   }
   stats_.generate_s += seconds_since(t0);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/model/chat_template.h"
+#include "core/model/model_config.h"
 #include "core/pipeline/job_config.h"
 #include "core/rewrite/rewriter.h"
 
@@ -62,6 +63,8 @@ class LlmRewriter : public Rewriter {
 
   const RewriteStats& stats() const override { return stats_; }
   std::string fingerprint() const override { return fingerprint_; }
+  void release() override;
+  bool holds_model() const { return model_ != nullptr; }  // tests
   bool uses_images() const;
 
  private:
@@ -69,7 +72,11 @@ class LlmRewriter : public Rewriter {
   at::Tensor embed_prompt(const std::string& prompt, const at::Tensor& features) const;  // [T, hidden]
   std::int64_t prompt_tokens(const std::string& prompt, const at::Tensor& features) const;  // T of embed_prompt
 
-  std::unique_ptr<LlavaModel> model_;
+  LlavaModel& model() const;  // loaded on first use (rewrite, label_logprobs), freed by release()
+
+  ModelSpec spec_;
+  at::ScalarType dtype_;
+  mutable std::unique_ptr<LlavaModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::string image_root_;
   RewriteSettings settings_;

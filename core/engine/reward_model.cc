@@ -69,10 +69,19 @@ RewardConfig load_reward_config(const std::string& dir) {
   return c;
 }
 
+ModelSpec reward_base_spec(const RewardConfig& config) { return load_model_spec(config.base_model, config.vision_tower); }
+
+std::vector<std::string> reward_model_folders(const std::string& dir, const RewardConfig& config) {
+  const ModelSpec spec = reward_base_spec(config);
+  std::vector<std::string> folders = {dir, config.base_model};
+  if (!spec.vision_dir.empty() && spec.vision_dir != spec.dir) folders.push_back(spec.vision_dir);
+  return folders;
+}
+
 RewardModel::RewardModel(const std::string& dir, at::ScalarType dtype, at::Device device, const std::string& base_model)
     : config_(load_reward_config(dir)) {
   if (!base_model.empty()) config_.base_model = base_model;
-  ModelSpec spec = load_model_spec(config_.base_model, config_.vision_tower);
+  ModelSpec spec = reward_base_spec(config_);
   llava_ = std::make_unique<LlavaModel>(spec, dtype, device);
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(config_.base_model + "/tokenizer.model"));
   at::Tensor adapter_head;
@@ -93,8 +102,7 @@ RewardModel::RewardModel(const std::string& dir, at::ScalarType dtype, at::Devic
     score_w_ = adapter_head;
   }
   score_w_ = score_w_.view({-1}).to(device);
-  folders_ = {dir, config_.base_model};
-  if (!spec.vision_dir.empty() && spec.vision_dir != spec.dir) folders_.push_back(spec.vision_dir);
+  folders_ = reward_model_folders(dir, config_);
 }
 
 at::Tensor RewardModel::merge_lora(const std::string& dir) {

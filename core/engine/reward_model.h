@@ -40,6 +40,12 @@ struct RewardConfig {
 // Reads `dir`/reward_config.json. Throws std::runtime_error naming file and key.
 RewardConfig load_reward_config(const std::string& dir);
 
+// The base model's spec of the reward-model folder `dir` (configs only, no weights).
+ModelSpec reward_base_spec(const RewardConfig& config);
+// Every folder a reward model is read from: its own, the base model's, and the vision tower's
+// when that is a folder of its own (what its fingerprint must cover). Reads configs only.
+std::vector<std::string> reward_model_folders(const std::string& dir, const RewardConfig& config);
+
 struct RewardScore {
   float score = 0;
   bool truncated = false;  // the sequence was cut to max_length positions

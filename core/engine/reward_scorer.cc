@@ -26,32 +26,55 @@ std::string RewardScorer::stage_fingerprint(const std::string& stage) const {
 
 RewardScorer::RewardScorer(const std::string& question_model, const std::string& answer_model,
                            const std::string& image_root, at::ScalarType dtype, const std::string& image_aspect)
-    : question_(std::make_unique<RewardModel>(question_model, dtype, at::Device(at::kCPU))),
-      answer_(std::make_unique<RewardModel>(answer_model, dtype, at::Device(at::kCPU))),
-      question_image_(reward_image_spec(*question_, image_aspect)),
-      answer_image_(reward_image_spec(*answer_, image_aspect)),
-      image_root_(image_root) {
-  if (question_->config().kind != RewardKind::question)
+    : question_dir_(question_model), answer_dir_(answer_model), dtype_(dtype), image_root_(image_root) {
+  const RewardConfig question = load_reward_config(question_model), answer = load_reward_config(answer_model);
+  if (question.kind != RewardKind::question)
     throw std::runtime_error(fmt::format("{}: question_model is an answer reward model", question_model));
-  if (answer_->config().kind != RewardKind::answer)
+  if (answer.kind != RewardKind::answer)
     throw std::runtime_error(fmt::format("{}: answer_model is a question reward model", answer_model));
+  question_image_ = reward_image_spec(reward_base_spec(question), image_aspect);
+  answer_image_ = reward_image_spec(reward_base_spec(answer), image_aspect);
   const std::string run_dtype = dtype == at::kBFloat16 ? "bf16" : "f32";
-  auto folders = [](const RewardModel& m) {  // the reward model's folder, its base's, its vision tower's
+  auto folders = [](const std::string& dir, const RewardConfig& config) {  // its folder, its base's, its vision tower's
     std::string text;
-    for (const std::string& dir : m.folders()) text += model_folder_fingerprint(dir) + "+";
+    for (const std::string& folder : reward_model_folders(dir, config)) text += model_folder_fingerprint(folder) + "+";
     return text;
   };
-  question_fingerprint_ = "question:" + folders(*question_) + aspect_mode_name(question_image_.aspect) + "+" + run_dtype;
-  answer_fingerprint_ = "answer:" + folders(*answer_) + aspect_mode_name(answer_image_.aspect) + "+" + run_dtype;
+  question_fingerprint_ = "question:" + folders(question_model, question) + aspect_mode_name(question_image_.aspect) +
+                          "+" + run_dtype;
+  answer_fingerprint_ = "answer:" + folders(answer_model, answer) + aspect_mode_name(answer_image_.aspect) + "+" +
+                        run_dtype;
   fingerprint_ = question_fingerprint_ + "+" + answer_fingerprint_;
+}
+
+RewardModel& RewardScorer::question_model() {
+  if (!question_) {
+    answer_.reset();  // first free, then load: one model's memory at a time
+    question_ = std::make_unique<RewardModel>(question_dir_, dtype_, at::Device(at::kCPU));
+  }
+  return *question_;
+}
+
+RewardModel& RewardScorer::answer_model() {
+  if (!answer_) {
+    question_.reset();
+    answer_ = std::make_unique<RewardModel>(answer_dir_, dtype_, at::Device(at::kCPU));
+  }
+  return *answer_;
+}
+
+void RewardScorer::release() {
+  question_.reset();
+  answer_.reset();
 }
 
 void RewardScorer::score_questions(const std::vector<const Sample*>& samples, float* out,
                                    std::vector<ScoreFailure>* failures) {
+  RewardModel& model = question_model();
   for (std::size_t i = 0; i < samples.size(); ++i) {
     try {
-      at::Tensor features = sample_features(*question_, *samples[i], image_root_, question_image_);
-      out[i] = question_->score(reward_text(RewardKind::question, *samples[i], 0), features).score;
+      at::Tensor features = sample_features(model, *samples[i], image_root_, question_image_);
+      out[i] = model.score(reward_text(RewardKind::question, *samples[i], 0), features).score;
     } catch (const ImageError& e) {
       failures->push_back(failure(i, *samples[i], e));
     }
@@ -60,12 +83,13 @@ void RewardScorer::score_questions(const std::vector<const Sample*>& samples, fl
 
 void RewardScorer::score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
                                  std::vector<ScoreFailure>* failures) {
+  RewardModel& model = answer_model();
   out->assign(samples.size(), {});
   for (std::size_t i = 0; i < samples.size(); ++i) {
     try {
-      at::Tensor features = sample_features(*answer_, *samples[i], image_root_, answer_image_);
+      at::Tensor features = sample_features(model, *samples[i], image_root_, answer_image_);
       for (std::size_t t = 0; t < samples[i]->turns.size(); ++t)
-        (*out)[i].push_back(answer_->score(reward_text(RewardKind::answer, *samples[i], t), features).score);
+        (*out)[i].push_back(model.score(reward_text(RewardKind::answer, *samples[i], t), features).score);
     } catch (const ImageError& e) {
       (*out)[i].clear();
       failures->push_back(failure(i, *samples[i], e));

@@ -1,6 +1,8 @@
 // The reward models as the cascade's Scorer (core/reward/scorer.h): the question RM scores each
 // sample's questions, the answer RM each (question, answer) turn; a sample's image is
 // encoded once per stage. A sample whose image cannot be used fails with reason bad_image.
+// One model is in memory at a time: the constructor reads the folders' configs only, a
+// stage's first score_* call loads its model (freeing the other), and release() frees it.
 #pragma once
 
 #include <memory>
@@ -28,8 +30,18 @@ class RewardScorer : public Scorer {
   std::string fingerprint() const override { return fingerprint_; }
   // select_questions: the question model's folder and dtype; select_answers: the answer model's.
   std::string stage_fingerprint(const std::string& stage) const override;
+  void release() override;
+
+  // Which model is in memory now (tests).
+  bool holds_question_model() const { return question_ != nullptr; }
+  bool holds_answer_model() const { return answer_ != nullptr; }
 
  private:
+  RewardModel& question_model();  // loads it (freeing the answer model) when not in memory
+  RewardModel& answer_model();
+
+  std::string question_dir_, answer_dir_;
+  at::ScalarType dtype_;
   std::unique_ptr<RewardModel> question_, answer_;
   ImageSpec question_image_, answer_image_;  // each model's preprocessing
   std::string image_root_, fingerprint_, question_fingerprint_, answer_fingerprint_;

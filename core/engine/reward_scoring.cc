@@ -13,8 +13,8 @@
 namespace align2 {
 
 
-ImageSpec reward_image_spec(const RewardModel& model, const std::string& aspect) {
-  ImageSpec image = image_spec_for(model.llava().spec());
+ImageSpec reward_image_spec(const ModelSpec& base, const std::string& aspect) {
+  ImageSpec image = image_spec_for(base);
   if (!aspect.empty()) image.aspect = aspect_mode_from_name(aspect);
   return image;
 }
@@ -31,7 +31,7 @@ at::Tensor sample_features(const RewardModel& model, const Sample& s, const std:
 
 std::vector<ShardRow> score_pool(const RewardModel& model, const PoolIndex& index, const ScoringOptions& options) {
   CorpusReader reader(index);
-  const ImageSpec image = reward_image_spec(model, options.image_aspect);
+  const ImageSpec image = reward_image_spec(model.llava().spec(), options.image_aspect);
   std::vector<ShardRow> rows;
   const std::uint64_t n = index.entries.size();
   for (std::uint64_t i = 0; i < n; ++i) {

@@ -27,7 +27,7 @@ struct ScoringOptions {
 // mode replaced by `aspect` unless that is "" ("pad" or "square": the authors' ranking scripts
 // scored with "square" although their models trained with "pad"). Throws
 // std::invalid_argument for another name.
-ImageSpec reward_image_spec(const RewardModel& model, const std::string& aspect);
+ImageSpec reward_image_spec(const ModelSpec& base, const std::string& aspect);
 
 // The image features [P, hidden] a sample's texts are scored with (undefined for a
 // text-only sample), its image preprocessed as `image` says. Throws ImageError

@@ -477,6 +477,7 @@ json rewrite_stage(const RunContext& ctx, CorpusReader& reader, Rewriter& rewrit
     }
     return rows;
   }, sink);
+  rewriter.release();
   std::vector<std::vector<std::uint8_t>> all_counts = ctx.comm.allgatherv(counts.serialize());
   RewriteCounts total;
   for (const auto& part : all_counts) total.add(RewriteCounts::deserialize(part));
@@ -636,7 +637,7 @@ std::vector<ShardRow> score_answers(const RunContext& ctx, CorpusReader& reader,
 // The cache (StageCache::save): `cache_pool` the digests whose earlier entries stay;
 // `cache_digests` receives (rank 0) this stage's digests.
 std::vector<std::uint8_t> run_selection(const RunContext& ctx, CorpusReader& reader, const SelectionStage& stage,
-                                        const std::vector<std::uint64_t>& items, double fraction, const Scorer& scorer,
+                                        const std::vector<std::uint64_t>& items, double fraction, Scorer& scorer,
                                         const std::vector<SampleDigest>* cache_pool,
                                         std::vector<SampleDigest>* cache_digests, const ScoreSelectionChunk& score) {
   const bool one_per_image = ctx.config.selection.one_per_image;
@@ -653,6 +654,7 @@ std::vector<std::uint8_t> run_selection(const RunContext& ctx, CorpusReader& rea
     }
   };
   StageRun run = run_stage(ctx, stage.name, items, 1, [&](ChunkRange chunk) { return score(chunk, *cache); }, sink);
+  scorer.release();  // this stage's model leaves memory before the next one loads
   std::vector<SampleDigest> digests = cache->save(cache_pool);
   if (cache_digests) *cache_digests = std::move(digests);
   StageSelection selection = select_stage(ctx.comm, ctx.index, scored, fraction, one_per_image);

@@ -42,6 +42,11 @@ class Scorer {
   // the sample: that stage's model and its settings. It keys the score cache
   // (core/store/score_cache.h), so that retraining one model keeps the other stage's cache.
   virtual std::string stage_fingerprint(const std::string& stage) const { return fingerprint(); }
+
+  // Called when a stage is done with the scorer (collective point: every rank calls it at the
+  // same stage boundary). A scorer that holds models frees them here, so that a rank holds one
+  // stage's model at a time; the next score_* call loads what it needs again.
+  virtual void release() {}
 };
 
 }  // namespace align2

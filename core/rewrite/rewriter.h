@@ -49,6 +49,9 @@ class Rewriter {
   virtual const RewriteStats& stats() const = 0;
   // Identifies the model, prompts and settings; part of the run's fingerprint.
   virtual std::string fingerprint() const = 0;
+  // Called when the stage is done with the rewriter: a rewriter that holds a model frees it;
+  // the next rewrite() loads it again.
+  virtual void release() {}
 };
 
 }  // namespace align2
