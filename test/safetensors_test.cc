@@ -122,6 +122,46 @@ TEST(Safetensors, RoundTripAllDtypes) {
   EXPECT_EQ(ckpt.names(), std::vector<std::string>{"only"});
 }
 
+// Resident pages of this process (/proc/self/statm), in bytes.
+std::uint64_t resident_bytes() {
+  std::ifstream in("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  in >> size >> resident;
+  return resident * std::uint64_t(::sysconf(_SC_PAGESIZE));
+}
+
+// A loader hands a tensor's mapped pages back once it has copied them: the process's
+// resident memory drops by the tensor's size, and the tensor still reads the same.
+TEST(Safetensors, ReleasedPagesLeaveMemoryAndReadBackTheSame) {
+  const std::string dir = test::scratch_dir("safetensors-release");
+  const std::int64_t n = 8 << 20;  // 8M floats: 32 MiB
+  std::vector<float> values(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) values[std::size_t(i)] = float(i % 1000) * 0.5f;
+  write_safetensors(dir + "/big.safetensors", {float_tensor("big", {n}, values), float_tensor("small", {2}, {1, 2})});
+  std::vector<float>().swap(values);
+  Checkpoint ckpt(dir + "/big.safetensors");
+  const TensorView& v = ckpt.get("big");
+  auto checksum = [&] {
+    double sum = 0;
+    for (std::int64_t i = 0; i < n; i += 1) {
+      float x;
+      std::memcpy(&x, v.data + 4 * i, 4);
+      sum += x;
+    }
+    return sum;
+  };
+  const double before = checksum();  // every page of the tensor touched
+  const std::uint64_t touched = resident_bytes();
+  ckpt.release("big");
+  const std::uint64_t released = resident_bytes();
+  EXPECT_GE(touched, released + (24u << 20)) << "touched " << touched << " B, after release " << released << " B";
+  EXPECT_EQ(checksum(), before);  // read from the file again
+  ckpt.release("absent");          // no-op
+  std::vector<float> small(2);
+  to_float32(ckpt.get("small"), small.data());
+  EXPECT_EQ(small, (std::vector<float>{1, 2}));
+}
+
 TEST(Safetensors, WriteRefusesBadInput) {
   std::string dir = test::scratch_dir("st-write-bad");
   TensorData t = float_tensor("x", {2}, {1, 2});

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/util/host_memory.h"
+
 namespace align2 {
 
 void configure_cpu_engine(int threads) {
@@ -24,16 +26,8 @@ namespace align2 {
 
 int threads_per_rank(unsigned long long configured) {
   if (configured) return int(configured);
-  int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  int ranks_here = 1;
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"}) {
-    const char* v = std::getenv(name);
-    if (v && std::atoi(v) > 0) {  // "2(x3)" reads as 2
-      ranks_here = std::atoi(v);
-      break;
-    }
-  }
-  return std::max(1, cores / ranks_here);
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / ranks_on_node());
 }
 
 }  // namespace align2

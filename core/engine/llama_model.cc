@@ -99,13 +99,16 @@ at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const st
   at::Tensor out = streamed_storage(v.shape, dtype);
   if (aten_dtype(v.dtype) == dtype) {
     if (v.nbytes) std::memcpy(out.data_ptr(), v.data, v.nbytes);
-    return out;
+  } else {
+    // Offsets inside a safetensors file are not aligned: copy the bytes into an aligned
+    // tensor of the file's dtype first, then convert.
+    at::Tensor src = at::empty(v.shape, at::TensorOptions().dtype(aten_dtype(v.dtype)));
+    if (v.nbytes) std::memcpy(src.data_ptr(), v.data, v.nbytes);
+    out.copy_(src);
   }
-  // Offsets inside a safetensors file are not aligned: copy the bytes into an aligned
-  // tensor of the file's dtype first, then convert.
-  at::Tensor src = at::empty(v.shape, at::TensorOptions().dtype(aten_dtype(v.dtype)));
-  if (v.nbytes) std::memcpy(src.data_ptr(), v.data, v.nbytes);
-  out.copy_(src);
+  // The mapped source leaves memory as each tensor is loaded: a model in memory costs its
+  // converted copy only, never the copy plus the file's pages.
+  ckpt.release(name);
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include "core/model/image_preprocess.h"
 #include "core/engine/llava_model.h"
 #include "core/model/llava_prompt.h"
+#include "core/model/memory_estimate.h"
 #include "core/model/model_fingerprint.h"
 #include "core/data/record_validation.h"
 #include "core/engine/reward_model.h"
@@ -62,6 +63,10 @@ LlmRewriter::LlmRewriter(const std::string& model_dir, const std::string& image_
   const ModelSpec& spec = spec_;
   dtype_ = dtype;
   if (!spec.has_llm) throw std::runtime_error(fmt::format("{}: the rewrite model has no language model", model_dir));
+  // Generation holds a KV cache of a whole batch at the model's full length.
+  require_memory(estimate_model_memory(spec, std::size_t(at::elementSize(dtype)), spec.llm.max_positions,
+                                       std::int64_t(std::max<std::uint64_t>(1, settings_.batch_size)), true),
+                 rank_memory_budget(), "the rewrite model " + model_dir);
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(model_dir + "/tokenizer.model"));
   for (int k = 0; k < 2; ++k) {
     const std::string& label = k ? settings_.label_b : settings_.label_a;

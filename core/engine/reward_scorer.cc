@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/model/image_preprocess.h"
+#include "core/model/memory_estimate.h"
 #include "core/model/model_fingerprint.h"
 #include "core/data/record_validation.h"
 #include "core/engine/reward_scoring.h"
@@ -32,8 +33,16 @@ RewardScorer::RewardScorer(const std::string& question_model, const std::string&
     throw std::runtime_error(fmt::format("{}: question_model is an answer reward model", question_model));
   if (answer.kind != RewardKind::answer)
     throw std::runtime_error(fmt::format("{}: answer_model is a question reward model", answer_model));
-  question_image_ = reward_image_spec(reward_base_spec(question), image_aspect);
-  answer_image_ = reward_image_spec(reward_base_spec(answer), image_aspect);
+  const ModelSpec question_base = reward_base_spec(question), answer_base = reward_base_spec(answer);
+  question_image_ = reward_image_spec(question_base, image_aspect);
+  answer_image_ = reward_image_spec(answer_base, image_aspect);
+  // Each stage holds its own model only: each must fit this rank's memory by itself.
+  const MemoryBudget budget = rank_memory_budget();
+  const std::size_t run_bytes = std::size_t(at::elementSize(dtype));
+  require_memory(estimate_model_memory(question_base, run_bytes, question.max_length, 1, false), budget,
+                 "the question reward model " + question_model);
+  require_memory(estimate_model_memory(answer_base, run_bytes, answer.max_length, 1, false), budget,
+                 "the answer reward model " + answer_model);
   const std::string run_dtype = dtype == at::kBFloat16 ? "bf16" : "f32";
   auto folders = [](const std::string& dir, const RewardConfig& config) {  // its folder, its base's, its vision tower's
     std::string text;

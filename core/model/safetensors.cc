@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -357,7 +358,26 @@ Checkpoint::Checkpoint(const std::string& path) : path_(path) {
   }
 }
 
+bool SafetensorsFile::release(const TensorView& view) const {
+  const auto* base = static_cast<const std::uint8_t*>(map_);
+  if (map_ == nullptr || view.data < base || view.data + view.nbytes > base + map_size_) return false;
+  const std::uintptr_t page = std::uintptr_t(::sysconf(_SC_PAGESIZE));
+  const std::uintptr_t begin = std::uintptr_t(view.data) & ~(page - 1);
+  const std::uintptr_t end = (std::uintptr_t(view.data + view.nbytes) + page - 1) & ~(page - 1);
+  const std::uintptr_t map_end = (std::uintptr_t(base) + map_size_ + page - 1) & ~(page - 1);
+  // A private read-only file mapping: dropped pages are read from the file again if touched.
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), std::min(end, map_end) - begin, MADV_DONTNEED);
+  return true;
+}
+
 bool Checkpoint::has(const std::string& name) const { return index_.count(name) != 0; }
+
+void Checkpoint::release(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) return;
+  for (const auto& file : files_)
+    if (file->release(*it->second)) return;
+}
 
 const TensorView& Checkpoint::get(const std::string& name) const {
   auto it = index_.find(name);

@@ -44,6 +44,11 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }  // "__metadata__"
+  // Hands the mapped pages of `view`'s bytes back to the kernel (madvise MADV_DONTNEED on
+  // the whole pages it covers): once a loader has copied or converted a tensor, its source no
+  // longer counts in this process's memory. The view stays valid (a later read faults the
+  // pages in from the file again). False when `view` does not lie in this file's mapping.
+  bool release(const TensorView& view) const;
 
  private:
   std::string path_;
@@ -72,6 +77,8 @@ class Checkpoint {
   // get() plus a shape check: "<checkpoint>: tensor NAME has shape [a, b], expected [c, d]".
   const TensorView& get(const std::string& name, const std::vector<std::int64_t>& shape) const;
   std::vector<std::string> names() const;  // sorted
+  // SafetensorsFile::release for the tensor NAME (in whichever shard holds it); no-op when absent.
+  void release(const std::string& name) const;
   const std::string& path() const { return path_; }
 
  private:
