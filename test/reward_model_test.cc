@@ -38,6 +38,13 @@ struct Fixture {
     test::write_tiny_model(base, test::TinyLayout::llava_liuhaotian, {},
                            test::shared_path("models/stories260K-hf/tokenizer.model"));
   }
+  // A folder of images under root holding the real photo extreme_ironing.jpg as a.jpg.
+  std::string image_dir(const std::string& name) const {
+    std::string dir = root + "/" + name;
+    fs::create_directories(dir);
+    fs::copy_file(test::shared_path("data/images/extreme_ironing.jpg"), dir + "/a.jpg");
+    return dir;
+  }
   // A reward-model folder over the base; returns its path.
   std::string rm(const std::string& name, const json& extra = json::object(), std::int64_t max_length = 2048) {
     std::string dir = root + "/" + name;
@@ -220,9 +227,7 @@ namespace {
 TEST(ScoreCli, ScoresEveryRecordAndKeepsEveryStatus) {
   Fixture f;
   std::string qrm = f.rm("qrm"), arm = f.rm("arm", {{"kind", "answer"}});
-  std::string images = f.root + "/images";
-  fs::create_directories(images);
-  fs::copy_file(test::shared_path("data/images/extreme_ironing.jpg"), images + "/a.jpg");
+  std::string images = f.image_dir("images");
   fs::copy_file(test::shared_path("data/images/CLIP.png"), images + "/b.png");
   test::write_file(images + "/broken.jpg", "\xFF\xD8\xFF not really");
   auto rec = [](const std::string& id, const std::string& image, const std::string& turns) {
@@ -290,9 +295,7 @@ namespace {
 TEST(ScoreCli, ImageAspectSquareChangesThePreprocessing) {
   Fixture f;
   std::string qrm = f.rm("qrm-aspect");
-  std::string images = f.root + "/images-aspect";
-  fs::create_directories(images);
-  fs::copy_file(test::shared_path("data/images/extreme_ironing.jpg"), images + "/a.jpg");
+  std::string images = f.image_dir("images-aspect");
   test::write_file(f.root + "/aspect.jsonl",
                    R"({"id": "r0", "image": "a.jpg", "conversations": [{"from": "human", "value": "<image>\nWhat is he doing?"}, {"from": "gpt", "value": "Ironing."}]})"
                    "\n");
@@ -330,9 +333,7 @@ TEST(ScoreCli, ImageAspectSquareChangesThePreprocessing) {
 TEST(RewardScorer, HoldsOneStagesModelAtATime) {
   Fixture f;
   std::string qrm = f.rm("qrm-stages"), arm = f.rm("arm-stages", {{"kind", "answer"}});
-  std::string images = f.root + "/images-stages";
-  fs::create_directories(images);
-  fs::copy_file(test::shared_path("data/images/extreme_ironing.jpg"), images + "/a.jpg");
+  std::string images = f.image_dir("images-stages");
   Sample s;
   s.image = "a.jpg";
   s.turns = {{"<image>\nWhat is he doing?", "Ironing."}, {"Where?", "On a taxi."}};
