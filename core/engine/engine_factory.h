@@ -1,6 +1,7 @@
 // The engine's torch-free face: a job config in, the Scorer and Rewriter the pipeline runs
-// out (core/reward/scorer.h, core/rewrite/rewriter.h). Commands include this header, never
-// ATen; the models behind it are the ATen ones of this folder.
+// out (core/reward/scorer.h, core/rewrite/rewriter.h). `align2 curate` and `align2 rewrite`
+// reach the engine through this header only, so they include no ATen; the models behind it
+// are the ATen ones of this folder.
 #pragma once
 
 #include <memory>

@@ -63,9 +63,11 @@ LlmRewriter::LlmRewriter(const std::string& model_dir, const std::string& image_
   const ModelSpec& spec = spec_;
   dtype_ = dtype;
   if (!spec.has_llm) throw std::runtime_error(fmt::format("{}: the rewrite model has no language model", model_dir));
-  // Generation holds a KV cache of a whole batch at the model's full length.
-  require_memory(estimate_model_memory(spec, std::size_t(at::elementSize(dtype)), spec.llm.max_positions,
-                                       std::int64_t(std::max<std::uint64_t>(1, settings_.batch_size)), true),
+  // Refused when even one sequence of the model's full length (its KV cache included) cannot
+  // fit. A batch's memory depends on its prompts' lengths, known only when it is built (the
+  // estimate for a batch of 8 at LLaVA-1.5's 4096 positions is ~50 GB of activations and cache,
+  // though real prompts are far shorter): it is not bounded here.
+  require_memory(estimate_model_memory(spec, std::size_t(at::elementSize(dtype)), spec.llm.max_positions, 1, true),
                  rank_memory_budget(), "the rewrite model " + model_dir);
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(model_dir + "/tokenizer.model"));
   for (int k = 0; k < 2; ++k) {

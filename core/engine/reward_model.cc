@@ -71,10 +71,10 @@ RewardConfig load_reward_config(const std::string& dir) {
 
 ModelSpec reward_base_spec(const RewardConfig& config) { return load_model_spec(config.base_model, config.vision_tower); }
 
-std::vector<std::string> reward_model_folders(const std::string& dir, const RewardConfig& config) {
-  const ModelSpec spec = reward_base_spec(config);
+std::vector<std::string> reward_model_folders(const std::string& dir, const RewardConfig& config,
+                                              const ModelSpec& base) {
   std::vector<std::string> folders = {dir, config.base_model};
-  if (!spec.vision_dir.empty() && spec.vision_dir != spec.dir) folders.push_back(spec.vision_dir);
+  if (!base.vision_dir.empty() && base.vision_dir != base.dir) folders.push_back(base.vision_dir);
   return folders;
 }
 
@@ -102,7 +102,7 @@ RewardModel::RewardModel(const std::string& dir, at::ScalarType dtype, at::Devic
     score_w_ = adapter_head;
   }
   score_w_ = score_w_.view({-1}).to(device);
-  folders_ = reward_model_folders(dir, config_);
+  folders_ = reward_model_folders(dir, config_, spec);
 }
 
 at::Tensor RewardModel::merge_lora(const std::string& dir) {

@@ -1,7 +1,7 @@
 // A reward model: the LLaVA engine + `score = Linear(hidden, 1, bias=False)` applied to
 // the final-norm hidden state at the sequence's last token. Two kinds: the question RM
 // f(I, Q) reads question_rm_text(questions), the answer RM g(I, Q, A) reads
-// answer_rm_text(q, a) (core/reward/preference_pairs.h).
+// answer_rm_text(q, a) (core/reward/reward_text.h).
 //
 // A reward-model folder holds:
 //   reward_config.json      {"format": "align2-reward-model", "version": 1, "kind": "question"|"answer",
@@ -40,11 +40,12 @@ struct RewardConfig {
 // Reads `dir`/reward_config.json. Throws std::runtime_error naming file and key.
 RewardConfig load_reward_config(const std::string& dir);
 
-// The base model's spec of the reward-model folder `dir` (configs only, no weights).
+// The spec of a reward model's base model (its config files only, no weights).
 ModelSpec reward_base_spec(const RewardConfig& config);
-// Every folder a reward model is read from: its own, the base model's, and the vision tower's
-// when that is a folder of its own (what its fingerprint must cover). Reads configs only.
-std::vector<std::string> reward_model_folders(const std::string& dir, const RewardConfig& config);
+// Every folder a reward model is read from: its own `dir`, the base model's, and the vision
+// tower's when that is a folder of its own (what its fingerprint must cover).
+std::vector<std::string> reward_model_folders(const std::string& dir, const RewardConfig& config,
+                                              const ModelSpec& base);
 
 struct RewardScore {
   float score = 0;

@@ -44,15 +44,15 @@ RewardScorer::RewardScorer(const std::string& question_model, const std::string&
   require_memory(estimate_model_memory(answer_base, run_bytes, answer.max_length, 1, false), budget,
                  "the answer reward model " + answer_model);
   const std::string run_dtype = dtype == at::kBFloat16 ? "bf16" : "f32";
-  auto folders = [](const std::string& dir, const RewardConfig& config) {  // its folder, its base's, its vision tower's
-    std::string text;
-    for (const std::string& folder : reward_model_folders(dir, config)) text += model_folder_fingerprint(folder) + "+";
+  auto folders = [](const std::string& dir, const RewardConfig& config, const ModelSpec& base) {
+    std::string text;  // its folder's, its base's and its vision tower's fingerprints
+    for (const std::string& folder : reward_model_folders(dir, config, base)) text += model_folder_fingerprint(folder) + "+";
     return text;
   };
-  question_fingerprint_ = "question:" + folders(question_model, question) + aspect_mode_name(question_image_.aspect) +
-                          "+" + run_dtype;
-  answer_fingerprint_ = "answer:" + folders(answer_model, answer) + aspect_mode_name(answer_image_.aspect) + "+" +
-                        run_dtype;
+  question_fingerprint_ = "question:" + folders(question_model, question, question_base) +
+                          aspect_mode_name(question_image_.aspect) + "+" + run_dtype;
+  answer_fingerprint_ = "answer:" + folders(answer_model, answer, answer_base) + aspect_mode_name(answer_image_.aspect) +
+                        "+" + run_dtype;
   fingerprint_ = question_fingerprint_ + "+" + answer_fingerprint_;
 }
 
