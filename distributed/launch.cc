@@ -83,6 +83,7 @@ LaunchEnv read_launch_env() {
   env.ompi_comm_world_rank = env_or_empty("OMPI_COMM_WORLD_RANK");
   env.pmi_rank = env_or_empty("PMI_RANK");
   env.slurm_procid = env_or_empty("SLURM_PROCID");
+  env.cuda_visible_devices = env_or_empty("CUDA_VISIBLE_DEVICES");
   return env;
 }
 
@@ -142,13 +143,45 @@ int local_rank() {
   return rank;
 }
 
-int device_index(int local_rank, int device_count) {
-  if (local_rank < 0) {
-    throw std::invalid_argument("device_index: local_rank " + std::to_string(local_rank) +
-                                " is negative");
+bool one_gpu_per_task_from_env(const LaunchEnv& env) {
+  const std::string& v = env.cuda_visible_devices;
+  return !v.empty() && v.find(',') == std::string::npos && v != "-1" && v != "NoDevFiles";
+}
+
+DeviceRequest parse_device_request(const std::string& name) {
+  if (name == "auto") return DeviceRequest::automatic;
+  if (name == "cuda") return DeviceRequest::cuda;
+  if (name == "cpu") return DeviceRequest::cpu;
+  throw std::invalid_argument("device \"" + name + "\": expected \"auto\", \"cuda\" or \"cpu\"");
+}
+
+const char* device_request_name(DeviceRequest request) {
+  switch (request) {
+    case DeviceRequest::automatic: return "auto";
+    case DeviceRequest::cuda: return "cuda";
+    case DeviceRequest::cpu: return "cpu";
   }
-  if (device_count <= 0) return -1;
-  return local_rank % device_count;
+  return "?";
+}
+
+int choose_device(DeviceRequest request, int device_count, int local_rank, int ranks_on_node,
+                  bool one_gpu_per_task, const std::string& no_gpu_reason) {
+  if (local_rank < 0 || local_rank >= ranks_on_node)
+    throw std::invalid_argument("choose_device: local rank " + std::to_string(local_rank) + " of " +
+                                std::to_string(ranks_on_node) + " ranks on the node");
+  if (request == DeviceRequest::cpu) return -1;
+  if (device_count <= 0) {
+    if (request == DeviceRequest::automatic) return -1;
+    throw std::runtime_error("device cuda: " + no_gpu_reason);
+  }
+  if (device_count == 1 && one_gpu_per_task) return 0;
+  if (ranks_on_node > device_count)
+    throw std::runtime_error("device " + std::string(device_request_name(request)) + ": " +
+                             std::to_string(ranks_on_node) + " ranks on this node but " +
+                             std::to_string(device_count) +
+                             " GPUs visible; align2 runs one GPU per rank: start at most " +
+                             std::to_string(device_count) + " ranks per node, or set device to cpu");
+  return local_rank;
 }
 
 std::string format_abort_line(const std::string& host, const std::string& rank,

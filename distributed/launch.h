@@ -46,6 +46,7 @@ struct LaunchEnv {
   std::string ompi_comm_world_rank;        // OMPI_COMM_WORLD_RANK
   std::string pmi_rank;                    // PMI_RANK
   std::string slurm_procid;                // SLURM_PROCID
+  std::string cuda_visible_devices;        // CUDA_VISIBLE_DEVICES
 };
 
 // Reads the variables above from this process's environment.
@@ -78,9 +79,34 @@ int local_rank();
 // non-negative integer. (local_rank() minus the MPI fallback; unit-testable.)
 int local_rank_from_env(const LaunchEnv& env);
 
-// Which GPU this rank drives: local_rank % device_count, or -1 (run on CPU) when
-// device_count <= 0. Throws std::invalid_argument for local_rank < 0.
-int device_index(int local_rank, int device_count);
+// Whether the launcher bound one GPU to this task: CUDA_VISIBLE_DEVICES names exactly one
+// device (Slurm's --gpus-per-task=1 or --gpu-bind=single:1 set it per task). choose_device's
+// `one_gpu_per_task`.
+bool one_gpu_per_task_from_env(const LaunchEnv& env);
+
+// Where a rank runs its models: the job-config key `device` and the `--device` flag.
+//   automatic ("auto"): a GPU when libtorch has CUDA and one is visible, else the CPU;
+//   cuda: a GPU, or an error; cpu: the CPU.
+enum class DeviceRequest { automatic, cuda, cpu };
+
+// "auto", "cuda", "cpu" -> the request; anything else throws std::invalid_argument naming it.
+DeviceRequest parse_device_request(const std::string& name);
+const char* device_request_name(DeviceRequest request);
+
+// Which GPU this rank drives, or -1 for the CPU. One GPU per rank: the rank with local
+// index `local_rank` (0-based, of `ranks_on_node` ranks on this machine) takes GPU
+// `local_rank` of the `device_count` this process sees.
+//   cpu -> -1.
+//   automatic with device_count == 0 -> -1.
+//   cuda with device_count == 0 -> std::runtime_error "device cuda: <no_gpu_reason>".
+//   a GPU wanted and ranks_on_node > device_count -> std::runtime_error naming both counts
+//   (two ranks must not share a GPU; start at most device_count ranks per node, or use cpu).
+// Exception: device_count == 1 with ranks_on_node > 1 is accepted when `one_gpu_per_task`
+// (the launcher bound one GPU to each task, CUDA_VISIBLE_DEVICES differing per rank: each
+// rank sees its own as GPU 0). Throws std::invalid_argument for local_rank < 0 or
+// local_rank >= ranks_on_node.
+int choose_device(DeviceRequest request, int device_count, int local_rank, int ranks_on_node,
+                  bool one_gpu_per_task, const std::string& no_gpu_reason);
 
 // The one line abort_job prints, without the newline: "host:rank stage: message".
 // Newlines and carriage returns inside `message` or `stage` become spaces, so the

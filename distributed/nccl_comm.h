@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "distributed/comm.h"
 
@@ -26,6 +27,38 @@ namespace align2 {
 // there is no driver or no GPU, or on any CUDA error (the error is cleared). Never
 // throws. Not collective.
 int cuda_device_count();
+
+// Free bytes on CUDA device `device` (cudaMemGetInfo), or 0 when unknown (no CUDA build, no
+// such device, any CUDA error, cleared). Never throws. Not collective.
+std::uint64_t cuda_free_bytes(int device);
+
+class NcclComm;
+
+// The communicator a job's data travels through (score gathers, broadcasts, reductions):
+// ranks on CPUs use the host communicator (MPI); ranks on GPUs use NCCL, through an
+// NcclStagedComm (below). Owns the NCCL communicator when there is one.
+class DataComm {
+ public:
+  // Collective over `host`. `device`: this rank's CUDA device, or -1 for the CPU. Every rank
+  // must pass a GPU or every rank -1: a mix throws std::runtime_error on every rank (naming
+  // how many ranks have GPUs), as does a GPU in a build without CUDA or NcclComm's setup
+  // failing (every rank throws together).
+  DataComm(Comm& host, int device);
+  ~DataComm();
+  DataComm(const DataComm&) = delete;
+  DataComm& operator=(const DataComm&) = delete;
+
+  Comm& comm() { return staged_ ? *staged_ : host_; }
+  bool uses_nccl() const { return staged_ != nullptr; }
+  // The device communicator, for collectives over device memory (train-reward's gradient
+  // all-reduce); null on CPU ranks.
+  NcclComm* device_comm() { return nccl_.get(); }
+
+ private:
+  Comm& host_;
+  std::unique_ptr<NcclComm> nccl_;
+  std::unique_ptr<Comm> staged_;
+};
 
 #if defined(ALIGN2_HAVE_CUDA)
 
@@ -42,7 +75,7 @@ class NcclComm {
   // Every rank: cudaSetDevice(device), then rank 0 creates the NCCL unique id
   // (ncclGetUniqueId) and broadcasts its bytes over `host`, then every rank
   // calls ncclCommInitRank(host.size(), id, host.rank()) and creates the stream.
-  // `device` is this rank's CUDA device index (see device_index in launch.h);
+  // `device` is this rank's CUDA device index (see choose_device in launch.h);
   // negative throws std::invalid_argument. Failures throw std::runtime_error with
   // cudaGetErrorString / ncclGetErrorString text; a failure before the NCCL init
   // (id creation, cudaSetDevice) is shared over `host` so every rank throws rather
@@ -77,6 +110,21 @@ class NcclComm {
   // every rank passes the same n and, once done, holds the same result. n == 0 is
   // a no-op. Does NOT block: enqueued on stream(), done after synchronize().
   void allreduce(float* data, std::size_t n, ReduceOp op);
+  // The same for doubles and 64-bit integers.
+  void allreduce(double* data, std::size_t n, ReduceOp op);
+  void allreduce(std::int64_t* data, std::size_t n, ReduceOp op);
+
+  // Collective. `bytes` bytes in DEVICE memory: root's are copied into every rank's buffer.
+  // Does NOT block (as above).
+  void broadcast(std::uint8_t* data, std::size_t bytes, int root);
+  // Collective. `send`: bytes_per_rank bytes, `recv`: size() * bytes_per_rank bytes, both in
+  // DEVICE memory; block r receives rank r's `send`. Does NOT block (as above).
+  void allgather(const std::uint8_t* send, std::uint8_t* recv, std::size_t bytes_per_rank);
+
+  // Collective and blocking: waits for all work on this rank's device (every stream, so that
+  // kernels ATen enqueued on its own stream have written `data`), reduces `n` floats of
+  // DEVICE memory in place, and waits for the result.
+  void allreduce_now(float* data, std::size_t n, ReduceOp op);
 
   // Not collective. Blocks the calling host thread until everything enqueued on
   // stream() so far has finished on this rank; throws std::runtime_error for a
@@ -84,12 +132,22 @@ class NcclComm {
   void synchronize();
 
  private:
+  template <typename T>
+  void reduce_in_place(T* data, std::size_t n, ReduceOp op);
+
   ncclComm* comm_ = nullptr;      // owned; ncclComm_t
   CUstream_st* stream_ = nullptr;  // owned; cudaStream_t
   int rank_ = 0;
   int size_ = 1;
   int device_ = -1;
 };
+
+// Host-memory collectives carried by NCCL: the Comm interface (distributed/comm.h, its rules
+// unchanged: every rank calls, host buffers) over `nccl`, each call staging its bytes through
+// a buffer on the rank's GPU. Lengths and barriers go through `host`; payloads through NCCL.
+// gatherv is an allgather of the longest contribution (NCCL has no gatherv). Both
+// communicators must outlive the result.
+std::unique_ptr<Comm> make_nccl_staged_comm(Comm& host, NcclComm& nccl);
 
 #endif  // ALIGN2_HAVE_CUDA
 

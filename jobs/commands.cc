@@ -92,7 +92,7 @@ const std::vector<Command>& commands() {
        "The job config is curate's (docs/running.md): its rewrite keys (rewrite_model,\n"
        "rewrite_template, rewrite_prompt, review_prompt, rewrite_max_new_tokens,\n"
        "rewrite_temperature, rewrite_top_p, review_threshold, review_labels, rewrite_min_ratio,\n"
-       "rewrite_max_ratio, rewrite_batch) and dtype, threads, image_root, subsets, subset_field,\n"
+       "rewrite_max_ratio, rewrite_batch) and dtype, device, threads, image_root, subsets, subset_field,\n"
        "max_record_bytes, chunk_records, progress_seconds. rewrite_model names the LLaVA or LLaMA\n"
        "folder that rewrites; when it is empty, the base model of question_model's reward model is\n"
        "used, as curate does. --input replaces the config's pools (repeat it for several files;\n"
@@ -164,7 +164,9 @@ const std::vector<Command>& commands() {
         {"top-p", "P", "nucleus sampling mass, in (0, 1] (default 1)"},
         {"seed", "S", "seed of the sampling stream (default 0)"},
         {"logits-out", "FILE", "write the logits of every fed position to a .safetensors file"},
-        {"dtype", "f32|bf16", "run dtype (default f32)"},
+        {"device", "auto|cuda|cpu", "where the model runs (default auto: a GPU when libtorch has CUDA and one is\n"
+                                    "visible, one per rank by local rank; docs/gpu.md: not yet verified on GPU)"},
+        {"dtype", "auto|f32|bf16|f16", "run dtype (default auto: bf16 on a GPU, f32 on the CPU; f16 on a GPU only)"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_generate},
       {"tokenize", "--tokenizer PATH [--no-bos] --input FILE.jsonl",
@@ -204,7 +206,9 @@ const std::vector<Command>& commands() {
         {"aspect", "pad|square", "pad to a square with the mean colour, or plain CLIP (default: the model's)"},
         {"out", "FILE", "the .safetensors file to write"},
         {"vision-tower", "DIR", "the CLIP folder of a liuhaotian LLaVA model (default: found as docs/models.md says)"},
-        {"dtype", "f32|bf16", "run dtype (default f32)"},
+        {"device", "auto|cuda|cpu", "where the model runs (default auto: a GPU when libtorch has CUDA and one is\n"
+                                    "visible, one per rank by local rank; docs/gpu.md: not yet verified on GPU)"},
+        {"dtype", "auto|f32|bf16|f16", "run dtype (default auto: bf16 on a GPU, f32 on the CPU; f16 on a GPU only)"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_encode_image},
       {"pairs", "--kind question|answer --input FILE [--augment-rate R] [--seed S] [--out PAIRS.jsonl]\n"
@@ -306,7 +310,9 @@ const std::vector<Command>& commands() {
         {"image-aspect", "pad|square", "image preprocessing: pad to a square with the mean colour, or resize and\n"
                                        "centre-crop (default: the model's image_aspect_ratio; the authors' ranking\n"
                                        "scripts used square)"},
-        {"dtype", "f32|bf16", "run dtype (default f32)"},
+        {"device", "auto|cuda|cpu", "where the model runs (default auto: a GPU when libtorch has CUDA and one is\n"
+                                    "visible, one per rank by local rank; docs/gpu.md: not yet verified on GPU)"},
+        {"dtype", "auto|f32|bf16|f16", "run dtype (default auto: bf16 on a GPU, f32 on the CPU; f16 on a GPU only)"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_score},
       {"merge-lora", "--base DIR --adapter DIR --output-dir DIR",
@@ -360,7 +366,10 @@ const std::vector<Command>& commands() {
         {"max-length", "N", "positions per sequence, image patches included (default 2048)"},
         {"augment-rate", "R", "share of candidates that also get a corrupted-copy negative (default 0.25)"},
         {"seed", "S", "seed of every random draw (default 0)"},
-        {"dtype", "f32|bf16", "run dtype of the frozen model (default f32); trained weights stay float32"},
+        {"device", "auto|cuda|cpu", "where the model runs (default auto: a GPU when libtorch has CUDA and one is\n"
+                                    "visible, one per rank by local rank; docs/gpu.md: not yet verified on GPU)"},
+        {"dtype", "auto|f32|bf16", "run dtype of the frozen model (default auto: bf16 on a GPU, f32 on the CPU);\n"
+                                   "trained weights stay float32"},
         {"threads", "N", "CPU threads (default: all cores)"}},
        run_train_reward},
   };

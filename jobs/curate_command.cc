@@ -10,6 +10,7 @@
 #include "core/pipeline/curation.h"
 #include "core/engine/engine_factory.h"
 #include "distributed/launch.h"
+#include "distributed/nccl_comm.h"
 #include "jobs/cli.h"
 #include "core/util/stop.h"
 
@@ -28,14 +29,17 @@ int run_curate(const Args& args) {
       throw std::runtime_error(fmt::format("{}: question_model and answer_model must name reward-model folders "
                                            "(docs/reward-models.md)", config_path));
     configure_engine_threads(config.run.threads);  // the config's, else the node's cores / ranks
+    stage = "device";
+    const int device = engine_device_index(config.models);
+    DataComm data(*comm, device);  // scores travel through NCCL between GPU ranks, through MPI between CPU ranks
     stage = "load models";
-    std::unique_ptr<Scorer> scorer = make_reward_scorer(config.models, config.pool.image_root);
+    std::unique_ptr<Scorer> scorer = make_reward_scorer(config.models, config.pool.image_root, device);
     std::unique_ptr<Rewriter> rewriter;  // stage 3: by default the question model's base MLLM
-    if (config.rewrite.enabled) rewriter = make_rewriter(config.rewrite, config.models, config.pool.image_root);
+    if (config.rewrite.enabled) rewriter = make_rewriter(config.rewrite, config.models, config.pool.image_root, device);
     stage = "curate";
     CurationOptions options;
     options.force = args.flag("force");
-    CurationResult r = run_curation(*comm, config, *scorer, options, rewriter.get());
+    CurationResult r = run_curation(data.comm(), config, *scorer, options, rewriter.get());
     if (comm->rank() == 0)
       std::cout << fmt::format("{} input records; {} kept by stage 1, {} by stage 2{}\n{}\n{}\n{}\n{}\n",
                                r.input_records, r.stage1_kept, r.stage2_kept,

@@ -9,11 +9,10 @@
 #include "core/engine/llava_model.h"
 #include "core/model/safetensors.h"
 #include "jobs/cli.h"
+#include "jobs/engine_args.h"
 
 namespace align2::cli {
 
-at::ScalarType parse_dtype(const std::string& name);
-int parse_threads(const Args& args);
 
 namespace {
 
@@ -31,8 +30,8 @@ int run_encode_image(const Args& args) {
   if (out.empty()) throw UsageError("--out is required");
   if (args.positional.empty()) throw UsageError("give at least one IMAGE");
   parse_threads(args);
-  at::ScalarType dtype = parse_dtype(args.get("dtype", "f32"));
-  if (dtype == at::kHalf) throw UsageError("--dtype f16 needs a CUDA build; use f32 or bf16 on CPU");
+  const EngineChoice engine = parse_engine(args);
+  const at::ScalarType dtype = engine.dtype;
   ModelSpec spec = load_model_spec(dir, args.get("vision-tower"));
   if (!spec.has_vision) throw std::runtime_error(fmt::format("{}: this model has no vision tower", dir));
 
@@ -50,13 +49,13 @@ int run_encode_image(const Args& args) {
 
   // Only the vision tower and the projector are loaded: the LLM is not needed here.
   Checkpoint vision_ckpt(spec.vision_dir);
-  ClipVisionTower tower(spec, vision_ckpt, dtype, at::Device(at::kCPU));
+  ClipVisionTower tower(spec, vision_ckpt, dtype, engine.device);
   at::Tensor hidden = tower.forward(pixels);
   std::vector<TensorData> tensors = {to_tensor_data("vision_hidden", hidden)};
   if (spec.has_projector) {
     std::unique_ptr<Checkpoint> own;
     if (spec.vision_dir != spec.dir) own = std::make_unique<Checkpoint>(spec.dir);
-    Projector projector(spec, own ? *own : vision_ckpt, dtype, at::Device(at::kCPU));
+    Projector projector(spec, own ? *own : vision_ckpt, dtype, engine.device);
     tensors.push_back(to_tensor_data("image_features", projector.forward(hidden)));
   }
   write_safetensors(out, tensors, {{"model", dir}, {"aspect", aspect_mode_name(image.aspect)}});

@@ -2,29 +2,16 @@
 #include <fmt/format.h>
 
 #include <iostream>
-#include <thread>
 
-#include "core/engine/engine_runtime.h"
+#include "core/model/memory_estimate.h"
 #include "core/engine/generation.h"
 #include "core/engine/llava_model.h"
 #include "core/model/safetensors.h"
 #include "core/model/tokenizer.h"
 #include "jobs/cli.h"
+#include "jobs/engine_args.h"
 
 namespace align2::cli {
-
-at::ScalarType parse_dtype(const std::string& name) {
-  if (name == "f32" || name == "float32") return at::kFloat;
-  if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
-  if (name == "f16" || name == "float16") return at::kHalf;
-  throw UsageError(fmt::format("--dtype {}: expected f32, bf16 or f16", name));
-}
-
-int parse_threads(const Args& args) {
-  int threads = int(int_option(args, "threads", std::max(1u, std::thread::hardware_concurrency()), 1, 4096));
-  configure_cpu_engine(threads);
-  return threads;
-}
 
 int run_generate(const Args& args) {
   std::string dir = args.get("model");
@@ -34,13 +21,14 @@ int run_generate(const Args& args) {
   if (prompt.find("<image>") != std::string::npos)
     throw UsageError("the prompt holds <image>: align2 generate is text-only");
   parse_threads(args);
-  at::ScalarType dtype = parse_dtype(args.get("dtype", "f32"));
-  if (dtype == at::kHalf) throw UsageError("--dtype f16 needs a CUDA build; use f32 or bf16 on CPU");
+  const EngineChoice engine = parse_engine(args);
 
   ModelSpec spec = load_model_spec(dir);
   Tokenizer tokenizer = Tokenizer::load(dir + "/tokenizer.model");
   spec.has_vision = spec.has_projector = false;  // text only: leave the vision tower unloaded
-  LlavaModel model(spec, dtype, at::Device(at::kCPU));
+  require_memory(estimate_model_memory(spec, std::size_t(at::elementSize(engine.dtype)), spec.llm.max_positions, 1, true),
+                 memory_budget(engine.device), "the model " + dir);
+  LlavaModel model(spec, engine.dtype, engine.device);
 
   GenerationOptions o;
   o.max_new_tokens = int_option(args, "max-new-tokens", 128, 1, spec.llm.max_positions);

@@ -6,10 +6,10 @@
 #include "core/engine/engine_runtime.h"
 #include "core/engine/reward_model.h"
 #include "jobs/cli.h"
+#include "jobs/engine_args.h"
 
 namespace align2::cli {
 
-int parse_threads(const Args& args);
 
 int run_merge_lora(const Args& args) {
   std::string base = args.get("base"), adapter = args.get("adapter"), out = args.get("output-dir");

@@ -13,6 +13,7 @@
 #include "core/pipeline/curation.h"
 #include "core/engine/engine_factory.h"
 #include "distributed/launch.h"
+#include "distributed/nccl_comm.h"
 #include "jobs/cli.h"
 #include "core/util/stop.h"
 
@@ -54,12 +55,15 @@ int run_rewrite(const Args& args) {
   try {
     JobConfig config = rewrite_job_config(config_path, inputs, output_dir, args.all("set"));
     configure_engine_threads(config.run.threads);  // the config's, else the node's cores / ranks
+    stage = "device";
+    const int device = engine_device_index(config.models);
+    DataComm data(*comm, device);  // NCCL between GPU ranks, MPI between CPU ranks
     stage = "load model";
-    std::unique_ptr<Rewriter> rewriter = make_rewriter(config.rewrite, config.models, config.pool.image_root);
+    std::unique_ptr<Rewriter> rewriter = make_rewriter(config.rewrite, config.models, config.pool.image_root, device);
     stage = "rewrite";
     CurationOptions options;
     options.force = args.flag("force");
-    CurationResult r = run_rewrite(*comm, config, *rewriter, options);
+    CurationResult r = run_rewrite(data.comm(), config, *rewriter, options);
     if (comm->rank() == 0)
       std::cout << fmt::format("{} input records, {} valid ones attempted; rewrites kept in {} of them\n{}\n{}\n{}\n{}\n",
                                r.input_records, r.rewrite["attempted"].get<std::uint64_t>(),

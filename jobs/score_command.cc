@@ -6,12 +6,11 @@
 #include "core/data/inspect.h"
 #include "core/engine/reward_scoring.h"
 #include "core/util/version.h"
+#include "core/model/memory_estimate.h"
 #include "jobs/cli.h"
+#include "jobs/engine_args.h"
 
 namespace align2::cli {
-
-at::ScalarType parse_dtype(const std::string& name);
-int parse_threads(const Args& args);
 
 int run_score(const Args& args) {
   std::string model_dir = args.get("model"), input = args.get("input"), output = args.get("output");
@@ -27,10 +26,12 @@ int run_score(const Args& args) {
   if (!aspect.empty() && aspect != "pad" && aspect != "square")
     throw UsageError("--image-aspect " + aspect + ": expected pad or square");
   parse_threads(args);
-  at::ScalarType dtype = parse_dtype(args.get("dtype", "f32"));
-  if (dtype == at::kHalf) throw UsageError("--dtype f16 needs a CUDA build; use f32 or bf16 on CPU");
-
-  RewardModel model(model_dir, dtype, at::Device(at::kCPU));
+  const EngineChoice engine = parse_engine(args);
+  const RewardConfig config = load_reward_config(model_dir);
+  require_memory(estimate_model_memory(reward_base_spec(config), std::size_t(at::elementSize(engine.dtype)),
+                                       config.max_length, 1, false),
+                 memory_budget(engine.device), "the reward model " + model_dir);
+  RewardModel model(model_dir, engine.dtype, engine.device);
   if (model.config().kind != kind)
     throw std::runtime_error(fmt::format("{} is a {} reward model, but --kind {} was asked", model_dir,
                                          reward_kind_name(model.config().kind), reward_kind_name(kind)));

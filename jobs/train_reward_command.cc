@@ -8,11 +8,12 @@
 
 #include "core/engine/reward_training.h"
 #include "distributed/launch.h"
+#include "distributed/nccl_comm.h"
 #include "jobs/cli.h"
+#include "jobs/engine_args.h"
 
 namespace align2::cli {
 
-int parse_threads(const Args& args);
 
 int run_train_reward(const Args& args) {
   RewardTrainOptions o;
@@ -51,16 +52,18 @@ int run_train_reward(const Args& args) {
   o.seed = std::uint64_t(int_option(args, "seed", std::int64_t(d.seed), 0, INT64_MAX));
   o.augment_rate = real_option(args, "augment-rate", d.augment_rate, 0, 1);
   o.train_projector = !args.flag("freeze-projector");
-  std::string dtype = args.get("dtype", "f32");
-  if (dtype != "f32" && dtype != "bf16") throw UsageError("--dtype " + dtype + ": expected f32 or bf16");
-  o.bf16 = dtype == "bf16";
   o.resume = args.flag("resume");
   parse_threads(args);
 
   World world = open_world();  // under mpirun / srun the ranks work together; alone, one process
   std::unique_ptr<Comm>& comm = world.comm;
   try {
-    RewardTrainResult r = train_reward_model(*comm, o, [](const std::string& line) { std::cout << line << "\n"; });
+    const EngineChoice engine = parse_engine(args);
+    if (engine.dtype == at::kHalf) throw UsageError("--dtype f16: train-reward runs the frozen model in f32 or bf16");
+    o.bf16 = engine.dtype == at::kBFloat16;
+    o.device = engine.device.is_cuda() ? int(engine.device.index()) : -1;
+    DataComm data(*comm, o.device);  // the gradient all-reduce: NCCL between GPU ranks, else MPI
+    RewardTrainResult r = train_reward_model(data.comm(), o, [](const std::string& line) { std::cout << line << "\n"; });
     if (comm->rank() == 0) {
       std::cout << fmt::format("{}: {} reward model, {} steps, last loss {:.4f}", o.output_dir, reward_kind_name(o.kind),
                                r.steps, r.last_loss);

@@ -88,6 +88,29 @@ TEST(LocalComm, UsableThroughBaseClass) {
 
 // --- launch.h
 
+// The data communicator: CPU ranks use the host communicator itself (MPI in a job); a GPU
+// that cannot be had is refused, on every rank, before anything is sent.
+TEST(DataComm, CpuRanksUseTheHostCommunicator) {
+  LocalComm host;
+  DataComm data(host, -1);
+  EXPECT_FALSE(data.uses_nccl());
+  EXPECT_EQ(&data.comm(), &host);
+  EXPECT_EQ(data.device_comm(), nullptr);
+}
+
+TEST(DataComm, AGpuThatCannotBeHadIsAClearError) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible: the gpu-labelled nccl_comm_test covers it";
+  LocalComm host;
+  try {
+    DataComm data(host, 0);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_TRUE(what.find("cudaSetDevice") != std::string::npos || what.find("built without CUDA") != std::string::npos)
+        << what;
+  }
+}
+
 TEST(Launch, WorldCheckThrowsWithSrunHintWhenSlurmSaysMoreTasks) {
   LaunchEnv env;
   env.slurm_ntasks = "2";
@@ -150,14 +173,58 @@ TEST(Launch, LocalRankFromEnv) {
   EXPECT_EQ(local_rank_from_env(env), 3);
 }
 
-TEST(Launch, DeviceIndex) {
-  EXPECT_EQ(device_index(0, 0), -1);
-  EXPECT_EQ(device_index(5, 0), -1);
-  EXPECT_EQ(device_index(0, 4), 0);
-  EXPECT_EQ(device_index(3, 4), 3);
-  EXPECT_EQ(device_index(5, 4), 1);
-  EXPECT_EQ(device_index(7, 1), 0);
-  EXPECT_THROW(device_index(-1, 4), std::invalid_argument);
+TEST(Launch, DeviceRequestNames) {
+  for (DeviceRequest r : {DeviceRequest::automatic, DeviceRequest::cuda, DeviceRequest::cpu})
+    EXPECT_EQ(parse_device_request(device_request_name(r)), r);
+  EXPECT_THROW(parse_device_request("gpu"), std::invalid_argument);
+  EXPECT_THROW(parse_device_request(""), std::invalid_argument);
+}
+
+TEST(Launch, ChooseDeviceGivesEachLocalRankItsOwnGpu) {
+  using R = DeviceRequest;
+  // cpu: always the CPU, whatever is visible.
+  EXPECT_EQ(choose_device(R::cpu, 4, 2, 4, false, ""), -1);
+  // auto: the CPU without GPUs, else GPU = local rank.
+  EXPECT_EQ(choose_device(R::automatic, 0, 1, 2, false, "no GPU"), -1);
+  EXPECT_EQ(choose_device(R::automatic, 4, 0, 4, false, ""), 0);
+  EXPECT_EQ(choose_device(R::automatic, 4, 3, 4, false, ""), 3);
+  EXPECT_EQ(choose_device(R::cuda, 8, 1, 2, false, ""), 1);  // fewer ranks than GPUs: fine
+  // A launcher that bound one GPU per task: each rank sees its own GPU as 0.
+  EXPECT_EQ(choose_device(R::cuda, 1, 3, 4, true, ""), 0);
+  EXPECT_EQ(choose_device(R::automatic, 1, 2, 4, true, ""), 0);
+  EXPECT_THROW(choose_device(R::cuda, 0, 0, 1, false, ""), std::runtime_error);
+  EXPECT_THROW(choose_device(R::cpu, 4, -1, 4, false, ""), std::invalid_argument);
+  EXPECT_THROW(choose_device(R::cpu, 4, 4, 4, false, ""), std::invalid_argument);
+}
+
+TEST(Launch, ChooseDeviceRefusesWithBothFigures) {
+  try {
+    choose_device(DeviceRequest::cuda, 0, 0, 1, false, "this libtorch was built without CUDA");
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "device cuda: this libtorch was built without CUDA");
+  }
+  for (DeviceRequest r : {DeviceRequest::automatic, DeviceRequest::cuda}) {
+    try {
+      choose_device(r, 2, 0, 4, false, "");  // 4 ranks, 2 GPUs: two ranks would share one
+      FAIL() << "no error";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("4 ranks on this node but 2 GPUs visible"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Launch, OneGpuPerTaskFromEnv) {
+  LaunchEnv env;
+  EXPECT_FALSE(one_gpu_per_task_from_env(env));
+  env.cuda_visible_devices = "2";
+  EXPECT_TRUE(one_gpu_per_task_from_env(env));
+  env.cuda_visible_devices = "GPU-5d3c1f2a-0000-1111-2222-333344445555";
+  EXPECT_TRUE(one_gpu_per_task_from_env(env));
+  env.cuda_visible_devices = "0,1";
+  EXPECT_FALSE(one_gpu_per_task_from_env(env));
+  env.cuda_visible_devices = "-1";
+  EXPECT_FALSE(one_gpu_per_task_from_env(env));
 }
 
 TEST(Launch, CudaDeviceCountNeverThrows) {

@@ -14,6 +14,7 @@
 
 #include "distributed/launch.h"
 #include "distributed/mpi_comm.h"
+#include "distributed/nccl_comm.h"
 
 namespace align2 {
 namespace {
@@ -294,6 +295,24 @@ TEST(MpiComm, SeveralCommunicatorsCoexist) {
 }
 
 // --- launch.h under a real mpirun
+
+// A job whose ranks disagree on GPU or CPU is refused on every rank, naming the counts, before
+// any NCCL setup (no GPU is needed for this).
+TEST(MpiDataComm, MixedGpuAndCpuRanksAreRefusedEverywhere) {
+  MpiComm host;
+  const int device = host.rank() == 0 ? 0 : -1;
+  try {
+    DataComm data(host, device);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("1 of " + std::to_string(host.size()) + " ranks run on a GPU"),
+              std::string::npos)
+        << e.what();
+  }
+  DataComm cpu(host, -1);  // all on the CPU: MPI carries the data
+  EXPECT_FALSE(cpu.uses_nccl());
+  EXPECT_EQ(&cpu.comm(), &host);
+}
 
 TEST(MpiLaunch, WorldCheckPassesUnderMpirun) {
   EXPECT_NO_THROW(check_world());

@@ -64,7 +64,7 @@ class NcclCommTest : public ::testing::Test {
       GTEST_SKIP() << "needs a CUDA device per rank on each machine; this rank sees " << devices
                    << " device(s) and has local rank " << local;
     }
-    nccl_ = std::make_unique<NcclComm>(*host_, device_index(local, devices));
+    nccl_ = std::make_unique<NcclComm>(*host_, local);
   }
 
   std::unique_ptr<MpiComm> host_;
@@ -111,7 +111,7 @@ TEST_F(NcclCommTest, AllgatherInPlaceAndEmpty) {
   std::copy(mine.begin(), mine.end(), host.begin() + nccl_->rank() * count);
   buffer.upload(host);
   nccl_->allgather(buffer.get() + nccl_->rank() * count, buffer.get(), count);
-  nccl_->allgather(nullptr, nullptr, 0);  // no-op
+  nccl_->allgather(static_cast<const float*>(nullptr), static_cast<float*>(nullptr), 0);  // no-op
   nccl_->synchronize();
   const std::vector<float> got = buffer.download();
   for (int r = 0; r < p; ++r) {
@@ -152,6 +152,36 @@ TEST_F(NcclCommTest, AllreduceSumMaxMin) {
     }
     EXPECT_EQ(got, want) << c.name;
   }
+}
+
+// The data communicator of GPU ranks: host-memory collectives carried by NCCL give what the
+// MPI communicator gives.
+TEST_F(NcclCommTest, StagedCommMatchesMpi) {
+  std::unique_ptr<Comm> staged = make_nccl_staged_comm(*host_, *nccl_);
+  const int r = host_->rank(), p = host_->size();
+  std::vector<std::uint8_t> mine(std::size_t(3 * r + 1), std::uint8_t(r + 7));  // lengths differ per rank
+  EXPECT_EQ(staged->allgatherv(mine), host_->allgatherv(mine));
+  EXPECT_EQ(staged->gatherv(mine, p - 1), host_->gatherv(mine, p - 1));
+  std::vector<std::uint8_t> a = mine, b = mine;
+  staged->broadcast(a, 0);
+  host_->broadcast(b, 0);
+  EXPECT_EQ(a, b);
+  double d[2] = {0.5 + r, -1.0 * r}, e[2] = {0.5 + r, -1.0 * r};
+  staged->allreduce(d, 2, ReduceOp::sum);
+  host_->allreduce(e, 2, ReduceOp::sum);
+  EXPECT_EQ(d[0], e[0]);
+  EXPECT_EQ(d[1], e[1]);
+  std::int64_t i = r, j = r;
+  staged->allreduce(&i, 1, ReduceOp::max);
+  host_->allreduce(&j, 1, ReduceOp::max);
+  EXPECT_EQ(i, j);
+}
+
+TEST_F(NcclCommTest, DataCommOnGpuRanksUsesNccl) {
+  DataComm data(*host_, nccl_->device());
+  EXPECT_TRUE(data.uses_nccl());
+  EXPECT_NE(data.device_comm(), nullptr);
+  EXPECT_EQ(data.comm().size(), host_->size());
 }
 
 TEST(NcclCommArgs, NegativeDeviceThrows) {

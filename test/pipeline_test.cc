@@ -134,6 +134,35 @@ TEST(Pipeline, CascadeAccountsForEveryRecordAndIsBatchIndependent) {
   EXPECT_EQ(test::read_file(rt.merged.curated_path), curated);
 }
 
+// A scorer whose forwards batch (group_size 3) is called on fixed groups of 3 consecutive
+// stage positions, whatever the chunking: stage 1's calls never mix two groups and never split
+// one, batch_size and batch_tokens do not cut them, and the outputs equal the one-per-call run's
+// (the double's scores do not depend on batchmates).
+TEST(Pipeline, BatchingScorersGetFixedGroups) {
+  std::string dir = test::scratch_dir("pipeline-groups");
+  LocalComm comm;
+  test::TestScorer single;
+  CurationResult ref = run_curation(comm, test::pipeline_config(dir, dir + "/ref", 1), single);
+  for (std::uint64_t chunk : {4u, 7u, 256u}) {
+    JobConfig c = test::pipeline_config(dir, dir + "/g" + std::to_string(chunk), 2);
+    c.run.chunk_records = chunk;
+    test::TestScorer grouped;
+    grouped.group = 3;
+    CurationResult r = run_curation(comm, c, grouped);
+    std::set<std::uint64_t> groups;
+    std::size_t scored = 0;
+    for (const std::vector<std::uint64_t>& call : grouped.question_calls) {
+      ASSERT_FALSE(call.empty());
+      for (std::uint64_t i : call) EXPECT_EQ(i / 3, call[0] / 3) << "chunk_records " << chunk;
+      EXPECT_TRUE(groups.insert(call[0] / 3).second) << "group " << call[0] / 3 << " split, chunk_records " << chunk;
+      scored += call.size();
+    }
+    EXPECT_EQ(scored, 190u);  // every valid record once
+    EXPECT_EQ(grouped.largest_batch, 3u);
+    EXPECT_EQ(test::read_file(r.merged.curated_path), test::read_file(ref.merged.curated_path));
+  }
+}
+
 // A run killed part-way leaves committed chunks behind; the rerun scores only what is
 // missing or damaged and ends with the outputs of an uninterrupted run.
 TEST(Pipeline, ResumesFromCommittedChunks) {

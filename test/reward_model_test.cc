@@ -218,6 +218,7 @@ TEST(RewardModel, BadFoldersAreRefusedClearly) {
 
 #include "core/model/image_preprocess.h"
 #include "core/engine/reward_scorer.h"
+#include "distributed/nccl_comm.h"
 #include "core/engine/reward_scoring.h"
 #include "core/store/shard_store.h"
 
@@ -362,6 +363,94 @@ TEST(RewardScorer, HoldsOneStagesModelAtATime) {
   float again = 0;
   scorer.score_questions({&s}, &again, &failures);  // loaded again after release: the same score
   EXPECT_EQ(again, q);
+}
+
+// Batched scoring: several sequences of different lengths (with and without an image) in one
+// padded, masked forward give each sequence's one-per-forward score. fp32 tolerance 1e-5: the
+// padded matrix shapes may sum in another order, nothing more (bf16 rounds each layer to 8 bits
+// and is not compared here).
+TEST(RewardModel, BatchedScoresEqualOneSequencePerForward) {
+  Fixture f;
+  RewardModel rm(f.rm("batch"), at::kFloat, at::Device(at::kCPU));
+  at::manual_seed(5);
+  at::Tensor a = rm.image_features(at::randn({3, 28, 28})), b = rm.image_features(at::randn({3, 28, 28}));
+  const std::vector<RewardInput> inputs = {
+      {question_rm_text({"<image>\nWhat is in the picture?"}), a},
+      {answer_rm_text("<image>\nWhy?", "Because the story says so, and the girl agrees with it."), b},
+      {reward_input(question_rm_text({"A text-only question, longer than the others by a good many tokens, isn't it?"}),
+                    false),
+       {}},
+      {question_rm_text({"<image>\nHow many?"}), a},
+  };
+  const std::vector<RewardScore> batched = rm.score_batch(inputs);
+  ASSERT_EQ(batched.size(), inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const RewardScore alone = rm.score(inputs[i].text, inputs[i].features);
+    EXPECT_NEAR(batched[i].score, alone.score, 1e-5) << "sequence " << i;
+    EXPECT_EQ(batched[i].truncated, alone.truncated);
+  }
+  EXPECT_NE(batched[0].score, batched[3].score);
+  EXPECT_TRUE(rm.score_batch({}).empty());
+}
+
+// The cascade's scorer with batch 3: the same scores as batch 1 within the tolerance above, for
+// both stages, and a sample whose image cannot be used still fails alone.
+TEST(RewardScorer, BatchedScorerMatchesOnePerForward) {
+  Fixture f;
+  std::string qrm = f.rm("qrm-batch"), arm = f.rm("arm-batch", {{"kind", "answer"}});
+  std::string images = f.image_dir("images-batch");
+  test::write_file(images + "/broken.jpg", "not a JPEG");
+  std::vector<Sample> samples(5);
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    samples[i].index = i;
+    samples[i].image = i == 2 ? "broken.jpg" : i == 4 ? "" : "a.jpg";
+    const std::string tag = samples[i].image.empty() ? "" : "<image>\n";
+    samples[i].turns = {{tag + "What is he doing" + std::string(i, '?'), "Ironing."}};
+    if (i % 2) samples[i].turns.push_back({"Where is he?", "On a taxi, in the street, in the city."});
+  }
+  std::vector<const Sample*> all;
+  for (const Sample& s : samples) all.push_back(&s);
+  RewardScorer one(qrm, arm, images, at::kFloat), three(qrm, arm, images, at::kFloat, "", at::Device(at::kCPU), 3);
+  EXPECT_EQ(one.group_size(), 1u);
+  EXPECT_EQ(three.group_size(), 3u);
+  EXPECT_NE(one.stage_fingerprint("select_questions"), three.stage_fingerprint("select_questions"));
+  std::vector<float> q1(5), q3(5);
+  std::vector<ScoreFailure> f1, f3;
+  one.score_questions(all, q1.data(), &f1);
+  three.score_questions(all, q3.data(), &f3);
+  ASSERT_EQ(f3.size(), 1u);
+  EXPECT_EQ(f3[0].sample, 2u);
+  for (std::size_t i : {0, 1, 3, 4}) EXPECT_NEAR(q3[i], q1[i], 1e-5) << "sample " << i;
+  std::vector<std::vector<float>> a1, a3;
+  one.score_answers(all, &a1, &f1);
+  three.score_answers(all, &a3, &f3);
+  for (std::size_t i : {0, 1, 3, 4}) {
+    ASSERT_EQ(a3[i].size(), samples[i].turns.size());
+    for (std::size_t t = 0; t < a3[i].size(); ++t) EXPECT_NEAR(a3[i][t], a1[i][t], 1e-5) << i << "/" << t;
+  }
+  EXPECT_TRUE(a3[2].empty());
+}
+
+// --device on the model commands: cpu runs; cuda without a GPU (or with a libtorch without
+// CUDA) is refused with the reason; an unknown name is a usage error.
+TEST(ScoreCli, DeviceFlagChoosesWhereTheModelRuns) {
+  Fixture f;
+  const std::string qrm = f.rm("qrm-device");
+  test::write_file(f.root + "/device.jsonl",
+                   R"({"id": "r0", "conversations": [{"from": "human", "value": "What is it?"}, {"from": "gpt", "value": "A cat."}]})"
+                   "\n");
+  const std::string command = test::align2_bin() + " score --threads 1 --kind question --model " + qrm + " --input " +
+                              f.root + "/device.jsonl --output " + f.root + "/device.h5";
+  auto cpu = test::run_command(command + " --device cpu");
+  EXPECT_EQ(cpu.exit_code, 0) << cpu.err;
+  auto cuda = test::run_command(command + " --device cuda");
+  if (cuda_device_count() == 0) {
+    EXPECT_EQ(cuda.exit_code, 1);
+    EXPECT_NE(cuda.err.find("device cuda: "), std::string::npos) << cuda.err;
+  }
+  auto bad = test::run_command(command + " --device gpu");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--device \"gpu\""), std::string::npos) << bad.err;
 }
 
 TEST(RewardModel, ProjectorFromEitherFileName) {

@@ -20,6 +20,8 @@ void TestScorer::score_questions(const std::vector<const Sample*>& samples, floa
   ++calls;
   largest_batch = std::max(largest_batch, samples.size());
   samples_scored += samples.size();
+  question_calls.emplace_back();
+  for (const Sample* s : samples) question_calls.back().push_back(s->index);
   for (std::size_t i = 0; i < samples.size(); ++i) {
     if (!fail_image.empty() && samples[i]->image == fail_image) {
       failures->push_back({i, Reason::bad_image, "test scorer: image " + fail_image + " refused"});

@@ -8,7 +8,7 @@
 namespace align2 {
 namespace {
 
-at::ScalarType run_dtype(const ModelsConfig& models) { return models.dtype == "bf16" ? at::kBFloat16 : at::kFloat; }
+at::Device device_of(int index) { return index < 0 ? at::Device(at::kCPU) : at::Device(at::kCUDA, at::DeviceIndex(index)); }
 
 }  // namespace
 
@@ -18,16 +18,24 @@ int configure_engine_threads(unsigned long long configured) {
   return threads;
 }
 
-std::unique_ptr<Scorer> make_reward_scorer(const ModelsConfig& models, const std::string& image_root) {
-  return std::make_unique<RewardScorer>(models.question_model, models.answer_model, image_root, run_dtype(models),
-                                        models.image_aspect);
+int engine_device_index(const ModelsConfig& models) {
+  const at::Device device = engine_device(models.device);
+  return device.is_cuda() ? int(device.index()) : -1;
+}
+
+std::unique_ptr<Scorer> make_reward_scorer(const ModelsConfig& models, const std::string& image_root, int device) {
+  const at::Device on = device_of(device);
+  const std::int64_t batch = models.score_batch ? std::int64_t(models.score_batch) : on.is_cuda() ? 8 : 1;
+  return std::make_unique<RewardScorer>(models.question_model, models.answer_model, image_root,
+                                        run_dtype(models.dtype, on), models.image_aspect, on, batch);
 }
 
 std::unique_ptr<Rewriter> make_rewriter(const RewriteConfig& rewrite, const ModelsConfig& models,
-                                        const std::string& image_root) {
-  return std::make_unique<LlmRewriter>(rewrite_model_dir(rewrite, models), image_root, run_dtype(models),
+                                        const std::string& image_root, int device) {
+  const at::Device on = device_of(device);
+  return std::make_unique<LlmRewriter>(rewrite_model_dir(rewrite, models), image_root, run_dtype(models.dtype, on),
                                        rewrite_settings(rewrite),
-                                       load_rewrite_templates(rewrite.rewrite_prompt, rewrite.review_prompt));
+                                       load_rewrite_templates(rewrite.rewrite_prompt, rewrite.review_prompt), on);
 }
 
 }  // namespace align2

@@ -1,6 +1,7 @@
 #include "core/engine/engine_runtime.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <malloc.h>
 
 #include <algorithm>
@@ -9,6 +10,9 @@
 #include <thread>
 
 #include "core/util/host_memory.h"
+#include "distributed/nccl_comm.h"  // cuda_free_bytes
+
+#include <fmt/format.h>
 
 namespace align2 {
 
@@ -28,6 +32,41 @@ int threads_per_rank(unsigned long long configured) {
   if (configured) return int(configured);
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, cores / ranks_on_node());
+}
+
+}  // namespace align2
+
+namespace align2 {
+
+at::Device engine_device(DeviceRequest request) {
+  const bool built = at::hasCUDA();
+  const int gpus = built ? at::detail::getCUDAHooks().getNumGPUs() : 0;
+  const int local = request == DeviceRequest::cpu ? 0 : local_rank();
+  const int ranks = std::max(ranks_on_node(), local + 1);
+  const char* reason = built ? "libtorch sees no GPU (check CUDA_VISIBLE_DEVICES and the driver)"
+                             : "this align2 was built against a libtorch without CUDA (docs/gpu.md)";
+  const int index = choose_device(request, gpus, local, ranks, one_gpu_per_task_from_env(read_launch_env()), reason);
+  if (index < 0) return at::Device(at::kCPU);
+  return at::Device(at::kCUDA, at::DeviceIndex(index));
+}
+
+at::ScalarType run_dtype(const std::string& name, at::Device device) {
+  if (name == "f32") return at::kFloat;
+  if (name == "bf16") return at::kBFloat16;
+  if (name == "auto") return device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  throw std::invalid_argument("dtype \"" + name + "\": expected \"auto\", \"f32\" or \"bf16\"");
+}
+
+MemoryBudget memory_budget(at::Device device) {
+  if (!device.is_cuda()) return rank_memory_budget();
+  const std::uint64_t free = cuda_free_bytes(device.index());
+  return {free, fmt::format("free memory of GPU {}", int(device.index()))};
+}
+
+std::string dtype_name(at::ScalarType dtype) {
+  if (dtype == at::kBFloat16) return "bf16";
+  if (dtype == at::kHalf) return "f16";
+  return "f32";
 }
 
 }  // namespace align2

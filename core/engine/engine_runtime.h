@@ -2,6 +2,13 @@
 // benchmark), before loading models.
 #pragma once
 
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "core/util/host_memory.h"
+#include "distributed/launch.h"  // DeviceRequest
+
 namespace align2 {
 
 // Sets ATen's intra-op thread count to `threads` (>= 1) and tells glibc's allocator to
@@ -14,5 +21,28 @@ void configure_cpu_engine(int threads);
 // the ranks on it (OMPI_COMM_WORLD_LOCAL_SIZE under mpirun, SLURM_NTASKS_PER_NODE's first
 // number under srun; 1 when neither is set), at least 1.
 int threads_per_rank(unsigned long long configured);
+
+}  // namespace align2
+
+namespace align2 {
+
+// The device this rank's models run on, for a `device` setting: choose_device
+// (distributed/launch.h) over the GPUs this libtorch can use (0 when it was built without
+// CUDA), this rank's local index (local_rank(): collective under MPI when no launcher
+// variable names it, so call it on every rank or on none) and ranks_on_node(). A GPU
+// becomes the current CUDA device. Throws std::runtime_error as choose_device does.
+at::Device engine_device(DeviceRequest request);
+
+// Each dtype setting's run dtype on `device`: "f32", "bf16", or "auto" = bf16 on a GPU and
+// f32 on the CPU (the engine's reference arithmetic there). Throws std::invalid_argument
+// for another name.
+at::ScalarType run_dtype(const std::string& name, at::Device device);
+
+// What this rank may use on `device`: its share of the node's memory (rank_memory_budget) on
+// the CPU, the GPU's free memory (cudaMemGetInfo) on a GPU.
+MemoryBudget memory_budget(at::Device device);
+
+// "f32" or "bf16" (the names fingerprints and logs use); "f16" for half.
+std::string dtype_name(at::ScalarType dtype);
 
 }  // namespace align2

@@ -40,9 +40,18 @@ at::Tensor rotate_half(const at::Tensor& x) {
 
 }  // namespace
 
+at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  static const bool native_bf16 = std::strcmp(linear_rows_bf16_bf16_isa(), "avx512bf16") == 0;
+  const bool widen = !native_bf16 && x.device().is_cpu() && x.scalar_type() == at::kBFloat16 &&
+                     w.scalar_type() == at::kBFloat16 && !(at::GradMode::is_enabled() && x.requires_grad());
+  if (!widen) return at::linear(x, w, b);
+  at::Tensor bias = b.defined() ? b.to(at::kFloat) : b;
+  return at::linear(x.to(at::kFloat), w.to(at::kFloat), bias).to(at::kBFloat16);
+}
+
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
   const std::int64_t K = x.size(-1), N = w.size(0), M = K ? x.numel() / K : 0;
-  if (M == 0 || M > kLinearRowsMax || !x.device().is_cpu() || !w.is_contiguous()) return at::linear(x, w);
+  if (M == 0 || M > kLinearRowsMax || !x.device().is_cpu() || !w.is_contiguous()) return dense_linear(x, w);
   if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad())) return at::linear(x, w);
   const bool f32 = x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat;
   const bool bf16 = x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16;
@@ -324,7 +333,7 @@ at::Tensor LlamaModel::project(const at::Tensor& x, const at::Tensor& w, std::si
     std::uint64_t seed = lora_->dropout_seed * 0x9e3779b97f4a7c15ull + index + 1;
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     at::Tensor keep = at::bernoulli(at::full(x.sizes(), 1.0 - lora_->dropout, at::TensorOptions().dtype(at::kFloat)), gen)
-                          .to(x.scalar_type());
+                          .to(x.device(), x.scalar_type());
     input = x * keep / (1.0 - lora_->dropout);
   }
   at::Tensor update = at::linear(at::linear(input.to(lora_->A[index].scalar_type()), lora_->A[index]), lora_->B[index]);

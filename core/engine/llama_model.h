@@ -29,9 +29,16 @@ at::Tensor streamed_storage(const std::vector<std::int64_t>& shape, at::ScalarTy
 // x [..., K] @ w[N, K]^T → [..., N] (at::linear without bias). On CPU without gradients,
 // inputs of at most kLinearRowsMax rows (decode steps), fp32 or bf16, take the weight-stationary
 // kernels/linear_rows.h (float32 sums), whose result for a row does not depend on the other
-// rows of the batch; everything else is at::linear.
+// rows of the batch; everything else is dense_linear.
 constexpr std::int64_t kLinearRowsMax = 64;
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w);
+
+// at::linear(x, w, b), except for bfloat16 on a CPU without AVX-512 BF16, where ATen's bf16
+// matrix product has no fast kernel (1.9 GFLOP/s on 2 AVX2 cores, against 35 in float32): there
+// the operands are widened to float32 (exactly), multiplied by the float32 GEMM and the result
+// rounded to bfloat16 once, which is what a bf16 GEMM with float32 sums computes. The widened
+// weight [N, K] float32 is a temporary of one call. `b` may be undefined.
+at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = at::Tensor());
 
 // LoRA on the decoder's linear layers: y = x W^T + scale * (dropout(x) A^T) B^T.
 // Linear k of layer l has index l * 7 + k, k in (q, k, v, o, gate, up, down) order

@@ -37,8 +37,8 @@ std::vector<std::pair<std::string, at::Tensor*>> Projector::parameters(const Mod
 }
 
 at::Tensor Projector::forward(const at::Tensor& vision_hidden) const {
-  at::Tensor x = at::linear(vision_hidden.to(dtype_), w0_, b0_);
-  if (w1_.defined()) x = at::linear(at::gelu(x), w1_, b1_);
+  at::Tensor x = dense_linear(vision_hidden.to(dtype_), w0_, b0_);
+  if (w1_.defined()) x = dense_linear(at::gelu(x), w1_, b1_);
   return x;
 }
 

@@ -1,5 +1,7 @@
 #include "core/engine/llm_rewriter.h"
 
+#include "core/engine/engine_runtime.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -57,8 +59,9 @@ std::vector<std::vector<std::size_t>> length_buckets(const std::vector<std::int6
 }  // namespace
 
 LlmRewriter::LlmRewriter(const std::string& model_dir, const std::string& image_root, at::ScalarType dtype,
-                   RewriteSettings settings, RewriteTemplates templates)
+                   RewriteSettings settings, RewriteTemplates templates, at::Device device)
     : image_root_(image_root), settings_(std::move(settings)), templates_(std::move(templates)) {
+  device_ = device;
   spec_ = load_model_spec(model_dir);
   const ModelSpec& spec = spec_;
   dtype_ = dtype;
@@ -68,7 +71,7 @@ LlmRewriter::LlmRewriter(const std::string& model_dir, const std::string& image_
   // estimate for a batch of 8 at LLaVA-1.5's 4096 positions is ~50 GB of activations and cache,
   // though real prompts are far shorter): it is not bounded here.
   require_memory(estimate_model_memory(spec, std::size_t(at::elementSize(dtype)), spec.llm.max_positions, 1, true),
-                 rank_memory_budget(), "the rewrite model " + model_dir);
+                 memory_budget(device), "the rewrite model " + model_dir);
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(model_dir + "/tokenizer.model"));
   for (int k = 0; k < 2; ++k) {
     const std::string& label = k ? settings_.label_b : settings_.label_a;
@@ -87,7 +90,7 @@ LlmRewriter::LlmRewriter(const std::string& model_dir, const std::string& image_
                              settings_.top_p, settings_.label_a, settings_.label_b, settings_.threshold,
                              settings_.limits.min_ratio, settings_.limits.max_ratio,
                              content_key(templates_.rewrite + "\n" + templates_.review),
-                             dtype == at::kBFloat16 ? "bf16" : "f32");
+                             dtype_name(dtype) + (device.is_cuda() ? "+cuda" : ""));
 }
 
 LlmRewriter::~LlmRewriter() = default;
@@ -95,7 +98,7 @@ LlmRewriter::~LlmRewriter() = default;
 bool LlmRewriter::uses_images() const { return spec_.has_vision && spec_.has_projector; }
 
 LlavaModel& LlmRewriter::model() const {
-  if (!model_) model_ = std::make_unique<LlavaModel>(spec_, dtype_, at::Device(at::kCPU));
+  if (!model_) model_ = std::make_unique<LlavaModel>(spec_, dtype_, device_);
   return *model_;
 }
 

@@ -45,7 +45,7 @@ class LlmRewriter : public Rewriter {
  public:
   // `model_dir`: a LLaVA or LLaMA folder (config.json, safetensors, tokenizer.model).
   LlmRewriter(const std::string& model_dir, const std::string& image_root, at::ScalarType dtype,
-           RewriteSettings settings, RewriteTemplates templates);
+           RewriteSettings settings, RewriteTemplates templates, at::Device device = at::Device(at::kCPU));
   ~LlmRewriter() override;
 
   // One result per sample, in order. A sample whose image cannot be used gets `failure`.
@@ -76,6 +76,7 @@ class LlmRewriter : public Rewriter {
 
   ModelSpec spec_;
   at::ScalarType dtype_;
+  at::Device device_ = at::Device(at::kCPU);
   mutable std::unique_ptr<LlavaModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::string image_root_;

@@ -159,17 +159,27 @@ at::Tensor RewardModel::image_features(const at::Tensor& pixel_values) const {
 }
 
 RewardScore RewardModel::score(const std::string& text, const at::Tensor& features) const {
-  std::vector<std::int64_t> ids = tokenize_with_images(*tokenizer_, text, llava_->spec().image_token_index);
-  std::vector<at::Tensor> images;
-  if (features.defined()) images.push_back(features);
-  at::Tensor embeds = llava_->splice(ids, images);
-  RewardScore out;
-  if (embeds.size(0) > config_.max_length) {
-    embeds = embeds.narrow(0, 0, config_.max_length);
-    out.truncated = true;
+  return score_batch({RewardInput{text, features}}).at(0);
+}
+
+std::vector<RewardScore> RewardModel::score_batch(const std::vector<RewardInput>& inputs) const {
+  std::vector<RewardScore> out(inputs.size());
+  if (inputs.empty()) return out;
+  std::vector<at::Tensor> sequences;  // each [T_i, hidden]
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    std::vector<std::int64_t> ids = tokenize_with_images(*tokenizer_, inputs[i].text, llava_->spec().image_token_index);
+    std::vector<at::Tensor> images;
+    if (inputs[i].features.defined()) images.push_back(inputs[i].features);
+    at::Tensor embeds = llava_->splice(ids, images);
+    if (embeds.size(0) > config_.max_length) {
+      embeds = embeds.narrow(0, 0, config_.max_length);
+      out[i].truncated = true;
+    }
+    sequences.push_back(embeds);
   }
-  at::Tensor hidden = llava_->last_hidden({embeds}).squeeze(0).to(at::kFloat);
-  out.score = at::dot(hidden, score_w_).item<float>();
+  at::Tensor hidden = llava_->last_hidden(sequences).to(at::kFloat);  // [B, hidden] float32
+  for (std::size_t i = 0; i < out.size(); ++i)  // a dot product per row: the same sum for any B
+    out[i].score = at::dot(hidden[std::int64_t(i)], score_w_).item<float>();
   return out;
 }
 

@@ -13,9 +13,7 @@
 //                           authors' SEQ_CLS adapters have it) is taken as the score head
 //   projector.safetensors   optional projector weights (the base model's projector tensor names), or
 //   non_lora_trainables.safetensors  the authors' file converted as is ("base_model.model." + those names)
-// Scores are computed one sequence per forward pass: with 576 image positions a single
-// sequence already fills the matrix units, and a score then never depends on which other
-// samples share a batch (the determinism contract of core/reward/scorer.h).
+// score() runs one sequence per forward pass; score_batch() several (RewardScorer's `batch`).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -47,6 +45,13 @@ ModelSpec reward_base_spec(const RewardConfig& config);
 std::vector<std::string> reward_model_folders(const std::string& dir, const RewardConfig& config,
                                               const ModelSpec& base);
 
+// One sequence to score: its text (at most one <image> tag) and the features [P, hidden] that
+// replace the tag (undefined for text-only records).
+struct RewardInput {
+  std::string text;
+  at::Tensor features;
+};
+
 struct RewardScore {
   float score = 0;
   bool truncated = false;  // the sequence was cut to max_length positions
@@ -71,6 +76,10 @@ class RewardModel {
   // Scores `text` (with at most one <image> tag, replaced by `features` [P, hidden];
   // pass an undefined tensor for text-only records, whose texts carry no tag).
   RewardScore score(const std::string& text, const at::Tensor& features) const;
+  // Scores several sequences in one forward pass: right-padded to the longest, masked, each
+  // read at its own last real token. A score equals score()'s up to rounding: the padded
+  // matrix shapes change the order of the sums (tested: reward_model_test).
+  std::vector<RewardScore> score_batch(const std::vector<RewardInput>& inputs) const;
 
  private:
   // Merges the adapter's LoRA factors into the LLM; returns the adapter's score head

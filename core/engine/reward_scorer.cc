@@ -6,6 +6,7 @@
 #include "core/model/memory_estimate.h"
 #include "core/model/model_fingerprint.h"
 #include "core/data/record_validation.h"
+#include "core/engine/engine_runtime.h"
 #include "core/engine/reward_scoring.h"
 #include "core/reward/reward_text.h"
 
@@ -26,8 +27,15 @@ std::string RewardScorer::stage_fingerprint(const std::string& stage) const {
 }
 
 RewardScorer::RewardScorer(const std::string& question_model, const std::string& answer_model,
-                           const std::string& image_root, at::ScalarType dtype, const std::string& image_aspect)
-    : question_dir_(question_model), answer_dir_(answer_model), dtype_(dtype), image_root_(image_root) {
+                           const std::string& image_root, at::ScalarType dtype, const std::string& image_aspect,
+                           at::Device device, std::int64_t batch)
+    : question_dir_(question_model),
+      answer_dir_(answer_model),
+      dtype_(dtype),
+      device_(device),
+      batch_(batch),
+      image_root_(image_root) {
+  if (batch < 1) throw std::invalid_argument(fmt::format("score_batch {}: must be at least 1", batch));
   const RewardConfig question = load_reward_config(question_model), answer = load_reward_config(answer_model);
   if (question.kind != RewardKind::question)
     throw std::runtime_error(fmt::format("{}: question_model is an answer reward model", question_model));
@@ -37,29 +45,31 @@ RewardScorer::RewardScorer(const std::string& question_model, const std::string&
   question_image_ = reward_image_spec(question_base, image_aspect);
   answer_image_ = reward_image_spec(answer_base, image_aspect);
   // Each stage holds its own model only: each must fit this rank's memory by itself.
-  const MemoryBudget budget = rank_memory_budget();
+  const MemoryBudget budget = memory_budget(device);
   const std::size_t run_bytes = std::size_t(at::elementSize(dtype));
-  require_memory(estimate_model_memory(question_base, run_bytes, question.max_length, 1, false), budget,
+  require_memory(estimate_model_memory(question_base, run_bytes, question.max_length, batch, false), budget,
                  "the question reward model " + question_model);
-  require_memory(estimate_model_memory(answer_base, run_bytes, answer.max_length, 1, false), budget,
+  require_memory(estimate_model_memory(answer_base, run_bytes, answer.max_length, batch, false), budget,
                  "the answer reward model " + answer_model);
-  const std::string run_dtype = dtype == at::kBFloat16 ? "bf16" : "f32";
+  // What changes the scores' arithmetic: the dtype, the device kind and the forward's batch.
+  const std::string arithmetic = dtype_name(dtype) + (device.is_cuda() ? "+cuda" : "") +
+                                (batch > 1 ? fmt::format("+batch{}", batch) : std::string());
   auto folders = [](const std::string& dir, const RewardConfig& config, const ModelSpec& base) {
     std::string text;  // its folder's, its base's and its vision tower's fingerprints
     for (const std::string& folder : reward_model_folders(dir, config, base)) text += model_folder_fingerprint(folder) + "+";
     return text;
   };
   question_fingerprint_ = "question:" + folders(question_model, question, question_base) +
-                          aspect_mode_name(question_image_.aspect) + "+" + run_dtype;
+                          aspect_mode_name(question_image_.aspect) + "+" + arithmetic;
   answer_fingerprint_ = "answer:" + folders(answer_model, answer, answer_base) + aspect_mode_name(answer_image_.aspect) +
-                        "+" + run_dtype;
+                        "+" + arithmetic;
   fingerprint_ = question_fingerprint_ + "+" + answer_fingerprint_;
 }
 
 RewardModel& RewardScorer::question_model() {
   if (!question_) {
     answer_.reset();  // first free, then load: one model's memory at a time
-    question_ = std::make_unique<RewardModel>(question_dir_, dtype_, at::Device(at::kCPU));
+    question_ = std::make_unique<RewardModel>(question_dir_, dtype_, device_);
   }
   return *question_;
 }
@@ -67,7 +77,7 @@ RewardModel& RewardScorer::question_model() {
 RewardModel& RewardScorer::answer_model() {
   if (!answer_) {
     question_.reset();
-    answer_ = std::make_unique<RewardModel>(answer_dir_, dtype_, at::Device(at::kCPU));
+    answer_ = std::make_unique<RewardModel>(answer_dir_, dtype_, device_);
   }
   return *answer_;
 }
@@ -77,33 +87,53 @@ void RewardScorer::release() {
   answer_.reset();
 }
 
+std::vector<float> RewardScorer::score_texts(const RewardModel& model, const std::vector<RewardInput>& texts) const {
+  std::vector<float> scores;
+  for (std::size_t b = 0; b < texts.size(); b += std::size_t(batch_)) {
+    const std::vector<RewardInput> part(texts.begin() + std::ptrdiff_t(b),
+                                        texts.begin() + std::ptrdiff_t(std::min(texts.size(), b + std::size_t(batch_))));
+    for (const RewardScore& s : model.score_batch(part)) scores.push_back(s.score);
+  }
+  return scores;
+}
+
 void RewardScorer::score_questions(const std::vector<const Sample*>& samples, float* out,
                                    std::vector<ScoreFailure>* failures) {
   RewardModel& model = question_model();
+  std::vector<RewardInput> texts;  // one per sample whose image could be used
+  std::vector<std::size_t> owner;  // texts[k] belongs to samples[owner[k]]
   for (std::size_t i = 0; i < samples.size(); ++i) {
     try {
-      at::Tensor features = sample_features(model, *samples[i], image_root_, question_image_);
-      out[i] = model.score(reward_text(RewardKind::question, *samples[i], 0), features).score;
+      texts.push_back({reward_text(RewardKind::question, *samples[i], 0),
+                       sample_features(model, *samples[i], image_root_, question_image_)});
+      owner.push_back(i);
     } catch (const ImageError& e) {
       failures->push_back(failure(i, *samples[i], e));
     }
   }
+  const std::vector<float> scores = score_texts(model, texts);
+  for (std::size_t k = 0; k < owner.size(); ++k) out[owner[k]] = scores[k];
 }
 
 void RewardScorer::score_answers(const std::vector<const Sample*>& samples, std::vector<std::vector<float>>* out,
                                  std::vector<ScoreFailure>* failures) {
   RewardModel& model = answer_model();
   out->assign(samples.size(), {});
+  std::vector<RewardInput> texts;  // every turn of the samples whose image could be used, in order
+  std::vector<std::size_t> owner;  // texts[k] is a turn of samples[owner[k]]
   for (std::size_t i = 0; i < samples.size(); ++i) {
     try {
       at::Tensor features = sample_features(model, *samples[i], image_root_, answer_image_);
-      for (std::size_t t = 0; t < samples[i]->turns.size(); ++t)
-        (*out)[i].push_back(model.score(reward_text(RewardKind::answer, *samples[i], t), features).score);
+      for (std::size_t t = 0; t < samples[i]->turns.size(); ++t) {
+        texts.push_back({reward_text(RewardKind::answer, *samples[i], t), features});
+        owner.push_back(i);
+      }
     } catch (const ImageError& e) {
-      (*out)[i].clear();
       failures->push_back(failure(i, *samples[i], e));
     }
   }
+  const std::vector<float> scores = score_texts(model, texts);
+  for (std::size_t k = 0; k < owner.size(); ++k) (*out)[owner[k]].push_back(scores[k]);
 }
 
 }  // namespace align2

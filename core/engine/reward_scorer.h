@@ -18,8 +18,11 @@ class RewardScorer : public Scorer {
  public:
   // image_aspect: "" = each model's image_aspect_ratio, or "pad" / "square" for both
   // (core/engine/reward_scoring.h: reward_image_spec).
+  // device: where both models run; batch: sequences per forward pass (padded, masked, each
+  // read at its own last token), and the samples per call the pipeline groups (group_size()).
   RewardScorer(const std::string& question_model, const std::string& answer_model, const std::string& image_root,
-               at::ScalarType dtype, const std::string& image_aspect = "");
+               at::ScalarType dtype, const std::string& image_aspect = "", at::Device device = at::Device(at::kCPU),
+               std::int64_t batch = 1);
 
   void score_questions(const std::vector<const Sample*>& samples, float* out,
                        std::vector<ScoreFailure>* failures) override;
@@ -31,6 +34,7 @@ class RewardScorer : public Scorer {
   // select_questions: the question model's folder and dtype; select_answers: the answer model's.
   std::string stage_fingerprint(const std::string& stage) const override;
   void release() override;
+  std::size_t group_size() const override { return std::size_t(batch_); }
 
   // Which model is in memory now (tests).
   bool holds_question_model() const { return question_ != nullptr; }
@@ -39,9 +43,13 @@ class RewardScorer : public Scorer {
  private:
   RewardModel& question_model();  // loads it (freeing the answer model) when not in memory
   RewardModel& answer_model();
+  // Scores `texts` (each with its sample's features) with `model`, `batch_` sequences a forward.
+  std::vector<float> score_texts(const RewardModel& model, const std::vector<RewardInput>& texts) const;
 
   std::string question_dir_, answer_dir_;
   at::ScalarType dtype_;
+  at::Device device_;
+  std::int64_t batch_;
   std::unique_ptr<RewardModel> question_, answer_;
   ImageSpec question_image_, answer_image_;  // each model's preprocessing
   std::string image_root_, fingerprint_, question_fingerprint_, answer_fingerprint_;

@@ -45,9 +45,10 @@ struct Param {
 
 class Trainer {
  public:
-  Trainer(Comm& comm, const RewardTrainOptions& o) : comm_(comm), o_(o) {
+  Trainer(Comm& comm, const RewardTrainOptions& o)
+      : comm_(comm), o_(o), device_(o.device < 0 ? at::Device(at::kCPU) : at::Device(at::kCUDA, at::DeviceIndex(o.device))) {
     ModelSpec spec = load_model_spec(o.base_model, o.vision_tower);
-    model_ = std::make_unique<LlavaModel>(spec, o.bf16 ? at::kBFloat16 : at::kFloat, at::Device(at::kCPU));
+    model_ = std::make_unique<LlavaModel>(spec, o.bf16 ? at::kBFloat16 : at::kFloat, device_);
     if (model_->projector()) model_->projector()->to(at::kFloat);  // float32 master weights
     tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(o.base_model + "/tokenizer.model"));
     init_parameters();
@@ -71,6 +72,7 @@ class Trainer {
 
   Comm& comm_;
   RewardTrainOptions o_;
+  at::Device device_;  // where the model, the trained weights and their AdamW moments live
   std::unique_ptr<LlavaModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   ImageSpec image_;
@@ -97,8 +99,8 @@ void Trainer::init_parameters() {
     std::vector<float> a(static_cast<std::size_t>(o_.lora_r * in));
     double bound = 1.0 / std::sqrt(double(in));
     for (float& x : a) x = float((2 * rng.uniform() - 1) * bound);
-    lora_.A[i] = at::from_blob(a.data(), {o_.lora_r, in}, at::kFloat).clone().set_requires_grad(true);
-    lora_.B[i] = at::zeros({out, o_.lora_r}, at::kFloat).set_requires_grad(true);
+    lora_.A[i] = at::from_blob(a.data(), {o_.lora_r, in}, at::kFloat).clone().to(device_).set_requires_grad(true);
+    lora_.B[i] = at::zeros({out, o_.lora_r}, at::TensorOptions().dtype(at::kFloat).device(device_)).set_requires_grad(true);
     std::string ckpt = spec.llm_weight(names[i]);
     lora_names_.push_back("base_model.model." + ckpt.substr(0, ckpt.size() - 7));
   }
@@ -109,7 +111,7 @@ void Trainer::init_parameters() {
     double u1 = std::max(rng.uniform(), 1e-300), u2 = rng.uniform();
     x = float(0.02 * std::sqrt(-2 * std::log(u1)) * std::cos(2 * M_PI * u2));
   }
-  head_ = at::from_blob(h.data(), {std::int64_t(h.size())}, at::kFloat).clone().set_requires_grad(true);
+  head_ = at::from_blob(h.data(), {std::int64_t(h.size())}, at::kFloat).clone().to(device_).set_requires_grad(true);
 
   for (std::size_t i = 0; i < names.size(); ++i) {
     params_.push_back({lora_names_[i] + ".lora_A.weight", &lora_.A[i], {}, {}});
@@ -344,7 +346,8 @@ RewardTrainResult Trainer::run(const std::function<void(const std::string&)>& lo
       loss.backward();
       loss_sum += loss.item<double>() * double(count);
     }
-    // Sum gradients and losses over ranks in one float32 buffer (the loss last).
+    // Sum gradients and losses over ranks in one float32 buffer of host memory (the loss last),
+    // through the job's data communicator: MPI on CPU ranks, NCCL on GPU ranks (DataComm).
     std::vector<std::int64_t> sizes;
     std::size_t total_size = 1;
     for (const Param& p : params_) total_size += std::size_t(p.value->numel());
@@ -353,7 +356,7 @@ RewardTrainResult Trainer::run(const std::function<void(const std::string&)>& lo
     for (Param& p : params_) {
       sizes.push_back(p.value->numel());
       if (p.value->grad().defined()) {
-        at::Tensor g = p.value->grad().to(at::kFloat).contiguous();
+        at::Tensor g = p.value->grad().to(at::kFloat).contiguous().cpu();
         flat.insert(flat.end(), g.data_ptr<float>(), g.data_ptr<float>() + g.numel());
       } else {
         flat.insert(flat.end(), std::size_t(p.value->numel()), 0.0f);
@@ -373,7 +376,7 @@ RewardTrainResult Trainer::run(const std::function<void(const std::string&)>& lo
       std::size_t offset = 0, k = 0;
       const double t = double(step + 1), bc1 = 1 - std::pow(kBeta1, t), bc2 = 1 - std::pow(kBeta2, t);
       for (Param& p : params_) {
-        at::Tensor grad = at::from_blob(flat.data() + offset, p.value->sizes(), at::kFloat) * clip;
+        at::Tensor grad = at::from_blob(flat.data() + offset, p.value->sizes(), at::kFloat).to(device_) * clip;
         offset += std::size_t(sizes[k++]);
         double lr = (p.projector ? o_.projector_lr : o_.lr) * factor;
         at::Tensor& w = *p.value;

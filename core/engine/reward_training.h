@@ -55,6 +55,7 @@ struct RewardTrainOptions {
   bool train_projector = true;
   bool bf16 = false;            // run the frozen model in bfloat16 (LoRA, head, projector stay float32)
   bool resume = false;          // continue from the newest checkpoint in output_dir
+  int device = -1;              // CUDA device index of this rank, -1 = the CPU
 };
 
 struct RewardTrainResult {

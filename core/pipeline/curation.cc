@@ -342,6 +342,23 @@ std::vector<std::pair<std::size_t, std::size_t>> make_batches(const std::vector<
   return out;
 }
 
+// A chunk's scorer calls over its samples to score (runs [first, second) of them, in order).
+// A scorer whose forward passes batch (group > 1) gets one call per fixed group: the samples
+// whose stage positions `positions[i]` share position / group, so that a group's arithmetic is
+// the same for any number of ranks. Other scorers get batches of batch_size samples and
+// batch_tokens estimated tokens (`costs[i]`), which their results do not depend on.
+std::vector<std::pair<std::size_t, std::size_t>> scorer_calls(const SelectionConfig& selection, std::size_t group,
+                                                              const std::vector<std::uint64_t>& positions,
+                                                              const std::vector<std::uint64_t>& costs) {
+  if (group <= 1) return make_batches(costs, selection.batch_size, selection.batch_tokens);
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    if (i == 0 || positions[i] / group != positions[i - 1] / group) out.emplace_back(i, i);
+    out.back().second = i + 1;
+  }
+  return out;
+}
+
 json rank_timings(const StageRun& run, std::uint64_t scored) {
   return {{"busy_s", run.busy_s}, {"wall_s", run.wall_s}, {"records", run.items},
           {"computed", run.computed}, {"resumed", run.resumed}, {"scored", scored}};
@@ -548,9 +565,10 @@ std::vector<ShardRow> score_questions(const RunContext& ctx, CorpusReader& reade
   cache.scored += valid.size();
   std::vector<float> scores(valid.size());
   std::vector<ScoreFailure> failures;
-  std::vector<std::uint64_t> costs;
+  std::vector<std::uint64_t> costs, positions;  // per valid sample: estimated tokens, stage position
   for (const Sample* v : valid) costs.push_back(ctx.index.entries[v->index].cost);
-  for (auto [b, e] : make_batches(costs, ctx.config.selection.batch_size, ctx.config.selection.batch_tokens)) {
+  for (std::size_t k : valid_at) positions.push_back(chunk.begin + k);
+  for (auto [b, e] : scorer_calls(ctx.config.selection, scorer.group_size(), positions, costs)) {
     std::vector<const Sample*> batch(valid.begin() + std::ptrdiff_t(b), valid.begin() + std::ptrdiff_t(e));
     std::vector<ScoreFailure> batch_failures;
     scorer.score_questions(batch, scores.data() + b, &batch_failures);
@@ -586,15 +604,16 @@ std::vector<ShardRow> score_answers(const RunContext& ctx, CorpusReader& reader,
   std::vector<const ScoreFailure*> failed(samples.size(), nullptr);
   std::vector<ScoreFailure> failures;
   failures.reserve(samples.size());  // `failed` points into it
-  std::vector<std::size_t> todo;     // samples the scorer scores (not in the cache)
-  std::vector<std::uint64_t> costs;  // per todo entry
+  std::vector<std::size_t> todo;                // samples the scorer scores (not in the cache)
+  std::vector<std::uint64_t> costs, positions;  // per todo entry: estimated tokens, stage position
   for (std::size_t k = 0; k < samples.size(); ++k) {
     if (cache.lookup(samples[k], &turn_scores[k]) && turn_scores[k].size() == samples[k].turns.size()) continue;
     todo.push_back(k);
     costs.push_back(ctx.index.entries[samples[k].index].cost);
+    positions.push_back(chunk.begin + k);
   }
   cache.scored += todo.size();
-  for (auto [b, e] : make_batches(costs, ctx.config.selection.batch_size, ctx.config.selection.batch_tokens)) {
+  for (auto [b, e] : scorer_calls(ctx.config.selection, scorer.group_size(), positions, costs)) {
     std::vector<const Sample*> batch;
     for (std::size_t t = b; t < e; ++t) batch.push_back(&samples[todo[t]]);
     std::vector<std::vector<float>> out(batch.size());
@@ -653,7 +672,8 @@ std::vector<std::uint8_t> run_selection(const RunContext& ctx, CorpusReader& rea
       cache->add(row, reader, row.answer_scores.data(), row.answer_scores.size());
     }
   };
-  StageRun run = run_stage(ctx, stage.name, items, 1, [&](ChunkRange chunk) { return score(chunk, *cache); }, sink);
+  const std::uint64_t group = std::max<std::size_t>(1, scorer.group_size());  // chunks cut at whole groups
+  StageRun run = run_stage(ctx, stage.name, items, group, [&](ChunkRange chunk) { return score(chunk, *cache); }, sink);
   scorer.release();  // this stage's model leaves memory before the next one loads
   std::vector<SampleDigest> digests = cache->save(cache_pool);
   if (cache_digests) *cache_digests = std::move(digests);

@@ -33,6 +33,7 @@ const json& defaults() {
         {"batch_tokens", s.batch_tokens},        {"score_cache", s.score_cache},
         {"question_model", m.question_model},    {"answer_model", m.answer_model},
         {"dtype", m.dtype},                      {"image_aspect", m.image_aspect},
+        {"device", device_request_name(m.device)}, {"score_batch", m.score_batch},
         {"rewrite", r.enabled},                  {"rewrite_model", r.model},
         {"rewrite_template", r.chat_template},   {"rewrite_prompt", r.rewrite_prompt},
         {"review_prompt", r.review_prompt},      {"rewrite_max_new_tokens", r.max_new_tokens},
@@ -172,7 +173,14 @@ ModelsConfig read_models(const json& eff, const std::string& source, const PathO
   c.question_model = resolve(eff["question_model"].get<std::string>(), path("question_model"));
   c.answer_model = resolve(eff["answer_model"].get<std::string>(), path("answer_model"));
   c.dtype = eff["dtype"].get<std::string>();
-  if (c.dtype != "f32" && c.dtype != "bf16") bad(source, "dtype", "expected \"f32\" or \"bf16\"");
+  if (c.dtype != "auto" && c.dtype != "f32" && c.dtype != "bf16")
+    bad(source, "dtype", "expected \"auto\", \"f32\" or \"bf16\"");
+  try {
+    c.device = parse_device_request(eff["device"].get<std::string>());
+  } catch (const std::invalid_argument&) {
+    bad(source, "device", "expected \"auto\", \"cuda\" or \"cpu\"");
+  }
+  c.score_batch = bounded(eff, source, "score_batch", 0, 4096);
   c.image_aspect = eff["image_aspect"].get<std::string>();
   if (!c.image_aspect.empty() && c.image_aspect != "pad" && c.image_aspect != "square")
     bad(source, "image_aspect", "expected \"\" (each model's own), \"pad\" or \"square\"");

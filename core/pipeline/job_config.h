@@ -13,6 +13,7 @@
 
 #include "core/data/corpus_index.h"
 #include "core/rewrite/rewrite_prompt.h"  // RewriteLimits
+#include "distributed/launch.h"  // DeviceRequest
 
 namespace align2 {
 
@@ -44,7 +45,10 @@ struct SelectionConfig {
 struct ModelsConfig {
   std::string question_model;      // question reward-model folder (align2 curate)
   std::string answer_model;        // answer reward-model folder (align2 curate)
-  std::string dtype = "f32";       // engine run dtype: f32 or bf16
+  std::string dtype = "auto";      // engine run dtype: auto (bf16 on a GPU, f32 on the CPU), f32 or bf16
+  DeviceRequest device = DeviceRequest::automatic;  // `device`: auto, cuda or cpu (docs/gpu.md)
+  std::uint64_t score_batch = 0;   // sequences per reward-model forward, in fixed groups; 0 = 1 on the
+                                   // CPU, 8 on a GPU (enters the scores' fingerprint)
   std::string image_aspect;        // reward models' image preprocessing: "" = each model's own, "pad", "square"
 };
 

@@ -2,8 +2,8 @@
 // of a sample and the answer score g(I,Q,A) of each of its turns. The reward-model
 // scorers (libtorch) implement it; tests use a deterministic double under test/.
 //
-// Contract: a score depends only on the sample itself, never on which other samples
-// share the call, so results are identical for any rank count and batch size.
+// Contract: a score depends only on the sample itself and, for a scorer whose group_size() is
+// above 1, on the fixed group it is scored with, so results are identical for any rank count.
 #pragma once
 
 #include <string>
@@ -47,6 +47,13 @@ class Scorer {
   // same stage boundary). A scorer that holds models frees them here, so that a rank holds one
   // stage's model at a time; the next score_* call loads what it needs again.
   virtual void release() {}
+
+  // Samples the scorer wants per call: 1 = any grouping (its scores never depend on the call's
+  // other samples). Above 1 its forward passes batch sequences, whose arithmetic depends on
+  // their batchmates in the last bits; the pipeline then calls it on fixed groups of this many
+  // consecutive items of a stage's order (only those of a group that need the model), so that
+  // results are identical for any number of ranks.
+  virtual std::size_t group_size() const { return 1; }
 };
 
 }  // namespace align2
