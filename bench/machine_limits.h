@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 
 namespace align2::bench {
@@ -32,6 +33,28 @@ inline double matmul_peak(at::ScalarType dtype) {
   at::matmul(a, b);
   double t = best_time(3, [&] { at::matmul(a, b); });
   return 2.0 * double(n) * n * n / t;
+}
+
+// Waits for every kernel queued on `t`'s device: reads one element back to the host (a
+// device-to-host copy waits for the stream). ATen only, so it compiles against any libtorch;
+// a no-op wait on the CPU.
+inline void device_sync(const at::Tensor& t) { (void)t.reshape({-1})[0].item<float>(); }
+
+// FLOP/s of an n x n x n matrix product in `dtype` on `device`: `iters` products per timed run,
+// best of `reps` runs after 3 warm-ups, each run ended by device_sync. On a GPU the queue is
+// drained before the clock starts, so a run times exactly its `iters` products. The inputs are
+// random (normal): products of zeros run measurably faster on some GPUs.
+inline double device_matmul_peak(at::ScalarType dtype, at::Device device, std::int64_t n = 8192, int iters = 10,
+                                 int reps = 5) {
+  const at::TensorOptions o = at::TensorOptions().dtype(dtype).device(device);
+  at::Tensor a = at::randn({n, n}, o), b = at::randn({n, n}, o), c = at::empty({n, n}, o);
+  for (int i = 0; i < 3; ++i) at::matmul_out(c, a, b);
+  device_sync(c);
+  const double t = best_time(reps, [&] {
+    for (int i = 0; i < iters; ++i) at::matmul_out(c, a, b);
+    device_sync(c);
+  });
+  return 2.0 * double(n) * double(n) * double(n) * iters / t;
 }
 
 // Bytes/s of copying 256 MB (read + written), best of 5 after a warm-up.

@@ -147,6 +147,30 @@ int main(int argc, char** argv) {
     fmt::print("  whole sample: {:.1f} GFLOP/s = {:.0f}% of the measured fp32 peak\n", (lf + vf + pf) / t.total / 1e9,
                100.0 * (lf + vf + pf) / t.total / peak);
   }
+  // Batched forwards (job key score_batch): B question-RM sequences of different lengths
+  // (60..60+7(B-1) text ids), right-padded in one forward, against the same B one at a time.
+  // Which is faster on this CPU decides score_batch's CPU default (docs/gpu.md).
+  {
+    at::Tensor features = model.project(model.encode_images(at::randn({1, 3, spec.vision.image_size,
+                                                                     spec.vision.image_size}))).squeeze(0);
+    for (std::int64_t B : {4, 8}) {
+      std::vector<at::Tensor> sequences;
+      double useful = 0;  // FLOPs of the B sequences at their own lengths
+      for (std::int64_t b = 0; b < B; ++b) {
+        sequences.push_back(model.splice(text_ids(60 + 7 * b), {features}));
+        useful += llm_flops(sequences.back().size(0));
+      }
+      model.last_hidden(sequences);  // warm-up
+      const double one_by_one = best_time(2, [&] {
+        for (const at::Tensor& seq : sequences) sink += model.last_hidden({seq}).sum().item<float>();
+      });
+      const double batched = best_time(2, [&] { sink += model.last_hidden(sequences).sum().item<float>(); });
+      fmt::print("batched forwards, question RM, {} sequences of {}..{} positions: one per forward {:.3f} s "
+                 "({:.0f}% of the fp32 peak), one padded forward {:.3f} s ({:.0f}%): batched / one-by-one time {:.2f}\n",
+                 B, sequences.front().size(0), sequences.back().size(0), one_by_one, 100.0 * useful / one_by_one / peak,
+                 batched, 100.0 * useful / batched / peak, batched / one_by_one);
+    }
+  }
   if (sink == 12345.f) fmt::print("\n");  // keep the scores alive
   return 0;
 }

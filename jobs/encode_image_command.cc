@@ -17,7 +17,7 @@ namespace align2::cli {
 namespace {
 
 TensorData to_tensor_data(const std::string& name, const at::Tensor& t) {
-  at::Tensor c = t.to(at::kFloat).contiguous();
+  at::Tensor c = t.to(at::kFloat).contiguous().cpu();  // host memory, wherever the model ran
   std::vector<float> values(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
   return float_tensor(name, c.sizes().vec(), values);
 }

@@ -1,7 +1,6 @@
 #include "core/engine/engine_runtime.h"
 
 #include <ATen/Parallel.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <malloc.h>
 
 #include <algorithm>
@@ -24,6 +23,13 @@ void configure_cpu_engine(int threads) {
   mallopt(M_ARENA_MAX, 2);             // few arenas: the engine allocates from one thread
 }
 
+void return_free_memory() { malloc_trim(0); }
+
+void report_loaded(const std::string& what, double seconds, at::Device device) {
+  return_free_memory();
+  std::fprintf(stderr, "align2: %s loaded in %.1f s (%s)\n", what.c_str(), seconds, device.str().c_str());
+}
+
 }  // namespace align2
 
 namespace align2 {
@@ -38,13 +44,26 @@ int threads_per_rank(unsigned long long configured) {
 
 namespace align2 {
 
+namespace {
+
+#if defined(ALIGN2_HAVE_CUDA)
+bool cuda_device_count_known() { return true; }
+#else
+bool cuda_device_count_known() { return false; }
+#endif
+
+}  // namespace
+
 at::Device engine_device(DeviceRequest request) {
-  const bool built = at::hasCUDA();
-  const int gpus = built ? at::detail::getCUDAHooks().getNumGPUs() : 0;
+  // GPUs need CUDA in libtorch (its kernels) and in align2's build (NCCL, the CUDA runtime):
+  // counted through the runtime, an API that is the same for every libtorch version.
+  const bool built = at::hasCUDA() && cuda_device_count_known();
+  const int gpus = built ? cuda_device_count() : 0;
   const int local = request == DeviceRequest::cpu ? 0 : local_rank();
   const int ranks = std::max(ranks_on_node(), local + 1);
-  const char* reason = built ? "libtorch sees no GPU (check CUDA_VISIBLE_DEVICES and the driver)"
-                             : "this align2 was built against a libtorch without CUDA (docs/gpu.md)";
+  const char* reason = !at::hasCUDA() ? "this align2 was built against a libtorch without CUDA (docs/gpu.md)"
+                       : !built      ? "this align2 was built without CUDA and NCCL (ALIGN2_WITH_CUDA, docs/gpu.md)"
+                                     : "no GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)";
   const int index = choose_device(request, gpus, local, ranks, one_gpu_per_task_from_env(read_launch_env()), reason);
   if (index < 0) return at::Device(at::kCPU);
   return at::Device(at::kCUDA, at::DeviceIndex(index));

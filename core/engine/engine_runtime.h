@@ -17,6 +17,16 @@ namespace align2 {
 // every layer, and page faults on fresh memory otherwise cost ~10% of a prefill.
 void configure_cpu_engine(int threads);
 
+// Hands the heap's free pages back to the kernel (glibc malloc_trim). configure_cpu_engine keeps
+// freed memory for reuse; call this when a model has been loaded (its conversion temporaries are
+// free) or released, so that a rank's memory is its model's, not the high-water mark of loading.
+void return_free_memory();
+
+// After a model has loaded (in `seconds`): hands the loading's temporaries back to the kernel and
+// prints one line to stderr, "align2: <what> loaded in S s (<device>)". A stage's first call includes its model's load;
+// this line says how long that part took.
+void report_loaded(const std::string& what, double seconds, at::Device device);
+
 // Threads for one rank of a job: `configured` when > 0, else this node's cores divided by
 // the ranks on it (OMPI_COMM_WORLD_LOCAL_SIZE under mpirun, SLURM_NTASKS_PER_NODE's first
 // number under srun; 1 when neither is set), at least 1.
@@ -29,8 +39,9 @@ namespace align2 {
 // The device this rank's models run on, for a `device` setting: choose_device
 // (distributed/launch.h) over the GPUs this libtorch can use (0 when it was built without
 // CUDA), this rank's local index (local_rank(): collective under MPI when no launcher
-// variable names it, so call it on every rank or on none) and ranks_on_node(). A GPU
-// becomes the current CUDA device. Throws std::runtime_error as choose_device does.
+// variable names it, so call it on every rank or on none) and ranks_on_node(). The models
+// are placed on the returned device explicitly (it does not change the current CUDA device).
+// Throws std::runtime_error as choose_device does.
 at::Device engine_device(DeviceRequest request);
 
 // Each dtype setting's run dtype on `device`: "f32", "bf16", or "auto" = bf16 on a GPU and

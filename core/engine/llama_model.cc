@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
+#include <torch/version.h>  // TORCH_VERSION_MAJOR: fused attention from libtorch 2.0
 
 #include <sys/mman.h>
 
@@ -172,11 +173,36 @@ void LlamaModel::rope(const at::Tensor& positions, at::Tensor* cos, at::Tensor* 
   *sin = emb.sin().to(dtype_);
 }
 
+namespace {
+
+// Attention of queries q [B, nh, T, hd] over keys and values [B, nkv, S, hd] (nh a multiple of
+// nkv: grouped-query heads h = kv * rep + r share kv head `kv`) under the additive mask
+// [B, 1, T, S] → [B, T, nh * hd] in `dtype`. Softmax in float32. On a GPU with libtorch 2.x,
+// ATen's fused scaled_dot_product_attention (its memory-efficient kernel: the mask is given).
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                  at::ScalarType dtype) {
+  const std::int64_t B = q.size(0), nh = q.size(1), T = q.size(2), hd = q.size(3), nkv = k.size(1),
+                     S = k.size(2), rep = nh / nkv;
+#if TORCH_VERSION_MAJOR >= 2
+  if (!q.device().is_cpu()) {
+    at::Tensor keys = rep > 1 ? k.repeat_interleave(rep, 1) : k, values = rep > 1 ? v.repeat_interleave(rep, 1) : v;
+    return at::scaled_dot_product_attention(q, keys, values, mask).transpose(1, 2).reshape({B, T, nh * hd});
+  }
+#endif
+  // Without copying K/V: the rep query heads of a kv head form one matrix of rep * T rows.
+  at::Tensor qg = q.reshape({B, nkv, rep * T, hd});
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).view({B, nkv, rep, T, S}) * (1.0 / std::sqrt(double(hd)));
+  scores = scores + mask.unsqueeze(1);
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype);
+  return at::matmul(probs.view({B, nkv, rep * T, S}), v).view({B, nh, T, hd}).transpose(1, 2).reshape({B, T, nh * hd});
+}
+
+}  // namespace
+
 at::Tensor LlamaModel::layer_forward(const Layer& L, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                      const at::Tensor& mask, KVCache* cache, std::size_t li,
                                      const at::Tensor& write_positions) const {
-  const std::int64_t B = x.size(0), T = x.size(1), nh = cfg_.num_heads, nkv = cfg_.num_kv_heads,
-                     hd = cfg_.head_dim, rep = nh / nkv;
+  const std::int64_t B = x.size(0), T = x.size(1), nh = cfg_.num_heads, nkv = cfg_.num_kv_heads, hd = cfg_.head_dim;
   at::Tensor h = rms_norm(x, L.input_norm);
   at::Tensor q = project(h, L.q, li, 0).view({B, T, nh, hd}).transpose(1, 2);
   at::Tensor k = project(h, L.k, li, 1).view({B, T, nkv, hd}).transpose(1, 2);
@@ -198,17 +224,7 @@ at::Tensor LlamaModel::layer_forward(const Layer& L, const at::Tensor& x, const 
     k_all = cache->keys[li].narrow(2, 0, S);
     v_all = cache->values[li].narrow(2, 0, S);
   }
-  const std::int64_t S = k_all.size(2);
-  // Grouped-query attention without copying K/V: heads h = kv * rep + r share kv head `kv`.
-  at::Tensor qg = q.reshape({B, nkv, rep * T, hd});
-  at::Tensor scores = at::matmul(qg, k_all.transpose(-1, -2)).view({B, nkv, rep, T, S}) *
-                      (1.0 / std::sqrt(double(hd)));
-  scores = scores + mask.unsqueeze(1);
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype_);
-  at::Tensor attn = at::matmul(probs.view({B, nkv, rep * T, S}), v_all)
-                        .view({B, nh, T, hd})
-                        .transpose(1, 2)
-                        .reshape({B, T, nh * hd});
+  at::Tensor attn = attend(q, k_all, v_all, mask, dtype_);  // [B, T, nh * hd]
   at::Tensor out = x + project(attn, L.o, li, 3);
   at::Tensor m = rms_norm(out, L.post_norm);
   return out + project(at::silu(project(m, L.gate, li, 4)) * project(m, L.up, li, 5), L.down, li, 6);

@@ -98,11 +98,19 @@ LlmRewriter::~LlmRewriter() = default;
 bool LlmRewriter::uses_images() const { return spec_.has_vision && spec_.has_projector; }
 
 LlavaModel& LlmRewriter::model() const {
-  if (!model_) model_ = std::make_unique<LlavaModel>(spec_, dtype_, device_);
+  if (!model_) {
+    const auto start = std::chrono::steady_clock::now();
+    model_ = std::make_unique<LlavaModel>(spec_, dtype_, device_);
+    report_loaded("the rewrite model " + spec_.dir,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), device_);
+  }
   return *model_;
 }
 
-void LlmRewriter::release() { model_.reset(); }
+void LlmRewriter::release() {
+  model_.reset();
+  return_free_memory();
+}
 
 at::Tensor LlmRewriter::features(const Sample& s) const {
   if (s.image.empty() || !uses_images()) return at::Tensor();

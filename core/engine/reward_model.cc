@@ -130,9 +130,13 @@ at::Tensor RewardModel::merge_lora(const std::string& dir) {
     if (!adapter.has(a_name) && !adapter.has(b_name)) continue;  // module not targeted
     at::Tensor& w = llm.weight(canonical);
     const std::int64_t out = w.size(0), in = w.size(1), rank = std::int64_t(r);
-    at::Tensor A = load_tensor(adapter, a_name, {rank, in}, at::kFloat);
-    at::Tensor B = load_tensor(adapter, b_name, {out, rank}, at::kFloat);
-    w = (w.to(at::kFloat) + scale * at::matmul(B, A).to(w.device())).to(w.scalar_type());
+    at::Tensor A = load_tensor(adapter, a_name, {rank, in}, at::kFloat).to(w.device());
+    at::Tensor B = load_tensor(adapter, b_name, {out, rank}, at::kFloat).to(w.device());
+    // W + scale * B @ A in float32, rounded once to W's dtype, written into W's own storage: one
+    // [out, in] float32 temporary, and no new weight allocated (the heap does not fragment).
+    at::Tensor merged = at::matmul(B, A);  // [out, in] float32, on W's device
+    merged.mul_(scale).add_(w);
+    w.copy_(merged);
     used.insert(a_name);
     used.insert(b_name);
   }

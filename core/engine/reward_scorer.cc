@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+
 #include "core/model/image_preprocess.h"
 #include "core/model/memory_estimate.h"
 #include "core/model/model_fingerprint.h"
@@ -12,6 +14,10 @@
 
 namespace align2 {
 namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 ScoreFailure failure(std::size_t i, const Sample& s, const ImageError& e) {
   return {i, Reason::bad_image,
@@ -69,7 +75,10 @@ RewardScorer::RewardScorer(const std::string& question_model, const std::string&
 RewardModel& RewardScorer::question_model() {
   if (!question_) {
     answer_.reset();  // first free, then load: one model's memory at a time
+    return_free_memory();
+    const auto start = std::chrono::steady_clock::now();
     question_ = std::make_unique<RewardModel>(question_dir_, dtype_, device_);
+    report_loaded("the question reward model " + question_dir_, seconds_since(start), device_);
   }
   return *question_;
 }
@@ -77,7 +86,10 @@ RewardModel& RewardScorer::question_model() {
 RewardModel& RewardScorer::answer_model() {
   if (!answer_) {
     question_.reset();
+    return_free_memory();
+    const auto start = std::chrono::steady_clock::now();
     answer_ = std::make_unique<RewardModel>(answer_dir_, dtype_, device_);
+    report_loaded("the answer reward model " + answer_dir_, seconds_since(start), device_);
   }
   return *answer_;
 }
@@ -85,6 +97,7 @@ RewardModel& RewardScorer::answer_model() {
 void RewardScorer::release() {
   question_.reset();
   answer_.reset();
+  return_free_memory();
 }
 
 std::vector<float> RewardScorer::score_texts(const RewardModel& model, const std::vector<RewardInput>& texts) const {

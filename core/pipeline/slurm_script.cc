@@ -65,7 +65,7 @@ std::string slurm_script(const SlurmScriptOptions& o) {
   s += "# align2 curate as a Slurm batch job, written by `align2 slurm-script`. Submit: sbatch FILE\n";
   s += "# " + std::to_string(o.nodes) + " node(s) x " + std::to_string(per_node) + " rank(s) = " +
        std::to_string(o.nodes * per_node) + " MPI ranks" +
-       (gpus ? ", one GPU reserved for each (the engine does not use GPUs yet: not yet built or verified on GPU).\n"
+       (gpus ? ", one GPU reserved for each (each rank runs its models on its GPU with a CUDA libtorch, device auto; not yet verified on GPU).\n"
              : ", CPU only.\n");
   s += "# Submitting it again, or a requeue (preemption, node failure, the time limit), resumes:\n";
   s += "# curate commits chunks under output_dir/work and reuses them (docs/slurm.md).\n";
