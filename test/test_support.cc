@@ -111,7 +111,7 @@ std::size_t chunks_in(const std::string& dir) {
   std::error_code ec;
   std::size_t n = 0;
   for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
-    n += it->is_regular_file() && it->path().extension() == ".h5";
+    n += it->is_regular_file() && it->path().extension() == ".h5" && fs::exists(it->path().string() + ".sha256");
   return n;
 }
 

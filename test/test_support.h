@@ -41,7 +41,9 @@ void write_file(const std::string& path, const std::string& content);
 // job, not mpirun).
 std::vector<pid_t> ranks_running(const std::string& needle);
 
-// Committed chunk files (*.h5) directly in `dir` (not the claims folder, not temporaries).
+// Committed chunk files directly in `dir` (not the claims folder, not temporaries): *.h5 files
+// with their .sha256 checksum beside. A chunk is committed once its checksum is written
+// (core/store/work_dir.cc): a disk that fills between the two leaves an .h5 that is not.
 std::size_t chunks_in(const std::string& dir);
 
 // The kill -9 of one rank of a frozen job: `ranks` were stopped with SIGSTOP (so that nothing
