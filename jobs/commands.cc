@@ -23,9 +23,10 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"curate", "--config job.json [--set key=value ...] [--force]",
        "run the Align2LLaVA cascade over a pool (alone, or under mpirun / srun)",
-       "Rank 0 indexes the pool and every rank scores its cost-balanced share. Stage 1 keeps the\n"
-       "top alpha of each subset by the question reward model (one sample per image), stage 2\n"
-       "re-shards the survivors and keeps the top beta by the mean answer-model score over turns.\n"
+       "Every rank indexes its share of the pool (rank 0 joins the parts) and scores its\n"
+       "cost-balanced share. Stage 1 keeps the top alpha of each subset by the question reward\n"
+       "model (one sample per image), stage 2 re-shards the survivors and keeps the top beta by\n"
+       "the mean answer-model score over turns.\n"
        "Stage 3 (rewrite: true, the default) has the inner LLM rewrite every turn of the curated\n"
        "samples and review original against rewrite, keeping the better (docs/rewrite.md).\n"
        "Scores travel between ranks so every rank computes the same thresholds; each rank writes\n"
@@ -80,7 +81,7 @@ const std::vector<Command>& commands() {
        "Runs curate's stage 3, LLM characteristic alignment (docs/rewrite.md), over every valid\n"
        "record of POOL, with no reward models and no selection: the model rewrites each (question,\n"
        "answer) turn in its own words, reviews original against rewrite in both orders and keeps\n"
-       "the better one. Alone or under mpirun / srun, like curate: rank 0 indexes the pool, every\n"
+       "the better one. Alone or under mpirun / srun, like curate: the ranks index the pool, every\n"
        "rank rewrites its cost-balanced share in fixed groups of rewrite_batch consecutive records,\n"
        "and rank 0 merges the shards into DIR:\n"
        "  curated.json  every valid record in pool order, each with its kept rewrites applied\n"

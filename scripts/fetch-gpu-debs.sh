@@ -57,6 +57,7 @@ packages=(
   libldap-2.5-0 libsasl2-2 libgnutls30 libp11-kit0 libtasn1-6
   libnettle8 libhogweed6 libgmp10 libffi8 libssl3          # libhdf5 links libcurl (ROS3 driver)
   libfmt-dev libfmt9 nlohmann-json3-dev libgtest-dev ninja-build
+  libssl-dev libsimdjson-dev libsimdjson14                 # SHA-256 (libcrypto), record parsing
 )
 if [ "$cmake" = 1 ]; then
   packages+=(cmake cmake-data libarchive13 libjsoncpp25 librhash0 libuv1 libexpat1 libxml2 libicu72

@@ -9,6 +9,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   nlohmann-json3-dev libfmt-dev libgtest-dev libstb-dev libjpeg-dev libwebp-dev
+  libssl-dev libsimdjson-dev
   libsentencepiece-dev
   clang libclang-rt-14-dev
   python3 python3-h5py python3-numpy python3-pil

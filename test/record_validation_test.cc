@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/data/corpus_index.h"
@@ -308,6 +309,91 @@ TEST(Validation, CrlfLineExactlyAtTheBoundIsKept) {
   EXPECT_EQ(index.entries[1].reason, Reason::record_too_large);
   CorpusReader reader(index);
   EXPECT_EQ(reader.read_one(0).raw, rec);
+}
+
+// validate_record reads records that keep every rule with simdjson and must give exactly what
+// the nlohmann reader gives: the same fields, turns, canonical bytes (hence keys) and, for the
+// records it hands over, the same verdict and message.
+TEST(Validation, FastReaderEqualsTheNlohmannReference) {
+  const std::string turns = kGoodTurns;
+  std::vector<std::string> records = {
+      conv("\"a1\"", R"(, "image": "cat.jpg")", turns),
+      conv("42", R"(, "image": "cat.jpg")", turns),
+      conv("-42", R"(, "image": "cat.jpg")", turns),
+      conv("18446744073709551615", R"(, "image": "cat.jpg")", turns),      // uint64 max
+      conv("18446744073709551616", R"(, "image": "cat.jpg")", turns),      // beyond: a double
+      conv("1.5", R"(, "image": "cat.jpg")", turns),
+      conv("-0", R"(, "image": "cat.jpg")", turns),
+      conv("true", R"(, "image": "cat.jpg")", turns),
+      conv("\"a\"", R"(, "image": null)", R"({"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Yo."})"),
+      conv("\"a\"", R"(, "image": 3)", turns),
+      conv("\"a\"", "", turns),                                           // a tag without image
+      conv("\"a\"", R"(, "image": "cat.jpg", "type": "conv")", turns),
+      conv("\"a\"", R"(, "image": "cat.jpg", "type": "")", turns),
+      conv("\"a\"", R"(, "image": "cat.jpg", "type": 7)", turns),
+      // keys to sort (non-ASCII and escaped ones), escapes of every kind, numbers in the content
+      R"({"zeta": [1, -2, 18446744073709551615, true, false, null, {}, []], "id": "k", "Éclair": "\u00e9\t\u0001\u007f\"\\\/",)"
+      R"( "\u0061lpha": {"b": 1, "a": [{"y": 2, "x": 3}]}, "conversations": [{"value": "Q \ud83d\ude00", "from": "human"},)"
+      R"( {"from": "gpt", "value": "A\r\n\b\f"}]})",
+      R"({"id": "f", "score": 0.5, "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]})",
+      R"({"id": "e", "score": 1e3, "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]})",
+      R"({"id": "d", "id": "d2", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]})",
+      R"({"id": "d", "conversations": [{"from": "human", "from": "gpt", "value": "Q"}, {"from": "gpt", "value": "A"}]})",
+      R"({"id": "d", "x": {"a": 1, "\u0061": 2}, "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]})",
+      R"({"id": "s", "conversations": [{"from": "human", "value": "lone \ud800"}, {"from": "gpt", "value": "A"}]})",
+      R"({"id": "i", "instruction": "What?", "output": "That."})",
+      R"({"id": "i", "instruction": "What?"})",
+      R"({"id": "i", "instruction": "What?", "output": 3})",
+      R"({"id": "o", "conversations": [{"from": "human", "value": "Q"}]})",
+      R"({"id": "o", "conversations": []})",
+      R"({"id": "o", "conversations": {}})",
+      R"({"id": "o", "conversations": [{"from": "gpt", "value": "A"}, {"from": "human", "value": "Q"}]})",
+      R"({"id": "o", "conversations": [{"from": "human", "value": "Q"}, "A"]})",
+      R"({"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]})",
+      R"(  {"id": "w", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]}  )",
+      R"({"id": "t", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]} x)",
+      "\xEF\xBB\xBF" R"({"id": "b", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]})",
+      "{\"id\": \"c\", \"conversations\": [{\"from\": \"human\", \"value\": \"Q\tA\"}, "  // a raw tab in a string
+      "{\"from\": \"gpt\", \"value\": \"A\"}]}",
+      "[1, 2]", "\"text\"", "", "{", "{}",
+      std::string(2000, '[') + std::string(2000, ']'),
+      "{\"id\": \"n\", \"x\": " + std::string(1500, '[') + std::string(1500, ']') +
+          R"(, "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]})",
+  };
+  // The bundled real records, as written and re-dumped with other spacing and escaping.
+  std::ifstream in(std::string(ALIGN2_SOURCE_DIR) + "/examples/demo/data/llava_instruct_60.json");
+  for (const nlohmann::json& r : nlohmann::json::parse(in)) {
+    records.push_back(r.dump());
+    records.push_back(r.dump(2));
+    records.push_back(r.dump(-1, ' ', /*ensure_ascii=*/true));
+  }
+  for (bool open_question : {false, true}) {
+    ValidationOptions options;
+    options.subset_field = "type";
+    options.accept_open_question = open_question;
+    std::size_t valid = 0;
+    for (const std::string& raw : records) {
+      RecordOrigin origin{"pool.jsonl", 3, 4, ""};
+      ValidatedRecord fast = validate_record(raw, origin, options, raw.size());
+      ValidatedRecord ref = validate_record_reference(raw, origin, options, raw.size());
+      SCOPED_TRACE(raw.substr(0, 200));
+      EXPECT_EQ(fast.sample.status, ref.sample.status);
+      EXPECT_EQ(fast.sample.reason, ref.sample.reason);
+      EXPECT_EQ(fast.sample.message, ref.sample.message);
+      EXPECT_EQ(fast.sample.id, ref.sample.id);
+      EXPECT_EQ(fast.sample.image, ref.sample.image);
+      EXPECT_EQ(fast.sample.subset, ref.sample.subset);
+      EXPECT_EQ(fast.has_image, ref.has_image);
+      EXPECT_EQ(fast.canonical, ref.canonical);
+      ASSERT_EQ(fast.sample.turns.size(), ref.sample.turns.size());
+      for (std::size_t t = 0; t < ref.sample.turns.size(); ++t) {
+        EXPECT_EQ(fast.sample.turns[t].question, ref.sample.turns[t].question);
+        EXPECT_EQ(fast.sample.turns[t].answer, ref.sample.turns[t].answer);
+      }
+      valid += ref.sample.status == Status::valid;
+    }
+    EXPECT_GE(valid, 180u);  // the comparison covers the common case, not only failures
+  }
 }
 
 }  // namespace

@@ -7,7 +7,7 @@
 
 #include "core/util/progress.h"
 #include "core/store/work_dir.h"
-#include "kernels/sha256.h"
+#include "core/util/digest.h"
 #include "test/test_support.h"
 
 namespace align2 {
@@ -59,17 +59,6 @@ TEST(WorkDir, RunManifestRefusesAnotherRunAndForceStartsOver) {
   EXPECT_TRUE(claim_chunk(dir, "select_answers", "a1", {0, 4}));
   test::write_file(dir + "/run.json", "not json");
   EXPECT_THROW(open_run(dir, {"cfg-b", "pool-b"}, false), std::runtime_error);
-}
-
-std::string sha256_hex(const std::string& bytes) {
-  Sha256State h;
-  sha256_init(&h);
-  sha256_update(&h, bytes.data(), bytes.size());
-  std::uint8_t d[32];
-  sha256_final(&h, d);
-  std::string hex;
-  for (std::uint8_t b : d) hex += "0123456789abcdef"[b >> 4], hex += "0123456789abcdef"[b & 15];
-  return hex;
 }
 
 // A chunk is reused only when its bytes match its checksum file (checked before HDF5 opens it)

@@ -3,396 +3,486 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "core/util/byte_io.h"
 #include "core/data/record_cost.h"
-#include "kernels/sha256.h"
 #include "core/util/digest.h"
 
 namespace align2 {
 namespace {
 
-constexpr std::size_t kBlock = 4u << 20;  // bytes read per fread
 constexpr std::uint32_t kIndexFormat = 1;
 
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
+// Adds the seconds from `since` to now to *sum (when sum is set); returns now.
+std::chrono::steady_clock::time_point lap(std::chrono::steady_clock::time_point since, double* sum) {
+  const auto now = std::chrono::steady_clock::now();
+  if (sum) *sum += std::chrono::duration<double>(now - since).count();
+  return now;
+}
 
-// A record's bytes as the scanner found them.
-struct RawRecord {
-  std::uint64_t offset = 0, length = 0, line = 0;
-  std::string bytes;  // empty when length > bound (not kept)
-  bool in_array = false;  // element of a JSON array (else a JSONL line)
-};
-
-// Streams one file block by block and calls `emit` for every record. JSON arrays are
-// split by tracking strings, escapes and bracket nesting; JSONL by newlines.
-class RecordScanner {
- public:
-  RecordScanner(const std::string& path, std::uint64_t keep_bound,
-                std::function<void(RawRecord&)> emit)
-      : path_(path), keep_bound_(keep_bound), emit_(std::move(emit)) {}
-
-  void run() {
-    FilePtr f(std::fopen(path_.c_str(), "rb"));
-    if (!f)
-      throw PoolFileError(path_, 0, 0, 0, fmt::format("cannot open the pool file: {}", std::strerror(errno)), false);
-    std::vector<char> block(kBlock);
-    // A whole UTF-8 byte-order mark at the very start is skipped (a partial one is data).
-    std::size_t head = std::fread(block.data(), 1, 3, f.get());
-    if (head == 3 && std::memcmp(block.data(), "\xEF\xBB\xBF", 3) == 0) {
-      pos_ = 3;
-      column_ = 4;
-    } else {
-      for (std::size_t i = 0; i < head; ++i) step(block[i]);
-    }
-    for (;;) {
-      std::size_t n = std::fread(block.data(), 1, block.size(), f.get());
-      if (n == 0) {
-        if (std::ferror(f.get()))
-          throw PoolFileError(path_, pos_, line_, column_, fmt::format("read error: {}", std::strerror(errno)), false);
-        break;
-      }
-      for (std::size_t i = 0; i < n; ++i) step(block[i]);
-    }
-    finish();
-  }
-
- private:
-  enum class State { start, array_value, array_value_or_end, in_value, after_value, array_end, jsonl };
-
-  PoolFileError error(const std::string& what) const {
-    return PoolFileError(path_, pos_, line_, column_, what);
-  }
-
-  // Keeps at most bound + 1 bytes (a JSONL line of exactly `bound` bytes plus its '\r'
-  // must survive); end_record drops the bytes of longer records.
-  void keep(char c) {
-    if (current_.length <= keep_bound_) current_.bytes.push_back(c);
-    else current_.bytes.clear();  // too large: only the length counts
-    ++current_.length;
-    last_cr_ = c == '\r';
-  }
-
-  // Removes a '\r' that ended a JSONL line (CRLF line endings).
-  void strip_cr() {
-    if (!last_cr_) return;
-    if (!current_.bytes.empty()) current_.bytes.pop_back();
-    --current_.length;
-    last_cr_ = false;
-  }
-
-  void begin_record() {
-    last_cr_ = false;
-    current_ = RawRecord{};
-    current_.offset = pos_;
-    current_.line = line_;
-  }
-
-  void end_record() {
-    if (current_.length > keep_bound_) current_.bytes.clear();
-    current_.in_array = state_ != State::jsonl;
-    emit_(current_);
-    current_ = RawRecord{};
-  }
-
-  static bool blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-  void step(char c) {
-    switch (state_) {
-      case State::start:
-        if (blank(c)) break;
-        if (c == '[') { state_ = State::array_value_or_end; break; }
-        state_ = State::jsonl;
-        begin_record();
-        step_jsonl(c);
-        advance(c);
-        return;
-      case State::jsonl:
-        step_jsonl(c);
-        break;
-      case State::array_value_or_end:
-      case State::array_value:
-        if (blank(c)) break;
-        if (c == ']' && state_ == State::array_value_or_end) { state_ = State::array_end; break; }
-        if (c == ']' || c == ',')
-          throw error(fmt::format("expected a record, found '{}'", c));
-        begin_record();
-        state_ = State::in_value;
-        in_string_ = escape_ = false;
-        closers_.clear();
-        step_value(c);
-        break;
-      case State::in_value:
-        step_value(c);
-        break;
-      case State::after_value:
-        if (blank(c)) break;
-        if (c == ',') { state_ = State::array_value; break; }
-        if (c == ']') { state_ = State::array_end; break; }
-        throw error(fmt::format("expected ',' or ']' after a record, found '{}'", printable(c)));
-      case State::array_end:
-        if (!blank(c)) throw error(fmt::format("data after the closing ']': '{}'", printable(c)));
-        break;
-    }
-    advance(c);
-  }
-
-  void step_jsonl(char c) {
-    if (c == '\n') {
-      strip_cr();
-      if (!is_blank_line()) end_record();
-      begin_record();
-      current_.offset = pos_ + 1;
-      current_.line = line_ + 1;
-      return;
-    }
-    keep(c);
-    if (!blank(c)) line_has_text_ = true;
-  }
-
-  bool is_blank_line() {
-    bool blank_line = !line_has_text_;
-    line_has_text_ = false;
-    return blank_line;
-  }
-
-  // Inside an array element: strings, escapes and bracket nesting decide where it ends.
-  void step_value(char c) {
-    if (in_string_) {
-      keep(c);
-      if (escape_) escape_ = false;
-      else if (c == '\\') escape_ = true;
-      else if (c == '"') in_string_ = false;
-      return;
-    }
-    switch (c) {
-      case '"':
-        in_string_ = true;
-        keep(c);
-        return;
-      case '{':
-      case '[':
-        closers_.push_back(c == '{' ? '}' : ']');
-        keep(c);
-        return;
-      case '}':
-      case ']':
-        if (closers_.empty()) {
-          if (c == ']' && current_.length > 0) {  // a scalar element ended by the array's end
-            end_scalar();
-            state_ = State::array_end;
-            return;
-          }
-          throw error(fmt::format("unexpected '{}'", c));
-        }
-        if (closers_.back() != c) throw error(fmt::format("expected '{}', found '{}'", closers_.back(), c));
-        closers_.pop_back();
-        keep(c);
-        if (closers_.empty()) {
-          end_record();
-          state_ = State::after_value;
-        }
-        return;
-      case ',':
-        if (closers_.empty()) {  // a scalar element ended by a comma
-          end_scalar();
-          state_ = State::array_value;
-          return;
-        }
-        keep(c);
-        return;
-      default:
-        if (closers_.empty() && blank(c)) {
-          end_scalar();
-          state_ = State::after_value;
-          return;
-        }
-        keep(c);
-    }
-  }
-
-  void end_scalar() { end_record(); }
-
-  static std::string printable(char c) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7f) return std::string(1, c);
-    return fmt::format("\\x{:02x}", u);
-  }
-
-  void advance(char c) {
-    ++pos_;
-    if (c == '\n') {
-      ++line_;
-      column_ = 1;
-    } else {
-      ++column_;
-    }
-  }
-
-  void finish() {
-    switch (state_) {
-      case State::start:
-        return;  // empty file: no records
-      case State::jsonl:
-        strip_cr();
-        if (line_has_text_) end_record();
-        return;
-      case State::array_end:
-        return;
-      case State::in_value:
-        if (closers_.empty() && !in_string_) {
-          throw error("unexpected end of file after a record: the array is not closed with ']'");
-        }
-        throw error(in_string_ ? "unexpected end of file inside a string (truncated file?)"
-                               : "unexpected end of file inside a record (truncated file?)");
-      default:
-        throw error("unexpected end of file: the array is not closed with ']' (truncated file?)");
-    }
-  }
-
-  std::string path_;
-  std::uint64_t keep_bound_;
-  std::function<void(RawRecord&)> emit_;
-  State state_ = State::start;
-  bool in_string_ = false, escape_ = false, line_has_text_ = false, last_cr_ = false;
-  std::string closers_;
-  RawRecord current_;
-  std::uint64_t pos_ = 0, line_ = 1, column_ = 1;
+// Where a JSON array's element that does not parse fails: the byte at which nlohmann's parser
+// stopped, its line and column, and validation's reason (from its `message`).
+struct NotJsonAt {
+  std::uint64_t offset = 0, line = 0, column = 0;
+  std::string reason;
 };
 
-// Line and column (1-based) of byte `offset` of a file; for error messages only.
-void locate(const std::string& path, std::uint64_t offset, std::uint64_t* line, std::uint64_t* column) {
-  *line = 1;
-  *column = 1;
-  FilePtr f(std::fopen(path.c_str(), "rb"));
-  if (!f) return;
-  std::vector<char> block(kBlock);
-  std::uint64_t pos = 0;
-  while (pos < offset) {
-    std::size_t n = std::fread(block.data(), 1, std::min<std::uint64_t>(block.size(), offset - pos), f.get());
-    if (n == 0) return;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (block[i] == '\n') { ++*line; *column = 1; }
-      else ++*column;
-    }
-    pos += n;
+NotJsonAt not_json_at(const std::string& path, const RawRecord& raw, const std::string& message) {
+  NotJsonAt at;
+  at.offset = raw.offset;
+  try {
+    nlohmann::json parsed = nlohmann::json::parse(raw.bytes);  // throws: validation saw it fail
+  } catch (const nlohmann::json::parse_error& e) {
+    at.offset = raw.offset + (e.byte > 0 ? e.byte - 1 : 0);
   }
+  locate(path, at.offset, &at.line, &at.column);
+  at.reason = message.substr(message.find("not JSON: ") + 10);
+  return at;
+}
+
+// The error of a JSON array whose record #index_in_file does not parse: the whole file fails.
+PoolFileError not_json_error(const std::string& path, const NotJsonAt& at, std::uint64_t index_in_file) {
+  return PoolFileError(path, at.offset, at.line, at.column,
+                       fmt::format("record #{} is not valid JSON: {}", index_in_file, at.reason));
+}
+
+// The entry of a scanned record, with its content key (a repeat's key needs the pool before
+// it) and the cost of its own verdict; `index_in_file` and raw.line as the caller counts them.
+IndexEntry record_entry(const RawRecord& raw, std::uint32_t f, std::uint64_t index_in_file, const ValidatedRecord& v,
+                        const IndexOptions& options) {
+  const Sample& s = v.sample;
+  IndexEntry e;
+  e.offset = raw.offset;
+  e.length = raw.length;
+  e.line = raw.line;
+  e.index_in_file = index_in_file;
+  e.file = f;
+  e.status = s.status;
+  e.reason = s.reason;
+  e.has_image = v.has_image;
+  std::uint64_t text_bytes = 0;
+  for (const Turn& turn : s.turns) {
+    text_bytes += turn.question.size() + turn.answer.size();
+    e.question_bytes += turn.question.size();
+  }
+  e.turns = std::uint32_t(std::min<std::size_t>(s.turns.size(), UINT32_MAX));
+  e.cost = s.status == Status::valid ? estimate_record_cost(text_bytes, e.has_image, options.image_cost) : 1;
+  return e;
 }
 
 struct KeyHash {
   std::size_t operator()(const std::string& k) const { return std::hash<std::string>()(k); }
 };
 
-}  // namespace
+// What the pool order decides: subset ids by first appearance, and repeats.
+struct PoolOrder {
+  std::unordered_map<std::string, std::uint32_t> subset_ids;
+  // content key (hex) -> (pool index of its first record, repeats so far)
+  std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>, KeyHash> seen;
 
-PoolFileError::PoolFileError(const std::string& p, std::uint64_t o, std::uint64_t l, std::uint64_t c,
-                             const std::string& what, bool syntax)
-    : std::runtime_error(syntax ? fmt::format("{}: byte {} (line {}, column {}): {}; a JSON array cannot be "
-                                              "resynchronised after a syntax error, so the whole file is refused",
-                                              p, o, l, c, what)
-                                : fmt::format("{}: {}", p, what)),
-      path(p), offset(o), line(l), column(c) {}
+  std::uint32_t subset_id(PoolIndex& index, const std::string& name) {
+    auto [it, fresh] = subset_ids.emplace(name, std::uint32_t(index.subsets.size()));
+    if (fresh) index.subsets.push_back(name);
+    return it->second;
+  }
+
+  // Entry `e` (pool index `at`, key = its content key) against the records before it: the n-th
+  // repeat of a content gets repeat n and, when valid or only missing its image, status
+  // duplicate, duplicate_of and cost 1. Returns n (0 for a first occurrence); the caller then
+  // sets the repeat's key (record_key), which needs the canonical form.
+  std::uint64_t mark_repeat(std::uint64_t at, IndexEntry& e) {
+    auto [first, unseen] = seen.emplace(to_hex(e.key, 16), std::make_pair(at, std::uint64_t(0)));
+    if (unseen) return 0;
+    e.repeat = ++first->second.second;
+    if (e.status == Status::valid || e.status == Status::missing_image) {
+      e.status = Status::duplicate;
+      e.reason = Reason::duplicate;
+      e.duplicate_of = first->second.first;
+      e.cost = 1;
+    }
+    return e.repeat;
+  }
+};
+
+// Indexes file `f` whole, in order, into `index` (build_index's pass over one file).
+void index_file(PoolIndex& index, PoolOrder& order, std::uint32_t f, const IndexOptions& options) {
+  IndexProfile* prof = options.profile;
+  const PoolFile& file = index.files[f];
+  std::uint64_t index_in_file = 0;
+  scan_records(file.path, ScanRange{}, options.validation.max_record_bytes, [&](RawRecord& raw) {
+    RecordOrigin origin{file.path, index_in_file, raw.line, file.subset};
+    auto t = std::chrono::steady_clock::now();
+    ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length);
+    t = lap(t, prof ? &prof->validate : nullptr);
+    Sample& s = v.sample;
+    if (raw.in_array && s.reason == Reason::not_json)
+      throw not_json_error(file.path, not_json_at(file.path, raw, s.message), index_in_file);
+    IndexEntry e = record_entry(raw, f, index_in_file++, v, options);
+    e.subset = order.subset_id(index, s.subset);
+    from_hex(content_key(v.canonical), e.key, 16);  // a key is always 32 hex chars
+    t = lap(t, prof ? &prof->hash : nullptr);
+    const std::uint64_t pool_index = index.entries.size();
+    const std::uint64_t repeat = order.mark_repeat(pool_index, e);
+    t = lap(t, prof ? &prof->duplicates : nullptr);
+    if (repeat) {
+      from_hex(record_key(v.canonical, repeat), e.key, 16);
+      lap(t, prof ? &prof->hash : nullptr);
+    }
+    index.entries.push_back(e);
+    if (options.on_record) {
+      s.index = pool_index;
+      s.key = to_hex(e.key, 16);
+      if (e.status == Status::duplicate) {
+        s.status = e.status;
+        s.reason = e.reason;
+        s.message = record_message(origin, s.id, fmt::format("same content as pool record {}", e.duplicate_of));
+      }
+      options.on_record(s, e);
+    }
+  });
+}
+
+// Fingerprint: file subsets, validation settings and every entry's key and status.
+std::string pool_fingerprint(const PoolIndex& index) {
+  Sha256 h;
+  h.update(fmt::format("align2-pool-v1\n{}\n{}\n{}\n", index.options.image_root.empty() ? 0 : 1,
+                       index.options.subset_field, index.options.max_record_bytes));
+  for (const PoolFile& f : index.files) h.update(f.subset.data(), f.subset.size() + 1);
+  for (const IndexEntry& e : index.entries) {
+    h.update(e.key, 16);
+    std::uint8_t st[2] = {std::uint8_t(e.status), std::uint8_t(e.reason)};
+    h.update(st, 2);
+    const std::string& subset = index.subsets[e.subset];
+    h.update(subset.data(), subset.size() + 1);
+  }
+  return h.hex();
+}
+
+void write_entry(ByteWriter& w, const IndexEntry& e) {
+  w.u64(e.offset);
+  w.u64(e.length);
+  w.u64(e.line);
+  w.u64(e.index_in_file);
+  w.u64(e.cost);
+  w.u64(e.question_bytes);
+  w.u32(e.turns);
+  w.u64(e.duplicate_of);
+  w.u64(e.repeat);
+  w.u32(e.file);
+  w.u32(e.subset);
+  w.u8(std::uint8_t(e.status));
+  w.u8(std::uint8_t(e.reason));
+  w.u8(e.has_image ? 1 : 0);
+  w.raw(e.key, 16);
+}
+constexpr std::size_t kEntryBytes = 8 * 8 + 3 * 4 + 3 + 16;  // write_entry's bytes
+
+// Reads one entry; files and subsets bound its file and subset ids.
+IndexEntry read_entry(ByteReader& r, std::size_t files, std::size_t subsets, const char* what) {
+  IndexEntry e;
+  e.offset = r.u64();
+  e.length = r.u64();
+  e.line = r.u64();
+  e.index_in_file = r.u64();
+  e.cost = r.u64();
+  e.question_bytes = r.u64();
+  e.turns = r.u32();
+  e.duplicate_of = r.u64();
+  e.repeat = r.u64();
+  e.file = r.u32();
+  e.subset = r.u32();
+  e.status = Status(r.u8());
+  e.reason = Reason(r.u8());
+  e.has_image = r.u8() != 0;
+  r.raw(e.key, 16);
+  if (e.file >= files || e.subset >= subsets || std::uint8_t(e.status) > std::uint8_t(Status::duplicate) ||
+      std::uint8_t(e.reason) > std::uint8_t(kLastReason))
+    throw std::runtime_error(fmt::format("{}: entry out of range", what));
+  return e;
+}
+
+}  // namespace
 
 std::string PoolIndex::key(std::uint64_t i) const { return to_hex(entries[i].key, 16); }
 
 PoolIndex build_index(const std::vector<PoolFile>& files, const IndexOptions& options) {
+  IndexProfile* prof = options.profile;
+  if (prof) *prof = IndexProfile{};
+  const auto start = std::chrono::steady_clock::now();
   PoolIndex index;
   index.files = files;
   index.options = options.validation;
+  PoolOrder order;
+  for (std::uint32_t f = 0; f < files.size(); ++f) index_file(index, order, f, options);
+  index.fingerprint = pool_fingerprint(index);
+  lap(start, prof ? &prof->total : nullptr);
+  return index;
+}
+
+// --- A parallel index ------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::uint32_t kPartFormat = 1;
+constexpr std::uint64_t kUnknownSize = std::numeric_limits<std::uint64_t>::max();
+
+// How a part's scan of a segment failed.
+enum class PartError : std::uint8_t { none, file, not_json, other };
+
+// One file's share of a part: the records that start in [begin, stop).
+struct PartSegment {
+  std::uint32_t file = 0;
+  std::uint64_t begin = 0;  // 0, or where record_start_near placed it (a guess in a JSON array)
+  ScanEnd end;
+  std::vector<std::string> subsets;  // local subset ids -> names
+  std::vector<IndexEntry> entries;   // index_in_file and line counted from begin; key = content key
+  PartError error = PartError::none;
+  std::string detail;                // file: PoolFileError::detail; not_json: the parser's reason; other: what()
+  std::uint64_t offset = 0, line = 0, column = 0;  // file and not_json errors
+  std::uint64_t record = 0;          // not_json: the element's number counted from begin
+  bool syntax = false;               // file: PoolFileError::syntax
+};
+
+// Sizes of the pool files, kUnknownSize where the size cannot be had (the merge then indexes
+// the file itself, which reports why).
+std::vector<std::uint64_t> pool_file_sizes(const std::vector<PoolFile>& files) {
+  std::vector<std::uint64_t> sizes;
+  for (const PoolFile& file : files) {
+    std::error_code ec;
+    const std::uintmax_t n = std::filesystem::file_size(file.path, ec);
+    sizes.push_back(ec ? kUnknownSize : std::uint64_t(n));
+  }
+  return sizes;
+}
+
+// Scans segment `seg` (begin set) up to `stop`, filling its entries or its error.
+void scan_segment(const PoolFile& file, std::uint64_t stop, bool in_array, const IndexOptions& options,
+                  PartSegment& seg) {
+  struct NotJsonStop {};  // ends the scan at a JSON array element that does not parse
   std::unordered_map<std::string, std::uint32_t> subset_ids;
-  // content key -> (first pool index, repeats so far)
-  std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>, KeyHash> seen;
-
-  for (std::uint32_t f = 0; f < files.size(); ++f) {
-    const PoolFile& file = files[f];
-    std::uint64_t index_in_file = 0;
-    RecordScanner scanner(file.path, options.validation.max_record_bytes, [&](RawRecord& raw) {
-      RecordOrigin origin{file.path, index_in_file, raw.line, file.subset};
+  try {
+    seg.end = scan_records(file.path, ScanRange{seg.begin, in_array, stop}, options.validation.max_record_bytes,
+                           [&](RawRecord& raw) {
+      const std::uint64_t local = seg.entries.size();
+      RecordOrigin origin{file.path, local, raw.line, file.subset};
       ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length);
-      Sample& s = v.sample;
-      // In a JSON array, a record that does not parse is a syntax error of the file.
-      if (raw.in_array && s.reason == Reason::not_json) {
-        std::uint64_t at = raw.offset, line = 0, column = 0;
-        try {
-          nlohmann::json parsed = nlohmann::json::parse(raw.bytes);  // throws: validation saw it fail
-        } catch (const nlohmann::json::parse_error& e) {
-          at = raw.offset + (e.byte > 0 ? e.byte - 1 : 0);
-        }
-        locate(file.path, at, &line, &column);
-        throw PoolFileError(file.path, at, line, column,
-                            fmt::format("record #{} is not valid JSON: {}", index_in_file,
-                                        s.message.substr(s.message.find("not JSON: ") + 10)));
+      if (raw.in_array && v.sample.reason == Reason::not_json) {
+        NotJsonAt at = not_json_at(file.path, raw, v.sample.message);
+        seg.error = PartError::not_json;
+        seg.offset = at.offset, seg.line = at.line, seg.column = at.column, seg.record = local;
+        seg.detail = std::move(at.reason);
+        throw NotJsonStop{};
       }
-      IndexEntry e;
-      e.offset = raw.offset;
-      e.length = raw.length;
-      e.line = raw.line;
-      e.index_in_file = index_in_file++;
-      e.file = f;
-      e.status = s.status;
-      e.reason = s.reason;
-      e.has_image = v.has_image;
-      auto [it, fresh] = subset_ids.emplace(s.subset, std::uint32_t(index.subsets.size()));
-      if (fresh) index.subsets.push_back(s.subset);
+      IndexEntry e = record_entry(raw, seg.file, local, v, options);
+      auto [it, fresh] = subset_ids.emplace(v.sample.subset, std::uint32_t(seg.subsets.size()));
+      if (fresh) seg.subsets.push_back(v.sample.subset);
       e.subset = it->second;
-
-      std::uint64_t pool_index = index.entries.size();
-      std::string key = content_key(v.canonical);
-      auto [first, unseen] = seen.emplace(key, std::make_pair(pool_index, std::uint64_t(0)));
-      if (!unseen) {
-        std::uint64_t repeat = ++first->second.second;
-        if (s.status == Status::valid || s.status == Status::missing_image) {
-          e.status = s.status = Status::duplicate;
-          e.reason = s.reason = Reason::duplicate;
-          e.duplicate_of = first->second.first;
-          s.message = record_message(origin, s.id, fmt::format("same content as pool record {}", e.duplicate_of));
-        }
-        e.repeat = repeat;
-        key = record_key(v.canonical, repeat);
-      }
-      from_hex(key, e.key, 16);  // a key is always 32 hex chars
-
-      std::uint64_t text_bytes = 0;
-      for (const Turn& t : s.turns) {
-        text_bytes += t.question.size() + t.answer.size();
-        e.question_bytes += t.question.size();
-      }
-      e.turns = std::uint32_t(std::min<std::size_t>(s.turns.size(), UINT32_MAX));
-      e.cost = s.status == Status::valid ? estimate_record_cost(text_bytes, e.has_image, options.image_cost) : 1;
-
-      index.entries.push_back(e);
-      if (options.on_record) {
-        s.index = pool_index;
-        s.key = key;
-        options.on_record(s, e);
-      }
+      // A record over the bound is keyed by its global number: the merge keys it.
+      if (e.reason != Reason::record_too_large) from_hex(content_key(v.canonical), e.key, 16);
+      seg.entries.push_back(e);
     });
-    scanner.run();
+  } catch (const NotJsonStop&) {
+  } catch (const PoolFileError& e) {
+    seg.error = PartError::file;
+    seg.detail = e.detail, seg.syntax = e.syntax;
+    seg.offset = e.offset, seg.line = e.line, seg.column = e.column;
+  } catch (const std::exception& e) {
+    seg.error = PartError::other;
+    seg.detail = e.what();
   }
+}
 
-  // Fingerprint: file subsets, validation settings and every entry's key and status.
-  Sha256State h;
-  sha256_init(&h);
-  std::string head = fmt::format("align2-pool-v1\n{}\n{}\n{}\n", index.options.image_root.empty() ? 0 : 1,
-                                 index.options.subset_field, index.options.max_record_bytes);
-  sha256_update(&h, head.data(), head.size());
-  for (const PoolFile& f : files) sha256_update(&h, f.subset.data(), f.subset.size() + 1);
-  for (const IndexEntry& e : index.entries) {
-    sha256_update(&h, e.key, 16);
-    std::uint8_t st[2] = {std::uint8_t(e.status), std::uint8_t(e.reason)};
-    sha256_update(&h, st, 2);
-    const std::string& subset = index.subsets[e.subset];
-    sha256_update(&h, subset.data(), subset.size() + 1);
+// The segments of part `part` of `parts`: its equal share of the pool's bytes (the files
+// end to end), each file's piece moved to record starts.
+std::vector<PartSegment> part_segments(const std::vector<PoolFile>& files, const IndexOptions& options, int part,
+                                       int parts) {
+  const std::vector<std::uint64_t> sizes = pool_file_sizes(files);
+  std::uint64_t total = 0;
+  for (std::uint64_t n : sizes)
+    if (n != kUnknownSize) total += n;
+  const auto share = [&](int p) { return std::uint64_t((unsigned __int128)total * unsigned(p) / unsigned(parts)); };
+  const std::uint64_t from = share(part), to = share(part + 1);
+  std::vector<PartSegment> segments;
+  std::uint64_t at = 0;  // where file f starts, the files end to end
+  for (std::uint32_t f = 0; f < files.size(); ++f) {
+    if (sizes[f] == kUnknownSize || sizes[f] == 0) continue;  // the merge indexes these itself
+    const std::uint64_t size = sizes[f], lo = std::max(from, at), hi = std::min(to, at + size);
+    at += size;
+    if (lo >= hi) continue;
+    PartSegment seg;
+    seg.file = f;
+    try {
+      const bool mid = lo > at - size || hi < at;
+      const bool in_array = mid && pool_file_is_array(files[f].path);
+      seg.begin = lo == at - size ? 0 : record_start_near(files[f].path, lo - (at - size), in_array);
+      const std::uint64_t stop = hi == at ? std::numeric_limits<std::uint64_t>::max()
+                                          : record_start_near(files[f].path, hi - (at - size), in_array);
+      if (seg.begin < size) scan_segment(files[f], stop, in_array, options, seg);
+    } catch (const PoolFileError& e) {
+      seg.error = PartError::file;
+      seg.detail = e.detail, seg.syntax = e.syntax;
+      seg.offset = e.offset, seg.line = e.line, seg.column = e.column;
+    }
+    segments.push_back(std::move(seg));
   }
-  index.fingerprint = sha256_hex(&h);
+  return segments;
+}
+
+std::vector<std::uint8_t> serialize_part(const std::vector<PartSegment>& segments) {
+  ByteWriter w;
+  w.u32(kPartFormat);
+  w.u64(segments.size());
+  for (const PartSegment& s : segments) {
+    w.u32(s.file);
+    w.u64(s.begin);
+    w.u8(s.end.stopped ? 1 : 0);
+    w.u64(s.end.stopped_at);
+    w.u64(s.end.newlines);
+    w.u8(std::uint8_t(s.error));
+    w.str(s.detail);
+    w.u64(s.offset);
+    w.u64(s.line);
+    w.u64(s.column);
+    w.u64(s.record);
+    w.u8(s.syntax ? 1 : 0);
+    w.u64(s.subsets.size());
+    for (const std::string& name : s.subsets) w.str(name);
+    w.u64(s.entries.size());
+    for (const IndexEntry& e : s.entries) write_entry(w, e);
+  }
+  return std::move(w.bytes);
+}
+
+std::vector<PartSegment> deserialize_part(const std::vector<std::uint8_t>& bytes, std::size_t files) {
+  ByteReader r(bytes);
+  if (r.u32() != kPartFormat) throw std::runtime_error("pool index part: unknown format version");
+  const std::uint64_t n = r.u64();
+  if (n > files) throw std::runtime_error("pool index part: more segments than files");
+  std::vector<PartSegment> segments(n);
+  for (PartSegment& s : segments) {
+    s.file = r.u32();
+    s.begin = r.u64();
+    s.end.stopped = r.u8() != 0;
+    s.end.stopped_at = r.u64();
+    s.end.newlines = r.u64();
+    const std::uint8_t error = r.u8();
+    if (s.file >= files || error > std::uint8_t(PartError::other))
+      throw std::runtime_error("pool index part: segment out of range");
+    s.error = PartError(error);
+    s.detail = r.str();
+    s.offset = r.u64();
+    s.line = r.u64();
+    s.column = r.u64();
+    s.record = r.u64();
+    s.syntax = r.u8() != 0;
+    const std::uint64_t subsets = r.u64();
+    if (subsets > bytes.size()) throw std::runtime_error("pool index part: truncated");
+    for (std::uint64_t i = 0; i < subsets; ++i) s.subsets.push_back(r.str());
+    const std::uint64_t entries = r.u64();
+    if (entries > (bytes.size() - r.pos) / kEntryBytes) throw std::runtime_error("pool index part: truncated");
+    s.entries.reserve(entries);
+    for (std::uint64_t i = 0; i < entries; ++i) s.entries.push_back(read_entry(r, files, s.subsets.size(), "pool index part"));
+  }
+  if (!r.done()) throw std::runtime_error("pool index part: trailing bytes");
+  return segments;
+}
+
+// Whether a file's segments tile it as one scan would read it: each begins where the one before
+// stopped (a JSON array's guessed begin confirmed), the last reaches the end. Throws the
+// file's error when a segment that begins in the right place failed.
+bool segments_tile(const PoolFile& file, const std::vector<const PartSegment*>& segs, std::uint64_t base_index) {
+  std::uint64_t expected = 0, records = base_index, size = kUnknownSize;
+  std::error_code ec;
+  size = std::filesystem::file_size(file.path, ec);
+  if (ec) return false;
+  for (const PartSegment* s : segs) {
+    if (s->begin != expected) return false;
+    switch (s->error) {
+      case PartError::none: break;
+      case PartError::file: throw PoolFileError(file.path, s->offset, s->line, s->column, s->detail, s->syntax);
+      case PartError::not_json:
+        throw not_json_error(file.path, NotJsonAt{s->offset, s->line, s->column, s->detail}, records + s->record);
+      case PartError::other: throw std::runtime_error(fmt::format("{}: {}", file.path, s->detail));
+    }
+    records += s->entries.size();
+    expected = s->end.stopped ? s->end.stopped_at : size;
+  }
+  return expected == size;
+}
+
+// The repeat key of entry `e`: its record read again for its canonical form.
+void set_repeat_key(const PoolFile& file, const ValidationOptions& validation, IndexEntry& e) {
+  std::FILE* f = std::fopen(file.path.c_str(), "rb");
+  std::string bytes(e.length, '\0');
+  const bool ok = f && fseeko(f, off_t(e.offset), SEEK_SET) == 0 && std::fread(bytes.data(), 1, e.length, f) == e.length;
+  if (f) std::fclose(f);
+  if (!ok) throw PoolFileError(file.path, e.offset, e.line, 0, "cannot read a record again (changed while indexed?)", false);
+  RecordOrigin origin{file.path, e.index_in_file, e.line, file.subset};
+  from_hex(record_key(validate_record(bytes, origin, validation, e.length).canonical, e.repeat), e.key, 16);
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> index_pool_part(const std::vector<PoolFile>& files, const IndexOptions& options, int part,
+                                          int parts) {
+  if (parts < 1 || part < 0 || part >= parts) throw std::invalid_argument("index_pool_part: part out of range");
+  std::vector<PartSegment> segments;
+  try {
+    segments = part_segments(files, options, part, parts);
+  } catch (const std::exception& e) {  // e.g. out of memory: the merge names it
+    PartSegment failed;
+    failed.error = PartError::other;
+    failed.detail = e.what();
+    segments.assign(1, std::move(failed));
+  }
+  return serialize_part(segments);
+}
+
+PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOptions& options,
+                           const std::vector<std::vector<std::uint8_t>>& parts) {
+  std::vector<std::vector<PartSegment>> all;
+  for (const std::vector<std::uint8_t>& bytes : parts) all.push_back(deserialize_part(bytes, std::max<std::size_t>(files.size(), 1)));
+  PoolIndex index;
+  index.files = files;
+  index.options = options.validation;
+  PoolOrder order;
+  IndexOptions whole = options;
+  whole.profile = nullptr;
+  whole.on_record = nullptr;
+  for (std::uint32_t f = 0; f < files.size(); ++f) {
+    std::vector<const PartSegment*> segs;  // file f's segments, in part order
+    for (const std::vector<PartSegment>& part : all)
+      for (const PartSegment& s : part)
+        if (s.file == f) segs.push_back(&s);
+    if (segs.empty() || !segments_tile(files[f], segs, 0)) {  // indexed here, in one pass
+      index_file(index, order, f, whole);
+      continue;
+    }
+    std::uint64_t base_index = 0, base_line = 1;
+    for (const PartSegment* s : segs) {
+      for (IndexEntry e : s->entries) {
+        e.index_in_file += base_index;
+        e.line += base_line - 1;
+        e.subset = order.subset_id(index, s->subsets[e.subset]);
+        if (e.reason == Reason::record_too_large)
+          from_hex(content_key(fmt::format("align2-too-large-v1\n{}\n{}\n{}", files[f].path, e.index_in_file, e.length)),
+                   e.key, 16);
+        if (order.mark_repeat(index.entries.size(), e)) set_repeat_key(files[f], options.validation, e);
+        index.entries.push_back(e);
+      }
+      base_index += s->entries.size();
+      base_line += s->end.newlines;
+    }
+  }
+  index.fingerprint = pool_fingerprint(index);
   return index;
 }
 
@@ -420,23 +510,7 @@ std::vector<std::uint8_t> serialize_index(const PoolIndex& index) {
   w.u64(index.options.max_record_bytes);
   w.str(index.fingerprint);
   w.u64(index.entries.size());
-  for (const IndexEntry& e : index.entries) {
-    w.u64(e.offset);
-    w.u64(e.length);
-    w.u64(e.line);
-    w.u64(e.index_in_file);
-    w.u64(e.cost);
-    w.u64(e.question_bytes);
-    w.u32(e.turns);
-    w.u64(e.duplicate_of);
-    w.u64(e.repeat);
-    w.u32(e.file);
-    w.u32(e.subset);
-    w.u8(std::uint8_t(e.status));
-    w.u8(std::uint8_t(e.reason));
-    w.u8(e.has_image ? 1 : 0);
-    w.raw(e.key, 16);
-  }
+  for (const IndexEntry& e : index.entries) write_entry(w, e);
   return std::move(w.bytes);
 }
 
@@ -458,30 +532,10 @@ PoolIndex deserialize_index(const std::vector<std::uint8_t>& bytes) {
   index.options.max_record_bytes = r.u64();
   index.fingerprint = r.str();
   std::uint64_t n = r.u64();
-  constexpr std::size_t kEntryBytes = 8 * 8 + 3 * 4 + 3 + 16;
   if (n > (bytes.size() - r.pos) / kEntryBytes) throw std::runtime_error("pool index message: truncated");
-  index.entries.resize(n);
-  for (IndexEntry& e : index.entries) {
-    e.offset = r.u64();
-    e.length = r.u64();
-    e.line = r.u64();
-    e.index_in_file = r.u64();
-    e.cost = r.u64();
-    e.question_bytes = r.u64();
-    e.turns = r.u32();
-    e.duplicate_of = r.u64();
-    e.repeat = r.u64();
-    e.file = r.u32();
-    e.subset = r.u32();
-    e.status = Status(r.u8());
-    e.reason = Reason(r.u8());
-    e.has_image = r.u8() != 0;
-    r.raw(e.key, 16);
-    if (e.file >= index.files.size() || e.subset >= index.subsets.size() ||
-        std::uint8_t(e.status) > std::uint8_t(Status::duplicate) ||
-        std::uint8_t(e.reason) > std::uint8_t(kLastReason))
-      throw std::runtime_error("pool index message: entry out of range");
-  }
+  index.entries.reserve(n);
+  for (std::uint64_t i = 0; i < n; ++i)
+    index.entries.push_back(read_entry(r, index.files.size(), index.subsets.size(), "pool index message"));
   if (!r.done()) throw std::runtime_error("pool index message: trailing bytes");
   return index;
 }

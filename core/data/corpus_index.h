@@ -1,6 +1,7 @@
 // The pool index: one streaming pass over the pool files that finds every record's
 // byte range, validates it, gives it a stable key, marks duplicates and estimates its
-// cost. Rank 0 builds it; every rank receives it (serialize/deserialize) and reads
+// cost. The ranks build it in parts (index_pool_part, merge_pool_parts below) or one
+// process alone (build_index); every rank receives it (serialize/deserialize) and reads
 // only its own record ranges (corpus_reader.h). The whole file never sits in memory:
 // files are read in blocks and one record at a time is parsed.
 //
@@ -23,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "core/data/record_scanner.h"
 #include "core/data/record_validation.h"
 #include "core/data/sample.h"
 
@@ -61,13 +63,14 @@ struct PoolIndex {
   std::string key(std::uint64_t i) const;  // 32 hex chars
 };
 
-// A JSON array file that cannot be read on (syntax error, truncation, I/O error).
-struct PoolFileError : std::runtime_error {
-  // `syntax`: a JSON syntax error (the message then says the file is refused as a whole).
-  PoolFileError(const std::string& path, std::uint64_t offset, std::uint64_t line, std::uint64_t column,
-                const std::string& what, bool syntax = true);
-  std::string path;
-  std::uint64_t offset, line, column;
+// Where build_index spent its time (seconds of one thread), for bench/index_bench.
+struct IndexProfile {
+  double total = 0;       // the whole pass
+  double validate = 0;    // validate_record: UTF-8, JSON parse, rules, canonical form
+  double hash = 0;        // SHA-256 keys (content_key / record_key)
+  double duplicates = 0;  // the content-key table
+  // The rest (total less the above): reading, splitting records, entries, the fingerprint.
+  double scan() const { return total - validate - hash - duplicates; }
 };
 
 struct IndexOptions {
@@ -75,10 +78,25 @@ struct IndexOptions {
   std::uint64_t image_cost = 576;  // tokens an image adds (CLIP ViT-L/14-336: 24x24 patches)
   // Called once per record, in pool order, after validation and duplicate marking.
   std::function<void(const Sample&, const IndexEntry&)> on_record;
+  IndexProfile* profile = nullptr;  // filled when set
 };
 
 // One pass over all files. Throws PoolFileError for an unreadable file.
 PoolIndex build_index(const std::vector<PoolFile>& files, const IndexOptions& options);
+
+// A parallel index. Part p of n (index_pool_part, on rank p) indexes the records that start in
+// the p-th n-th of the pool's bytes (the files end to end): a JSONL piece begins at a line start,
+// a JSON array's piece at a record start found by a structural scan (a guess, confirmed when the
+// piece before it stops exactly there). merge_pool_parts (on one rank) joins the parts in order
+// and decides what needs the whole pool (repeats and their keys, subset ids, line numbers), and
+// gives the index build_index gives, byte for byte, for any number of parts. A file whose pieces
+// do not join up (a wrong guess) or that no part could size is indexed by the merge itself, in
+// one pass. Pool errors reach the merge inside the parts: it throws what build_index would.
+// on_record and profile are not used. The part's bytes are for Comm::gatherv.
+std::vector<std::uint8_t> index_pool_part(const std::vector<PoolFile>& files, const IndexOptions& options, int part,
+                                          int parts);
+PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOptions& options,
+                           const std::vector<std::vector<std::uint8_t>>& parts);
 
 // Portable byte form (little-endian, versioned) for Comm::broadcast.
 std::vector<std::uint8_t> serialize_index(const PoolIndex& index);

@@ -4,10 +4,18 @@
 #include <sys/stat.h>
 
 #include <climits>
+#include <cstring>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
-#include "kernels/sha256.h"
+#include <algorithm>
+#include <iterator>
+#include <vector>
+
 #include "core/util/digest.h"
 #include "core/data/record_text.h"
 
@@ -169,53 +177,39 @@ Reason check_image_path(const std::string& image, const std::string& image_root,
   return Reason::none;
 }
 
-ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin,
-                                const ValidationOptions& options, std::uint64_t raw_length) {
-  ValidatedRecord out;
-  Sample& s = out.sample;
-  s.raw = std::string(raw);
-  s.subset = origin.file_subset.empty() ? "all" : origin.file_subset;
-  // Until the content is known, invalid records are keyed by their bytes.
-  out.canonical = "align2-raw-v1\n" + std::string(raw);
+namespace {
 
-  if (raw_length > options.max_record_bytes) {
-    out.canonical = fmt::format("align2-too-large-v1\n{}\n{}\n{}", origin.file, origin.index_in_file, raw_length);
-    fail(out, origin, Status::invalid, Reason::record_too_large,
-         fmt::format("record is {} bytes, above the bound of {} (max_record_bytes)", raw_length,
-                     options.max_record_bytes));
-    return out;
-  }
-  std::uint64_t bad = 0;
-  if (!is_valid_utf8(raw, &bad)) {
-    fail(out, origin, Status::invalid, Reason::invalid_utf8,
-         fmt::format("invalid UTF-8 at byte {} of the record", bad));
-    return out;
-  }
+// Reads the record with nlohmann::json and applies every rule up to the content key: true with
+// the sample's fields and out.canonical filled, or false with the failed rule in `out`. The
+// reference for read_record_fast, and the path that words every failure.
+bool read_record_nlohmann(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
+                          ValidatedRecord& out) {
+  Sample& s = out.sample;
   json rec;
   try {
     rec = json::parse(raw.begin(), raw.end());
   } catch (const json::parse_error& e) {
     fail(out, origin, Status::invalid, Reason::not_json, std::string("not JSON: ") + e.what());
-    return out;
+    return false;
   }
   if (!rec.is_object()) {
     fail(out, origin, Status::invalid, Reason::not_object,
          fmt::format("record is a JSON {}, expected an object", json_type(rec)));
-    return out;
+    return false;
   }
 
   // id
   auto id = rec.find("id");
   if (id == rec.end()) {
     fail(out, origin, Status::invalid, Reason::missing_field, "record has no \"id\"");
-    return out;
+    return false;
   }
   if (id->is_string()) s.id = id->get<std::string>();
   else if (id->is_number_integer() || id->is_number_unsigned()) s.id = id->dump();
   else {
     fail(out, origin, Status::invalid, Reason::wrong_type,
          fmt::format("\"id\" is {}, expected a string or an integer", json_type(*id)));
-    return out;
+    return false;
   }
 
   // image
@@ -224,7 +218,7 @@ ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin
     if (!image->is_string()) {
       fail(out, origin, Status::invalid, Reason::wrong_type,
            fmt::format("\"image\" is {}, expected a string", json_type(*image)));
-      return out;
+      return false;
     }
     s.image = image->get<std::string>();
     out.has_image = true;
@@ -238,7 +232,7 @@ ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin
         fail(out, origin, Status::invalid, Reason::wrong_type,
              fmt::format("subset field \"{}\" is {}, expected a non-empty string", options.subset_field,
                          json_type(*f)));
-        return out;
+        return false;
       }
       s.subset = f->get<std::string>();
     }
@@ -251,11 +245,11 @@ ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin
     if (!conv->is_array()) {
       fail(out, origin, Status::invalid, Reason::wrong_type,
            fmt::format("\"conversations\" is {}, expected an array", json_type(*conv)));
-      return out;
+      return false;
     }
     if (conv->empty()) {
       fail(out, origin, Status::invalid, Reason::empty_conversation, "\"conversations\" is empty");
-      return out;
+      return false;
     }
     std::string question;
     for (std::size_t t = 0; t < conv->size(); ++t) {
@@ -264,17 +258,17 @@ ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin
       if (!turn.is_object()) {
         fail(out, origin, Status::invalid, Reason::wrong_type,
              fmt::format("{} is {}, expected an object", where, json_type(turn)));
-        return out;
+        return false;
       }
       std::string from, value;
-      if (!string_field(turn, "from", where, &from, out, origin)) return out;
-      if (!string_field(turn, "value", where, &value, out, origin)) return out;
+      if (!string_field(turn, "from", where, &from, out, origin)) return false;
+      if (!string_field(turn, "value", where, &value, out, origin)) return false;
       const char* expected = t % 2 == 0 ? "human" : "gpt";
       if (from != expected) {
         fail(out, origin, Status::invalid, Reason::bad_roles,
              fmt::format("{} is from {}, expected \"{}\" (turns alternate human, gpt, starting with human)",
                          where, json(from).dump(), expected));
-        return out;
+        return false;
       }
       if (t % 2 == 0) question = std::move(value);
       else s.turns.push_back({std::move(question), std::move(value)});
@@ -286,17 +280,17 @@ ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin
            fmt::format("the conversation ends with a human turn (conversations[{}]) that has no answer",
                        conv->size() - 1));
       s.turns.clear();
-      return out;
+      return false;
     }
   } else if (rec.contains("instruction") || rec.contains("output")) {
     Turn turn;
-    if (!string_field(rec, "instruction", "record", &turn.question, out, origin)) return out;
-    if (!string_field(rec, "output", "record", &turn.answer, out, origin)) return out;
+    if (!string_field(rec, "instruction", "record", &turn.question, out, origin)) return false;
+    if (!string_field(rec, "output", "record", &turn.answer, out, origin)) return false;
     s.turns.push_back(std::move(turn));
   } else {
     fail(out, origin, Status::invalid, Reason::missing_field,
          "record has no \"conversations\" (nor \"instruction\" and \"output\")");
-    return out;
+    return false;
   }
 
   // <image> tags
@@ -308,19 +302,241 @@ ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin
                          : fmt::format("expected exactly one <image> tag, in the first human turn; found {} "
                                        "({} in the first human turn)", tags_total, tags_first));
     s.turns.clear();
-    return out;
+    return false;
   }
   if (!out.has_image && tags_total != 0) {
     fail(out, origin, Status::invalid, Reason::bad_image_tag,
          fmt::format("record has no image but {} <image> tag(s)", tags_total));
     s.turns.clear();
-    return out;
+    return false;
   }
 
   // The content key: everything but the id, keys sorted, compact.
   rec.erase("id");
   out.canonical = "align2-record-v1\n" + rec.dump();
+  return true;
+}
 
+// --- The fast reader: simdjson, for records that pass every rule --------------------------------
+
+// Appends `text` as nlohmann::json::dump writes a string (ensure_ascii off): quoted; the quote,
+// the backslash, backspace, form feed, newline, carriage return and tab escaped by a backslash
+// and a letter, the other bytes below 0x20 as \u00xx (lowercase hex); all else as is.
+// The index of the first byte in text[i, end) that a JSON string escapes, or text.size().
+std::size_t next_escaped(std::string_view text, std::size_t i) {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
+  for (; i + 16 <= text.size(); i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text.data() + i));
+    const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                     _mm_cmpeq_epi8(_mm_max_epu8(v, control), control));  // v <= 0x1F
+    if (const int bits = _mm_movemask_epi8(hit)) return i + std::size_t(__builtin_ctz(unsigned(bits)));
+  }
+#endif
+  for (; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == '"' || c == '\\') return i;
+  }
+  return text.size();
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  std::size_t done = 0;
+  for (std::size_t i = next_escaped(text, 0); i < text.size(); i = next_escaped(text, i + 1)) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    out.append(text.data() + done, i - done);
+    done = i + 1;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default: fmt::format_to(std::back_inserter(out), "\\u{:04x}", unsigned(c));
+    }
+  }
+  out.append(text.data() + done, text.size() - done);
+  out += '"';
+}
+
+// Appends the compact, key-sorted text nlohmann::json::dump gives for `value` (leaving out the
+// key "id" when `drop_id`). False where the two could differ: a floating-point number (nlohmann
+// prints those its own way) or an object with a repeated key (nlohmann keeps the last one).
+bool append_canonical(std::string& out, simdjson::dom::element value, bool drop_id) {
+  using simdjson::dom::element_type;
+  switch (value.type()) {
+    case element_type::OBJECT: {
+      simdjson::dom::object object;
+      if (value.get_object().get(object)) return false;
+      // The fields sorted by key; small objects (records, turns) without a heap allocation.
+      using Field = std::pair<std::string_view, simdjson::dom::element>;
+      Field few[16];
+      std::vector<Field> many;
+      const std::size_t n = object.size();
+      Field* fields = n <= 16 ? few : (many.resize(n), many.data());
+      std::size_t count = 0;
+      for (simdjson::dom::key_value_pair field : object) {
+        if (count == n) return false;  // not reached: size() counts every field
+        fields[count++] = {field.key, field.value};
+      }
+      std::sort(fields, fields + count, [](const Field& x, const Field& y) { return x.first < y.first; });
+      out += '{';
+      bool first = true;
+      for (std::size_t i = 0; i < count; ++i) {
+        if (i > 0 && fields[i].first == fields[i - 1].first) return false;
+        if (drop_id && fields[i].first == "id") continue;
+        if (!first) out += ',';
+        first = false;
+        append_json_string(out, fields[i].first);
+        out += ':';
+        if (!append_canonical(out, fields[i].second, false)) return false;
+      }
+      out += '}';
+      return true;
+    }
+    case element_type::ARRAY: {
+      simdjson::dom::array array;
+      if (value.get_array().get(array)) return false;
+      out += '[';
+      bool first = true;
+      for (simdjson::dom::element item : array) {
+        if (!first) out += ',';
+        first = false;
+        if (!append_canonical(out, item, false)) return false;
+      }
+      out += ']';
+      return true;
+    }
+    case element_type::STRING: append_json_string(out, value.get_string().value_unsafe()); return true;
+    case element_type::INT64: fmt::format_to(std::back_inserter(out), "{}", value.get_int64().value_unsafe()); return true;
+    case element_type::UINT64: fmt::format_to(std::back_inserter(out), "{}", value.get_uint64().value_unsafe()); return true;
+    case element_type::BOOL: out += value.get_bool().value_unsafe() ? "true" : "false"; return true;
+    case element_type::NULL_VALUE: out += "null"; return true;
+    default: return false;  // DOUBLE
+  }
+}
+
+// A string member of `obj`, or false when it is absent or not a string.
+bool string_member(simdjson::dom::object obj, std::string_view name, std::string_view* value) {
+  return !obj.at_key(name).get_string().get(*value);
+}
+
+// The (question, answer) turns of a conversation that keeps every rule (objects with string
+// "from" and "value", human and gpt alternating from human, ending with gpt unless
+// accept_open_question); false otherwise.
+bool read_conversation(simdjson::dom::element conversation, bool accept_open_question, std::vector<Turn>* turns) {
+  simdjson::dom::array items;
+  if (conversation.get_array().get(items) || items.size() == 0) return false;
+  std::string_view question;
+  std::size_t t = 0;
+  for (simdjson::dom::element item : items) {
+    simdjson::dom::object turn;
+    std::string_view from, value;
+    if (item.get_object().get(turn) || !string_member(turn, "from", &from) || !string_member(turn, "value", &value))
+      return false;
+    if (from != (t % 2 == 0 ? "human" : "gpt")) return false;
+    if (t++ % 2 == 0) question = value;
+    else turns->push_back({std::string(question), std::string(value)});
+  }
+  if (t % 2 != 0) {
+    if (!accept_open_question) return false;
+    turns->push_back({std::string(question), ""});
+  }
+  return true;
+}
+
+// The common case, fast: a record that keeps every rule up to the content key, read with
+// simdjson (about 20x nlohmann's speed). Fills the sample's fields and out.canonical, byte for
+// byte what read_record_nlohmann gives (test/record_validation_test.cc compares the two). False,
+// leaving `out` untouched, at anything it does not handle or any broken rule: the nlohmann
+// reader then decides, and words the failure.
+bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
+                      ValidatedRecord& out) {
+  thread_local simdjson::dom::parser parser;
+  thread_local std::vector<char> padded;  // the record and SIMDJSON_PADDING bytes, reused
+  if (padded.size() < raw.size() + simdjson::SIMDJSON_PADDING) padded.resize(raw.size() + simdjson::SIMDJSON_PADDING);
+  std::memcpy(padded.data(), raw.data(), raw.size());
+  simdjson::dom::element doc;
+  simdjson::dom::object rec;
+  if (parser.parse(padded.data(), raw.size(), /*realloc_if_needed=*/false).get(doc) || doc.get_object().get(rec))
+    return false;
+  std::string canonical = "align2-record-v1\n";
+  canonical.reserve(canonical.size() + raw.size());
+  if (!append_canonical(canonical, doc, /*drop_id=*/true)) return false;
+
+  Sample s;
+  simdjson::dom::element id, field;
+  if (rec.at_key("id").get(id)) return false;
+  std::string_view text;
+  std::int64_t signed_id;
+  std::uint64_t unsigned_id;
+  if (!id.get_string().get(text)) s.id = std::string(text);
+  else if (!id.get_int64().get(signed_id)) s.id = std::to_string(signed_id);
+  else if (!id.get_uint64().get(unsigned_id)) s.id = std::to_string(unsigned_id);
+  else return false;
+
+  bool has_image = false;
+  if (!rec.at_key("image").get(field) && !field.is_null()) {
+    if (field.get_string().get(text)) return false;
+    s.image = std::string(text);
+    has_image = true;
+  }
+  if (origin.file_subset.empty() && !options.subset_field.empty() && !rec.at_key(options.subset_field).get(field)) {
+    if (field.get_string().get(text) || text.empty()) return false;
+    s.subset = std::string(text);
+  }
+
+  const bool conversation_shape = !rec.at_key("conversations").get(field);
+  if (conversation_shape) {
+    if (!read_conversation(field, options.accept_open_question, &s.turns)) return false;
+  } else {
+    std::string_view question, answer;
+    if (!string_member(rec, "instruction", &question) || !string_member(rec, "output", &answer)) return false;
+    s.turns.push_back({std::string(question), std::string(answer)});
+  }
+
+  std::size_t tags_total = 0, tags_first = count_image_tags(s.turns[0].question);
+  for (const Turn& t : s.turns) tags_total += count_image_tags(t.question) + count_image_tags(t.answer);
+  if (conversation_shape && has_image && (tags_first != 1 || tags_total != 1)) return false;
+  if (!has_image && tags_total != 0) return false;
+
+  Sample& o = out.sample;
+  o.id = std::move(s.id);
+  o.image = std::move(s.image);
+  if (!s.subset.empty()) o.subset = std::move(s.subset);
+  o.turns = std::move(s.turns);
+  out.has_image = has_image;
+  out.canonical = std::move(canonical);
+  return true;
+}
+
+// Every rule, in order; the reader is simdjson's when `fast` and the record is in its common
+// case, else nlohmann's.
+ValidatedRecord validate(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
+                         std::uint64_t raw_length, bool fast) {
+  ValidatedRecord out;
+  Sample& s = out.sample;
+  s.raw = std::string(raw);
+  s.subset = origin.file_subset.empty() ? "all" : origin.file_subset;
+
+  if (raw_length > options.max_record_bytes) {
+    out.canonical = fmt::format("align2-too-large-v1\n{}\n{}\n{}", origin.file, origin.index_in_file, raw_length);
+    fail(out, origin, Status::invalid, Reason::record_too_large,
+         fmt::format("record is {} bytes, above the bound of {} (max_record_bytes)", raw_length,
+                     options.max_record_bytes));
+    return out;
+  }
+  std::uint64_t bad = 0;
+  const bool utf8 = simdjson::validate_utf8(raw.data(), raw.size()) || is_valid_utf8(raw, &bad);
+  if (!utf8 || !((fast && read_record_fast(raw, origin, options, out)) || read_record_nlohmann(raw, origin, options, out))) {
+    // Until the content is known, invalid records are keyed by their bytes.
+    out.canonical = "align2-raw-v1\n" + std::string(raw);
+    if (!utf8) fail(out, origin, Status::invalid, Reason::invalid_utf8, fmt::format("invalid UTF-8 at byte {} of the record", bad));
+    return out;
+  }
   if (out.has_image) {
     std::string detail;
     Reason r = check_image_path(s.image, options.image_root, &detail);
@@ -331,6 +547,18 @@ ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin
     }
   }
   return out;
+}
+
+}  // namespace
+
+ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin,
+                                const ValidationOptions& options, std::uint64_t raw_length) {
+  return validate(raw, origin, options, raw_length, /*fast=*/true);
+}
+
+ValidatedRecord validate_record_reference(std::string_view raw, const RecordOrigin& origin,
+                                          const ValidationOptions& options, std::uint64_t raw_length) {
+  return validate(raw, origin, options, raw_length, /*fast=*/false);
 }
 
 }  // namespace align2

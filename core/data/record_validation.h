@@ -50,6 +50,11 @@ ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin
                                 const ValidationOptions& options,
                                 std::uint64_t raw_length);
 
+// validate_record with nlohmann::json as the only reader. validate_record reads the common case
+// (a record that keeps every rule) with simdjson and must give exactly this; tests compare them.
+ValidatedRecord validate_record_reference(std::string_view raw, const RecordOrigin& origin,
+                                          const ValidationOptions& options, std::uint64_t raw_length);
+
 // Checks a relative image path lexically (not absolute, no escape through "..") and,
 // when image_root is not empty, on disk (resolved path inside the root, a regular
 // file). Returns Reason::none when fine; fills `detail` otherwise.

@@ -57,9 +57,9 @@ at::Tensor ClipVisionTower::layer_forward(const Layer& L, const at::Tensor& x) c
   at::Tensor q = dense_linear(h, L.q_w, L.q_b).view({N, T, nh, hd}).transpose(1, 2);
   at::Tensor k = dense_linear(h, L.k_w, L.k_b).view({N, T, nh, hd}).transpose(1, 2);
   at::Tensor v = dense_linear(h, L.v_w, L.v_b).view({N, T, nh, hd}).transpose(1, 2);
-  at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(double(hd)));
+  at::Tensor scores = dense_matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(double(hd)));
   at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype_);
-  at::Tensor attn = at::matmul(probs, v).transpose(1, 2).reshape({N, T, cfg_.hidden_size});
+  at::Tensor attn = dense_matmul(probs, v).transpose(1, 2).reshape({N, T, cfg_.hidden_size});
   at::Tensor out = x + dense_linear(attn, L.o_w, L.o_b);
   at::Tensor m = dense_linear(at::layer_norm(out, {cfg_.hidden_size}, L.ln2_w, L.ln2_b, eps), L.fc1_w, L.fc1_b);
   m = cfg_.hidden_act == "quick_gelu" ? m * at::sigmoid(1.702 * m) : at::gelu(m);

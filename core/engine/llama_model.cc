@@ -41,13 +41,28 @@ at::Tensor rotate_half(const at::Tensor& x) {
 
 }  // namespace
 
-at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+namespace {
+
+// Whether a product of a and b is better computed in float32: both bfloat16, on a CPU whose
+// bf16 GEMM has no fast kernel, and no gradient to keep (see dense_linear).
+bool widen_bf16_product(const at::Tensor& a, const at::Tensor& b) {
   static const bool native_bf16 = std::strcmp(linear_rows_bf16_bf16_isa(), "avx512bf16") == 0;
-  const bool widen = !native_bf16 && x.device().is_cpu() && x.scalar_type() == at::kBFloat16 &&
-                     w.scalar_type() == at::kBFloat16 && !(at::GradMode::is_enabled() && x.requires_grad());
-  if (!widen) return at::linear(x, w, b);
+  return !native_bf16 && a.device().is_cpu() && a.scalar_type() == at::kBFloat16 &&
+         b.scalar_type() == at::kBFloat16 &&
+         !(at::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad()));
+}
+
+}  // namespace
+
+at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (!widen_bf16_product(x, w)) return at::linear(x, w, b);
   at::Tensor bias = b.defined() ? b.to(at::kFloat) : b;
   return at::linear(x.to(at::kFloat), w.to(at::kFloat), bias).to(at::kBFloat16);
+}
+
+at::Tensor dense_matmul(const at::Tensor& a, const at::Tensor& b) {
+  if (!widen_bf16_product(a, b)) return at::matmul(a, b);
+  return at::matmul(a.to(at::kFloat), b.to(at::kFloat)).to(at::kBFloat16);
 }
 
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
@@ -191,10 +206,10 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 #endif
   // Without copying K/V: the rep query heads of a kv head form one matrix of rep * T rows.
   at::Tensor qg = q.reshape({B, nkv, rep * T, hd});
-  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).view({B, nkv, rep, T, S}) * (1.0 / std::sqrt(double(hd)));
+  at::Tensor scores = dense_matmul(qg, k.transpose(-1, -2)).view({B, nkv, rep, T, S}) * (1.0 / std::sqrt(double(hd)));
   scores = scores + mask.unsqueeze(1);
   at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype);
-  return at::matmul(probs.view({B, nkv, rep * T, S}), v).view({B, nh, T, hd}).transpose(1, 2).reshape({B, T, nh * hd});
+  return dense_matmul(probs.view({B, nkv, rep * T, S}), v).view({B, nh, T, hd}).transpose(1, 2).reshape({B, T, nh * hd});
 }
 
 }  // namespace

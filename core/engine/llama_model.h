@@ -40,6 +40,12 @@ at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w);
 // weight [N, K] float32 is a temporary of one call. `b` may be undefined.
 at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = at::Tensor());
 
+// at::matmul(a, b) under the same rule as dense_linear: bfloat16 operands on a CPU without
+// AVX-512 BF16 are multiplied in float32 and the result rounded to bfloat16 once. For the
+// attention products (scores [.., T, S] and probabilities times values), whose bf16 ATen GEMM
+// otherwise costs more than all the layer's linears at a few hundred positions.
+at::Tensor dense_matmul(const at::Tensor& a, const at::Tensor& b);
+
 // LoRA on the decoder's linear layers: y = x W^T + scale * (dropout(x) A^T) B^T.
 // Linear k of layer l has index l * 7 + k, k in (q, k, v, o, gate, up, down) order
 // (LlamaModel::linear_names()). A and B may need gradients (training).

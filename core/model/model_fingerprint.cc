@@ -8,7 +8,6 @@
 #include <stdexcept>
 #include <vector>
 
-#include "kernels/sha256.h"
 #include "core/util/digest.h"
 
 namespace align2 {
@@ -22,7 +21,7 @@ constexpr std::uint64_t kBlock = 4096;             // bytes per sampled block
 constexpr std::uint64_t kBlocks = 1024;            // sampled blocks after the head
 
 // Hashes `n` bytes of `f` from `offset` into `h`.
-void hash_range(std::FILE* f, const std::string& path, std::uint64_t offset, std::uint64_t n, Sha256State* h) {
+void hash_range(std::FILE* f, const std::string& path, std::uint64_t offset, std::uint64_t n, Sha256* h) {
   if (std::fseek(f, long(offset), SEEK_SET) != 0)
     throw std::runtime_error(fmt::format("{}: cannot seek to byte {} (model fingerprint)", path, offset));
   std::vector<std::uint8_t> buffer(1 << 16);
@@ -30,7 +29,7 @@ void hash_range(std::FILE* f, const std::string& path, std::uint64_t offset, std
     std::size_t want = std::size_t(std::min<std::uint64_t>(n, buffer.size()));
     std::size_t got = std::fread(buffer.data(), 1, want, f);
     if (got != want) throw std::runtime_error(fmt::format("{}: cannot read (model fingerprint)", path));
-    sha256_update(h, buffer.data(), got);
+    h->update(buffer.data(), got);
     n -= got;
   }
 }
@@ -42,13 +41,12 @@ std::string model_folder_fingerprint(const std::string& dir) {
   for (const auto& e : fs::directory_iterator(dir))
     if (e.is_regular_file()) files.push_back(e.path());
   std::sort(files.begin(), files.end());
-  Sha256State h;
-  sha256_init(&h);
+  Sha256 h;
   for (const fs::path& file : files) {
     const std::string path = file.string();
     const std::uint64_t size = fs::file_size(file);
     const std::string head = fmt::format("{}\n{}\n", file.filename().string(), size);
-    sha256_update(&h, head.data(), head.size());
+    h.update(head);
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) throw std::runtime_error(fmt::format("{}: cannot open (model fingerprint)", path));
     try {
@@ -66,7 +64,7 @@ std::string model_folder_fingerprint(const std::string& dir) {
     }
     std::fclose(f);
   }
-  return sha256_hex(&h, 16);
+  return h.hex(16);
 }
 
 }  // namespace align2

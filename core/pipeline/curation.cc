@@ -64,18 +64,6 @@ std::vector<std::uint8_t> on_root(Comm& comm, const std::function<std::vector<st
   return message;
 }
 
-// Rank 0 builds the index; every rank gets it. A pool error reaches every rank.
-PoolIndex share_index(Comm& comm, const PoolConfig& pool) {
-  return deserialize_index(on_root(comm, [&] {
-      IndexOptions options;
-      options.validation.image_root = pool.image_root;
-      options.validation.subset_field = pool.subset_field;
-      options.validation.max_record_bytes = pool.max_record_bytes;
-      options.image_cost = pool.image_cost;
-      return serialize_index(build_index(pool.files, options));
-  }));
-}
-
 // This rank's scored samples of a stage: (pool index, score, image) each.
 struct ScoredSet {
   std::vector<std::uint64_t> index;
@@ -701,6 +689,21 @@ std::vector<std::uint8_t> run_selection(const RunContext& ctx, CorpusReader& rea
 }
 
 }  // namespace
+
+PoolIndex share_index(Comm& comm, const PoolConfig& pool) {
+  IndexOptions options;
+  options.validation.image_root = pool.image_root;
+  options.validation.subset_field = pool.subset_field;
+  options.validation.max_record_bytes = pool.max_record_bytes;
+  options.image_cost = pool.image_cost;
+  std::vector<std::vector<std::uint8_t>> parts =
+      comm.gatherv(index_pool_part(pool.files, options, comm.rank(), comm.size()), 0);
+  return deserialize_index(on_root(comm, [&] {
+    std::vector<std::uint8_t> bytes = serialize_index(merge_pool_parts(pool.files, options, parts));
+    std::vector<std::vector<std::uint8_t>>().swap(parts);
+    return bytes;
+  }));
+}
 
 CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer, const CurationOptions& options,
                             Rewriter* rewriter) {

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/data/corpus_index.h"
 #include "core/pipeline/job_config.h"
 #include "core/pipeline/merge.h"
 #include "core/rewrite/rewriter.h"
@@ -37,6 +38,12 @@ struct CurationOptions {
   bool force = false;     // discard another run's state in output_dir instead of refusing (--force)
   bool progress = true;   // rank 0 shows per-stage progress on stderr (bar on a TTY, else lines)
 };
+
+// The pool's index on every rank of `comm`: each rank indexes its share of the pool's bytes
+// (index_pool_part), rank 0 merges the parts (merge_pool_parts) and sends the index to all.
+// Byte for byte build_index's index, for any number of ranks. Collective; a pool error is
+// thrown on every rank.
+PoolIndex share_index(Comm& comm, const PoolConfig& pool);
 
 // Collective: every rank of `comm` calls it. Work is committed in chunks under
 // <output_dir>/work (core/store/work_dir.h): rerunning after a kill resumes; an output_dir that

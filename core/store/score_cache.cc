@@ -10,7 +10,6 @@
 
 #include "core/util/byte_io.h"
 #include "core/store/shard_store.h"
-#include "kernels/sha256.h"
 #include "core/util/digest.h"
 
 namespace align2 {
@@ -26,10 +25,9 @@ bool is_question_stage(const std::string& stage) { return stage == "select_quest
 }  // namespace
 
 bool sample_digest(const Sample& sample, const std::string& image_root, SampleDigest* out) {
-  Sha256State h;
-  sha256_init(&h);
+  Sha256 h;
   const std::string head = "align2-sample-digest-v1\n" + sample.key + "\n";
-  sha256_update(&h, head.data(), head.size());
+  h.update(head);
   if (!sample.image.empty() && !image_root.empty()) {
     const std::string path = (fs::path(image_root) / sample.image).string();
     std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -38,7 +36,7 @@ bool sample_digest(const Sample& sample, const std::string& image_root, SampleDi
     bool ok = true;
     for (;;) {
       std::size_t got = std::fread(buffer.data(), 1, buffer.size(), f);
-      sha256_update(&h, buffer.data(), got);
+      h.update(buffer.data(), got);
       if (got < buffer.size()) {
         ok = !std::ferror(f);
         break;
@@ -48,7 +46,7 @@ bool sample_digest(const Sample& sample, const std::string& image_root, SampleDi
     if (!ok) return false;
   }
   std::uint8_t digest[32];
-  sha256_final(&h, digest);
+  h.final(digest);
   std::memcpy(out->data(), digest, out->size());
   return true;
 }

@@ -14,7 +14,6 @@
 #include <sstream>
 
 #include "core/util/byte_io.h"
-#include "kernels/sha256.h"
 #include "core/util/atomic_file.h"
 #include "core/util/digest.h"
 
@@ -159,10 +158,9 @@ std::string chunk_rows_digest(const std::vector<ShardRow>& rows) {
       for (float p : *ps) w.f32(p);
     }
   }
-  Sha256State h;
-  sha256_init(&h);
-  sha256_update(&h, w.bytes.data(), w.bytes.size());
-  return sha256_hex(&h);
+  Sha256 h;
+  h.update(w.bytes.data(), w.bytes.size());
+  return h.hex();
 }
 
 namespace {
@@ -171,15 +169,14 @@ namespace {
 std::string file_digest(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot be read");
-  Sha256State h;
-  sha256_init(&h);
+  Sha256 h;
   std::vector<char> buffer(1 << 16);
   while (in) {
     in.read(buffer.data(), std::streamsize(buffer.size()));
-    sha256_update(&h, buffer.data(), std::size_t(in.gcount()));
+    h.update(buffer.data(), std::size_t(in.gcount()));
   }
   if (in.bad()) throw std::runtime_error(path + ": cannot be read");
-  return sha256_hex(&h);
+  return h.hex();
 }
 
 std::string checksum_path(const std::string& chunk) { return chunk + ".sha256"; }

@@ -1,5 +1,7 @@
 #include "core/util/digest.h"
 
+#include <openssl/evp.h>
+
 #include <stdexcept>
 
 namespace align2 {
@@ -29,18 +31,57 @@ bool from_hex(std::string_view text, std::uint8_t* out, std::size_t n) {
   return true;
 }
 
-std::string sha256_hex(Sha256State* state, std::size_t bytes) {
-  if (bytes < 1 || bytes > 32) throw std::logic_error("sha256_hex: a digest has 1..32 bytes");
+namespace {
+
+// The SHA-256 implementation, fetched once (an implicit fetch per EVP_DigestInit_ex would
+// look it up in the provider store every time).
+const EVP_MD* sha256_md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  if (!md) throw std::runtime_error("OpenSSL libcrypto has no SHA256 digest (EVP_MD_fetch failed)");
+  return md;
+}
+
+}  // namespace
+
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  if (!ctx_) throw std::bad_alloc();
+  restart();
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+
+void Sha256::restart() {
+  if (EVP_DigestInit_ex(ctx_, sha256_md(), nullptr) != 1) throw std::runtime_error("SHA-256: EVP_DigestInit_ex failed");
+}
+
+void Sha256::update(const void* data, std::size_t n) {
+  if (n && EVP_DigestUpdate(ctx_, data, n) != 1) throw std::runtime_error("SHA-256: EVP_DigestUpdate failed");
+}
+
+void Sha256::final(std::uint8_t out[32]) {
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx_, out, &len) != 1 || len != 32) throw std::runtime_error("SHA-256: EVP_DigestFinal_ex failed");
+  restart();
+}
+
+std::string Sha256::hex(std::size_t bytes) {
+  if (bytes < 1 || bytes > 32) throw std::logic_error("Sha256::hex: a digest has 1..32 bytes");
   std::uint8_t digest[32];
-  sha256_final(state, digest);
+  final(digest);
   return to_hex(digest, bytes);
 }
 
+void sha256(std::string_view data, std::uint8_t out[32]) {
+  thread_local Sha256 hasher;
+  hasher.update(data);
+  hasher.final(out);
+}
+
 std::string sha256_hex(std::string_view data, std::size_t bytes) {
-  Sha256State state;
-  sha256_init(&state);
-  sha256_update(&state, data.data(), data.size());
-  return sha256_hex(&state, bytes);
+  if (bytes < 1 || bytes > 32) throw std::logic_error("sha256_hex: a digest has 1..32 bytes");
+  std::uint8_t digest[32];
+  sha256(data, digest);
+  return to_hex(digest, bytes);
 }
 
 }  // namespace align2

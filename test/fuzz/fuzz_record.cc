@@ -1,6 +1,7 @@
 // Fuzz target: one pool record through validation, and the same bytes as a whole pool file.
 //   1. validate_record on the bytes (a JSONL line / one JSON object): it never throws; a
-//      valid record has turns, a 32-hex key, and validating again gives the same result.
+//      valid record has turns, a 32-hex key, and validating again gives the same result; its
+//      simdjson reader gives exactly what validate_record_reference (nlohmann only) gives.
 //   2. The bytes written as a pool file, indexed (build_index: JSON array when the first
 //      non-blank byte is '[', JSONL otherwise) and read back by CorpusReader: every Sample
 //      the reader gives equals what the index pass recorded (status, reason, key).
@@ -62,6 +63,18 @@ void check_validation(std::string_view raw) {
   FUZZ_CHECK(kTarget, again.sample.status == s.status && again.sample.reason == s.reason &&
                           again.canonical == v.canonical && again.sample.message == s.message,
              "validation is not deterministic");
+  // The simdjson reader gives exactly what the nlohmann reference gives.
+  ValidatedRecord reference = validate_record_reference(raw, origin, options, raw.size());
+  FUZZ_CHECK(kTarget, reference.sample.status == s.status && reference.sample.reason == s.reason &&
+                          reference.canonical == v.canonical && reference.sample.message == s.message &&
+                          reference.sample.id == s.id && reference.sample.image == s.image &&
+                          reference.sample.subset == s.subset && reference.sample.turns.size() == s.turns.size() &&
+                          reference.has_image == v.has_image,
+             "the fast reader differs from the nlohmann reference");
+  for (std::size_t t = 0; t < s.turns.size() && t < reference.sample.turns.size(); ++t)
+    FUZZ_CHECK(kTarget, reference.sample.turns[t].question == s.turns[t].question &&
+                            reference.sample.turns[t].answer == s.turns[t].answer,
+               "the fast reader's turns differ from the nlohmann reference");
   // printable_text always gives UTF-8 without NUL.
   const std::string printable = printable_text(std::string(raw));
   FUZZ_CHECK(kTarget, utf8(printable) && printable.find('\0') == std::string::npos,

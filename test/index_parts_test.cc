@@ -1,0 +1,85 @@
+// The parallel index (core/data/corpus_index.h): parts merged give build_index's index byte for
+// byte for any number of parts, and the same errors.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/data/corpus_index.h"
+#include "test/pool_fixture.h"
+#include "test/test_support.h"
+
+namespace align2 {
+namespace {
+
+PoolIndex merged(const std::vector<PoolFile>& files, const IndexOptions& options, int n) {
+  std::vector<std::vector<std::uint8_t>> parts;
+  for (int p = 0; p < n; ++p) parts.push_back(index_pool_part(files, options, p, n));
+  return merge_pool_parts(files, options, parts);
+}
+
+TEST(IndexParts, MergedPartsEqualTheOnePassIndex) {
+  const std::vector<PoolFile> files = test::write_mixed_pool(test::scratch_dir("index-parts"));
+  const IndexOptions options = test::mixed_pool_options();
+  const PoolIndex index = build_index(files, options);
+  // The pool holds what the merge must get right.
+  std::size_t duplicates = 0, repeats = 0, invalid = 0, too_large = 0;
+  for (const IndexEntry& e : index.entries) {
+    duplicates += e.status == Status::duplicate;
+    repeats += e.repeat > 0;
+    invalid += e.status == Status::invalid;
+    too_large += e.reason == Reason::record_too_large;
+  }
+  EXPECT_GE(duplicates, 10u);
+  EXPECT_GT(repeats, duplicates);  // repeats of invalid lines too
+  EXPECT_GE(invalid, 5u);
+  EXPECT_EQ(too_large, 1u);
+  EXPECT_GE(index.subsets.size(), 4u);
+  const std::vector<std::uint8_t> one = serialize_index(index);
+  for (int n = 1; n <= 9; ++n) EXPECT_EQ(serialize_index(merged(files, options, n)), one) << n << " parts";
+}
+
+// The message build_index throws for `files`, or "" when it indexes them.
+std::string one_pass_error(const std::vector<PoolFile>& files, const IndexOptions& options) {
+  try {
+    build_index(files, options);
+  } catch (const PoolFileError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(IndexParts, PoolErrorsAreThoseOfTheOnePass) {
+  const std::string dir = test::scratch_dir("index-parts-errors");
+  std::vector<PoolFile> files = test::write_mixed_pool(dir);
+  const IndexOptions options = test::mixed_pool_options();
+  const std::string array = test::read_file(dir + "/b.json");
+  const std::size_t middle = array.find("},\n {", array.size() / 2);
+  ASSERT_NE(middle, std::string::npos);
+  const std::vector<std::string> broken = {
+      array.substr(0, middle + 1) + "\n" + array.substr(middle + 2),                              // a missing comma
+      array.substr(0, middle + 2) + R"( {"id": "x", "v": tru},)" + array.substr(middle + 2),      // not JSON
+      array.substr(0, array.size() / 3),                                                             // truncated
+  };
+  for (const std::string& text : broken) {
+    test::write_file(dir + "/b.json", text);
+    const std::string expected = one_pass_error(files, options);
+    ASSERT_FALSE(expected.empty());
+    for (int n = 1; n <= 5; ++n) {
+      try {
+        merged(files, options, n);
+        ADD_FAILURE() << n << " parts: no error; expected " << expected;
+      } catch (const PoolFileError& e) {
+        EXPECT_EQ(e.what(), expected) << n << " parts";
+      }
+    }
+  }
+  test::write_file(dir + "/b.json", array);
+  files.push_back({dir + "/missing.jsonl", ""});
+  const std::string expected = one_pass_error(files, options);
+  ASSERT_NE(expected.find("cannot open the pool file"), std::string::npos) << expected;
+  for (int n = 1; n <= 3; ++n) EXPECT_THROW(merged(files, options, n), PoolFileError);
+}
+
+}  // namespace
+}  // namespace align2
