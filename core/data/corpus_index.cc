@@ -420,12 +420,8 @@ bool segments_tile(const PoolFile& file, const std::vector<const PartSegment*>& 
 
 // The repeat key of entry `e`: its record read again for its canonical form.
 void set_repeat_key(const PoolFile& file, const ValidationOptions& validation, IndexEntry& e) {
-  std::FILE* f = std::fopen(file.path.c_str(), "rb");
-  std::string bytes(e.length, '\0');
-  const bool ok = f && fseeko(f, off_t(e.offset), SEEK_SET) == 0 && std::fread(bytes.data(), 1, e.length, f) == e.length;
-  if (f) std::fclose(f);
-  if (!ok) throw PoolFileError(file.path, e.offset, e.line, 0, "cannot read a record again (changed while indexed?)", false);
   RecordOrigin origin{file.path, e.index_in_file, e.line, file.subset};
+  const std::string bytes = read_record_bytes(file.path, e.offset, e.length, e.index_in_file);
   from_hex(record_key(validate_record(bytes, origin, validation, e.length).canonical, e.repeat), e.key, 16);
 }
 

@@ -360,6 +360,18 @@ void locate(const std::string& path, std::uint64_t offset, std::uint64_t* line, 
   }
 }
 
+std::string read_record_bytes(const std::string& path, std::uint64_t offset, std::uint64_t length,
+                              std::uint64_t index_in_file) {
+  FilePtr f = open_pool_file(path);
+  std::string bytes(length, '\0');
+  if (fseeko(f.get(), off_t(offset), SEEK_SET) != 0 || std::fread(bytes.data(), 1, length, f.get()) != length)
+    throw PoolFileError(path, offset, 0, 0,
+                        fmt::format("record #{} ({} bytes at byte {}) cannot be read again: the file changed while "
+                                    "it was indexed?", index_in_file, length, offset),
+                        false);
+  return bytes;
+}
+
 bool pool_file_is_array(const std::string& path) {
   FilePtr f = open_pool_file(path);
   std::vector<char> block(1u << 16);

@@ -60,6 +60,11 @@ ScanEnd scan_records(const std::string& path, const ScanRange& range, std::uint6
 // '['. Throws PoolFileError when it cannot be read.
 bool pool_file_is_array(const std::string& path);
 
+// The `length` bytes of record #index_in_file at `offset`, read again. Throws PoolFileError
+// naming the record when they cannot be read (the file changed or shrank since it was scanned).
+std::string read_record_bytes(const std::string& path, std::uint64_t offset, std::uint64_t length,
+                              std::uint64_t index_in_file);
+
 // Line and column (1-based) of byte `offset` of a file; for error messages only.
 void locate(const std::string& path, std::uint64_t offset, std::uint64_t* line, std::uint64_t* column);
 

@@ -319,9 +319,6 @@ bool read_record_nlohmann(std::string_view raw, const RecordOrigin& origin, cons
 
 // --- The fast reader: simdjson, for records that pass every rule --------------------------------
 
-// Appends `text` as nlohmann::json::dump writes a string (ensure_ascii off): quoted; the quote,
-// the backslash, backspace, form feed, newline, carriage return and tab escaped by a backslash
-// and a letter, the other bytes below 0x20 as \u00xx (lowercase hex); all else as is.
 // The index of the first byte in text[i, end) that a JSON string escapes, or text.size().
 std::size_t next_escaped(std::string_view text, std::size_t i) {
 #if defined(__SSE2__)
@@ -340,6 +337,9 @@ std::size_t next_escaped(std::string_view text, std::size_t i) {
   return text.size();
 }
 
+// Appends `text` as nlohmann::json::dump writes a string (ensure_ascii off): quoted; the quote,
+// the backslash, backspace, form feed, newline, carriage return and tab escaped by a backslash
+// and a letter, the other bytes below 0x20 as \u00xx (lowercase hex); all else as is.
 void append_json_string(std::string& out, std::string_view text) {
   out += '"';
   std::size_t done = 0;
@@ -449,7 +449,8 @@ bool read_conversation(simdjson::dom::element conversation, bool accept_open_que
 }
 
 // The common case, fast: a record that keeps every rule up to the content key, read with
-// simdjson (about 20x nlohmann's speed). Fills the sample's fields and out.canonical, byte for
+// simdjson and its canonical form written from that parse (no nlohmann tree; bench/index_bench
+// gives the index pass's speed). Fills the sample's fields and out.canonical, byte for
 // byte what read_record_nlohmann gives (test/record_validation_test.cc compares the two). False,
 // leaving `out` untouched, at anything it does not handle or any broken rule: the nlohmann
 // reader then decides, and words the failure.
