@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   const std::string batches = argc > 5 ? argv[5] : "all";
   configure_cpu_engine(threads);
   at::manual_seed(0);
-  fmt::print("threads: {}\n", threads);
+  fmt::print("{}\nthreads: {}\n", cpu_and_isa_line(), threads);
 
   // This VM's speed drifts within a run (other tenants): each ratio's limit is measured again
   // right before the workload it divides.

@@ -20,6 +20,7 @@ using namespace align2::bench;
 int main(int argc, char** argv) {
   int threads = argc > 1 ? std::stoi(argv[1]) : int(std::thread::hardware_concurrency());
   align2::configure_cpu_engine(threads);
+  fmt::print("{}\n", cpu_and_isa_line());
   const double bw = copy_bandwidth(), peak = matmul_peak(at::kFloat), peak16 = matmul_peak(at::kBFloat16);
   fmt::print("threads {}; copy bandwidth {:.1f} GB/s; matmul peak fp32 {:.1f} GFLOP/s, bf16 {:.1f} GFLOP/s; "
              "linear_rows paths: {} (fp32), {} (bf16)\n",

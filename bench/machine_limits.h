@@ -3,13 +3,25 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
+
+#include "bench/cpu_info.h"
+#include "core/engine/llama_model.h"
+#include "kernels/linear_rows.h"
 
 namespace align2::bench {
+
+// "cpu: <model>, N threads; ISA paths: ..." - the first line of every engine benchmark.
+inline std::string cpu_and_isa_line() {
+  return fmt::format("cpu: {}; ISA paths: linear_rows {} (fp32), {} (bf16); dense bf16 products in {}", cpu_model(),
+                     linear_rows_isa(), linear_rows_bf16_bf16_isa(), dense_bf16_path());
+}
 
 inline double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();

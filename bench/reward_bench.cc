@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   fs::path dir = argc > 2 ? fs::path(argv[2]) : fs::temp_directory_path() / "align2-reward-bench";
   configure_cpu_engine(threads);
   at::manual_seed(0);
-  fmt::print("threads: {}\n", threads);
+  fmt::print("{}\nthreads: {}\n", cpu_and_isa_line(), threads);
 
   const double peak = matmul_peak(at::kFloat);
   fmt::print("measured fp32 matmul peak (2048^3 GEMM, best of 3): {:.1f} GFLOP/s\n", peak / 1e9);

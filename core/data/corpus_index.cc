@@ -398,7 +398,7 @@ std::vector<PartSegment> deserialize_part(const std::vector<std::uint8_t>& bytes
 // Whether a file's segments tile it as one scan would read it: each begins where the one before
 // stopped (a JSON array's guessed begin confirmed), the last reaches the end. Throws the
 // file's error when a segment that begins in the right place failed.
-bool segments_tile(const PoolFile& file, const std::vector<const PartSegment*>& segs, std::uint64_t base_index) {
+bool segments_tile(const PoolFile& file, const std::vector<PartSegment*>& segs, std::uint64_t base_index) {
   std::uint64_t expected = 0, records = base_index, size = kUnknownSize;
   std::error_code ec;
   size = std::filesystem::file_size(file.path, ec);
@@ -443,9 +443,14 @@ std::vector<std::uint8_t> index_pool_part(const std::vector<PoolFile>& files, co
 }
 
 PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOptions& options,
-                           const std::vector<std::vector<std::uint8_t>>& parts) {
+                           std::vector<std::vector<std::uint8_t>> parts) {
+  // Each part's bytes are freed once read, each segment's entries once moved into the index:
+  // rank 0 holds about one copy of the entries at a time, not three.
   std::vector<std::vector<PartSegment>> all;
-  for (const std::vector<std::uint8_t>& bytes : parts) all.push_back(deserialize_part(bytes, std::max<std::size_t>(files.size(), 1)));
+  for (std::vector<std::uint8_t>& bytes : parts) {
+    all.push_back(deserialize_part(bytes, std::max<std::size_t>(files.size(), 1)));
+    std::vector<std::uint8_t>().swap(bytes);
+  }
   PoolIndex index;
   index.files = files;
   index.options = options.validation;
@@ -454,16 +459,16 @@ PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOption
   whole.profile = nullptr;
   whole.on_record = nullptr;
   for (std::uint32_t f = 0; f < files.size(); ++f) {
-    std::vector<const PartSegment*> segs;  // file f's segments, in part order
-    for (const std::vector<PartSegment>& part : all)
-      for (const PartSegment& s : part)
+    std::vector<PartSegment*> segs;  // file f's segments, in part order
+    for (std::vector<PartSegment>& part : all)
+      for (PartSegment& s : part)
         if (s.file == f) segs.push_back(&s);
     if (segs.empty() || !segments_tile(files[f], segs, 0)) {  // indexed here, in one pass
       index_file(index, order, f, whole);
       continue;
     }
     std::uint64_t base_index = 0, base_line = 1;
-    for (const PartSegment* s : segs) {
+    for (PartSegment* s : segs) {
       for (IndexEntry e : s->entries) {
         e.index_in_file += base_index;
         e.line += base_line - 1;
@@ -476,6 +481,7 @@ PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOption
       }
       base_index += s->entries.size();
       base_line += s->end.newlines;
+      std::vector<IndexEntry>().swap(s->entries);
     }
   }
   index.fingerprint = pool_fingerprint(index);

@@ -96,7 +96,7 @@ PoolIndex build_index(const std::vector<PoolFile>& files, const IndexOptions& op
 std::vector<std::uint8_t> index_pool_part(const std::vector<PoolFile>& files, const IndexOptions& options, int part,
                                           int parts);
 PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOptions& options,
-                           const std::vector<std::vector<std::uint8_t>>& parts);
+                           std::vector<std::vector<std::uint8_t>> parts);
 
 // Portable byte form (little-endian, versioned) for Comm::broadcast.
 std::vector<std::uint8_t> serialize_index(const PoolIndex& index);

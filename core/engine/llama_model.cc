@@ -45,14 +45,20 @@ namespace {
 
 // Whether a product of a and b is better computed in float32: both bfloat16, on a CPU whose
 // bf16 GEMM has no fast kernel, and no gradient to keep (see dense_linear).
+bool native_bf16() {
+  static const bool native = std::strcmp(linear_rows_bf16_bf16_isa(), "avx512bf16") == 0;
+  return native;
+}
+
 bool widen_bf16_product(const at::Tensor& a, const at::Tensor& b) {
-  static const bool native_bf16 = std::strcmp(linear_rows_bf16_bf16_isa(), "avx512bf16") == 0;
-  return !native_bf16 && a.device().is_cpu() && a.scalar_type() == at::kBFloat16 &&
+  return !native_bf16() && a.device().is_cpu() && a.scalar_type() == at::kBFloat16 &&
          b.scalar_type() == at::kBFloat16 &&
          !(at::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad()));
 }
 
 }  // namespace
+
+const char* dense_bf16_path() { return native_bf16() ? "bf16 (avx512bf16)" : "float32 (bf16 operands widened)"; }
 
 at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   if (!widen_bf16_product(x, w)) return at::linear(x, w, b);

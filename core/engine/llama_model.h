@@ -40,6 +40,10 @@ at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w);
 // weight [N, K] float32 is a temporary of one call. `b` may be undefined.
 at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b = at::Tensor());
 
+// How this CPU computes bf16 dense products (dense_linear, dense_matmul), for benchmark output:
+// "bf16 (avx512bf16)" or "float32 (bf16 operands widened)".
+const char* dense_bf16_path();
+
 // at::matmul(a, b) under the same rule as dense_linear: bfloat16 operands on a CPU without
 // AVX-512 BF16 are multiplied in float32 and the result rounded to bfloat16 once. For the
 // attention products (scores [.., T, S] and probabilities times values), whose bf16 ATen GEMM

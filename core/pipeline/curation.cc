@@ -699,9 +699,7 @@ PoolIndex share_index(Comm& comm, const PoolConfig& pool) {
   std::vector<std::vector<std::uint8_t>> parts =
       comm.gatherv(index_pool_part(pool.files, options, comm.rank(), comm.size()), 0);
   return deserialize_index(on_root(comm, [&] {
-    std::vector<std::uint8_t> bytes = serialize_index(merge_pool_parts(pool.files, options, parts));
-    std::vector<std::vector<std::uint8_t>>().swap(parts);
-    return bytes;
+    return serialize_index(merge_pool_parts(pool.files, options, std::move(parts)));
   }));
 }
 
