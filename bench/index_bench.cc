@@ -5,10 +5,14 @@
 //   - the index on all ranks as `align2 curate` builds it (share_index: every rank indexes its
 //     share of the bytes, rank 0 merges, every rank receives the index), when run under mpirun;
 //   - a full read-back through CorpusReader;
-// and reports MB/s, records/s, peak RSS per rank and the index's bytes per record. Prints the
-// CPU model.
+// and reports MB/s, records/s, the index's bytes per record, and each rank's peak RSS twice: over
+// the whole run, and during share_index alone (the high-water mark reset before it, with rank 0's
+// one-rank index already released). Prints the CPU model.
 // Usage: [mpirun -np R] index_bench [MEGABYTES] [SCRATCH_DIR]
+//        [mpirun -np R] index_bench --pool FILE... [--image-root DIR] [--subset-field NAME] [--no-read-back]
+// The second form indexes the given pool files (bench/large_pool.sh) and leaves them in place.
 #include <fmt/format.h>
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -20,6 +24,8 @@
 #include "core/data/corpus_index.h"
 #include "core/data/corpus_reader.h"
 #include "core/pipeline/curation.h"
+#include "core/util/byte_io.h"
+#include "core/util/digest.h"
 #include "distributed/launch.h"
 #include "distributed/mpi_comm.h"
 
@@ -32,10 +38,76 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// This process's peak resident set (VmHWM), MB.
 long peak_rss_mb() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6)) / 1024;
   return u.ru_maxrss / 1024;
+}
+
+// Returns freed heap to the system, then sets VmHWM back to the current resident set (Linux >= 4.0:
+// "5" to /proc/self/clear_refs).
+bool reset_peak_rss() {
+  malloc_trim(0);
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";
+  return bool(clear.flush());
+}
+
+// Every rank's value, in rank order, on rank 0.
+std::vector<long> per_rank(Comm& comm, long mine) {
+  ByteWriter w;
+  w.u64(std::uint64_t(mine));
+  std::vector<long> out;
+  for (const std::vector<std::uint8_t>& part : comm.gatherv(w.bytes, 0)) {
+    ByteReader r(part);
+    out.push_back(long(r.u64()));
+  }
+  return out;
+}
+
+std::string mb_list(const std::vector<long>& mb) {
+  std::string s;
+  for (std::size_t r = 0; r < mb.size(); ++r) s += fmt::format("{}rank {} {} MB", r ? ", " : "", r, mb[r]);
+  return s;
+}
+
+struct BenchArgs {
+  std::uint64_t megabytes = 229;
+  fs::path dir = fs::temp_directory_path() / "align2-index-bench";
+  PoolConfig pool;  // given with --pool; else the bench writes one file
+  bool read_back = true;  // --no-read-back skips it (for profiling the index alone)
+};
+
+BenchArgs parse_args(int argc, char** argv) {
+  BenchArgs a;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] != "--pool") {
+    if (args.size() > 0) a.megabytes = std::stoull(args[0]);
+    if (args.size() > 1) a.dir = args[1];
+    return a;
+  }
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--image-root" && i + 1 < args.size()) a.pool.image_root = args[++i];
+    else if (args[i] == "--subset-field" && i + 1 < args.size()) a.pool.subset_field = args[++i];
+    else if (args[i] == "--no-read-back") a.read_back = false;
+    else a.pool.files.push_back({args[i], ""});
+  }
+  if (a.pool.files.empty()) throw std::invalid_argument("index_bench: --pool needs at least one file");
+  return a;
+}
+
+IndexOptions index_options(const PoolConfig& pool) {
+  IndexOptions options;
+  options.validation.image_root = pool.image_root;
+  options.validation.subset_field = pool.subset_field;
+  options.validation.max_record_bytes = pool.max_record_bytes;
+  options.image_cost = pool.image_cost;
+  return options;
 }
 
 // The pool file: `megabytes` of unique records from the bundled ones, as one JSON array.
@@ -66,72 +138,84 @@ int main(int argc, char** argv) {
   MpiSession mpi(&argc, &argv);
   MpiComm comm;
   const bool root = comm.rank() == 0;
-  std::uint64_t megabytes = argc > 1 ? std::stoull(argv[1]) : 229;
-  fs::path dir = argc > 2 ? fs::path(argv[2]) : fs::temp_directory_path() / "align2-index-bench";
-  fs::path pool = dir / "pool.json";
-  std::uint64_t n = 0;
-  if (root) {
-    fs::create_directories(dir);
-    n = write_pool(pool, megabytes);
+  BenchArgs args = parse_args(argc, argv);
+  const bool generated = args.pool.files.empty();
+  fs::path pool = args.dir / "pool.json";
+  if (generated) {
+    args.pool.files = {{pool.string(), ""}};
+    if (root) {
+      fs::create_directories(args.dir);
+      write_pool(pool, args.megabytes);
+    }
   }
   comm.barrier();
-  const double size_mb = double(fs::file_size(pool)) / 1e6;
+  std::uint64_t bytes = 0;
+  for (const PoolFile& f : args.pool.files) bytes += fs::file_size(f.path);
+  const double size_mb = double(bytes) / 1e6;
   if (root) {
     fmt::print("cpu: {}\n", bench::cpu_model());
-    fmt::print("pool: {} records, {:.1f} MB ({})\n", n, size_mb, pool.string());
+    fmt::print("pool: {} file(s), {:.1f} MB\n", args.pool.files.size(), size_mb);
   }
 
   double t_index = 0;
-  PoolIndex index;
+  std::string one_rank_digest;  // SHA-256 of the one-rank index's bytes (the index itself is released)
+  std::uint64_t n = 0;
   if (root) {  // one rank alone
     IndexProfile profile;
-    IndexOptions options;
+    IndexOptions options = index_options(args.pool);
     options.profile = &profile;
     const double t0 = now_s();
-    index = build_index({{pool.string(), ""}}, options);
+    PoolIndex index = build_index(args.pool.files, options);
     t_index = now_s() - t0;
+    n = index.entries.size();
+    const std::vector<std::uint8_t> bytes_of = serialize_index(index);
+    one_rank_digest = sha256_hex(std::string_view(reinterpret_cast<const char*>(bytes_of.data()), bytes_of.size()));
     fmt::print("1 rank, build_index (scan + validate + key + duplicates): {:.2f} s, {:.0f} MB/s, {:.0f} records/s, "
-               "index {:.1f} MB ({:.0f} bytes/record)\n",
-               t_index, size_mb / t_index, double(n) / t_index, double(serialize_index(index).size()) / 1e6,
-               double(serialize_index(index).size()) / double(n));
+               "{} records, index {:.1f} MB ({:.0f} bytes/record)\n",
+               t_index, size_mb / t_index, double(n) / t_index, n, double(bytes_of.size()) / 1e6,
+               double(bytes_of.size()) / double(n));
     auto share = [&](double s) { return 100.0 * s / profile.total; };
     fmt::print("  phases: scan {:.1f}% | validate (UTF-8, parse, rules, canonical) {:.1f}% | hash {:.1f}% | "
                "duplicates {:.1f}%\n", share(profile.scan()), share(profile.validate), share(profile.hash),
                share(profile.duplicates));
   }
   comm.barrier();
-  bool identical = true;  // share_index's index equals build_index's (rank 0 compares)
-  {  // every rank, as `align2 curate` does
-    PoolConfig config;
-    config.files = {{pool.string(), ""}};
-    const double t0 = now_s();
-    PoolIndex shared = share_index(comm, config);
-    comm.barrier();
-    const double t_shared = now_s() - t0;
-    if (root) identical = serialize_index(shared) == serialize_index(index);
-    if (root) {
-      fmt::print("{} rank{}, share_index (parts, gather, merge, broadcast): {:.2f} s, {:.0f} MB/s, {:.2f}x one rank; "
-                 "index {}\n", comm.size(), comm.size() > 1 ? "s" : "", t_shared, size_mb / t_shared,
-                 t_index / t_shared, identical ? "identical" : "DIFFERENT");
-    }
+  const std::vector<long> before_share = per_rank(comm, peak_rss_mb());
+  const bool reset = reset_peak_rss();
+  bool identical = true;  // share_index's index equals build_index's (rank 0 compares digests)
+  const double t0 = now_s();
+  PoolIndex index = share_index(comm, args.pool);
+  comm.barrier();
+  const double t_shared = now_s() - t0;
+  const std::vector<long> during_share = per_rank(comm, peak_rss_mb());
+  if (root) {
+    const std::vector<std::uint8_t> bytes_of = serialize_index(index);
+    identical = sha256_hex(std::string_view(reinterpret_cast<const char*>(bytes_of.data()), bytes_of.size())) == one_rank_digest;
+    fmt::print("{} rank{}, share_index (parts, gather, merge, broadcast): {:.2f} s, {:.0f} MB/s, {:.2f}x one rank; "
+               "index {}\n", comm.size(), comm.size() > 1 ? "s" : "", t_shared, size_mb / t_shared,
+               t_index / t_shared, identical ? "identical" : "DIFFERENT");
+    fmt::print("peak RSS before share_index: {}\n", mb_list(before_share));
+    fmt::print("peak RSS during share_index{}: {}\n", reset ? "" : " (NOT reset: whole run)", mb_list(during_share));
   }
 
-  std::uint64_t valid = 0;
-  if (root) {
-    const double t0 = now_s();
+  std::uint64_t valid = 0, read = 0;
+  if (root && args.read_back) {
+    const double t1 = now_s();
     CorpusReader reader(index);
     for (std::uint64_t b = 0; b < index.entries.size(); b += 4096)
-      for (const Sample& s : reader.read(b, std::min<std::uint64_t>(index.entries.size(), b + 4096)))
+      for (const Sample& s : reader.read(b, std::min<std::uint64_t>(index.entries.size(), b + 4096))) {
         valid += s.status == Status::valid;
-    const double t_read = now_s() - t0;
+        ++read;
+      }
+    const double t_read = now_s() - t1;
     fmt::print("read back (seek + parse + validate): {:.2f} s, {:.0f} MB/s; valid {} of {}\n", t_read,
-               size_mb / t_read, valid, n);
+               size_mb / t_read, valid, read);
   }
-  std::int64_t rss[1] = {peak_rss_mb()};
-  comm.allreduce(rss, 1, ReduceOp::max);
+  const std::vector<long> whole = per_rank(comm, peak_rss_mb());
   if (root) {
-    fmt::print("peak RSS {} MB (the largest of the ranks)\n", rss[0]);
-    fs::remove(pool);
+    fmt::print("peak RSS after read-back: {}\n", mb_list(whole));
+    if (generated) fs::remove(pool);
   }
-  return !root || (valid == n && identical) ? 0 : 1;
+  // A generated pool has only valid records; a given pool has what it has.
+  return !root || ((!args.read_back || read == n) && (!generated || !args.read_back || valid == n) && identical) ? 0 : 1;
 }

@@ -152,6 +152,32 @@ TEST_F(ValidationTable, EveryRuleGivesItsNamedReason) {
   EXPECT_EQ(keys.size(), index.entries.size());
 }
 
+// The index pass keeps image verdicts (ImageChecks): each gives check_image_path's reason and
+// detail, the first time and when asked again, also past the bound where the memo starts over.
+TEST_F(ValidationTable, KeptImageChecksEqualFreshOnes) {
+  fs::create_directories(root_ + "/sub");
+  const std::vector<std::string> images = {"cat.jpg", "./cat.jpg", "sub/../cat.jpg", "missing.jpg", "sub",
+                                           "link.jpg", "../secret.jpg", "sub/../../secret.jpg", "/etc/passwd",
+                                           "", std::string("a\0b", 3)};
+  for (const std::string& root : {root_, std::string(), dir_ + "/no-such-root"}) {
+    ImageChecks kept(root);
+    for (int round = 0; round < 2; ++round)
+      for (const std::string& image : images) {
+        SCOPED_TRACE(root + " | " + image);
+        std::string fresh_detail, kept_detail;
+        const Reason fresh = check_image_path(image, root, &fresh_detail);
+        EXPECT_EQ(kept.check(image, &kept_detail), fresh);
+        EXPECT_EQ(kept_detail, fresh_detail);
+      }
+  }
+  ImageChecks bounded(root_, /*max_verdicts=*/4);
+  std::string detail;
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(bounded.check("m" + std::to_string(i) + ".jpg", &detail), Reason::missing_image);
+  EXPECT_EQ(bounded.check("cat.jpg", &detail), Reason::none);
+  EXPECT_EQ(bounded.check("m0.jpg", &detail), Reason::missing_image);
+  EXPECT_EQ(detail, missing_image_detail("m0.jpg", root_));
+}
+
 TEST_F(ValidationTable, WithoutImageRootNoFileIsLookedAt) {
   PoolIndex index = build_index({{pool_, ""}}, IndexOptions{});
   for (std::size_t i = 0; i < index.entries.size(); ++i) {
@@ -390,6 +416,20 @@ TEST(Validation, FastReaderEqualsTheNlohmannReference) {
         EXPECT_EQ(fast.sample.turns[t].question, ref.sample.turns[t].question);
         EXPECT_EQ(fast.sample.turns[t].answer, ref.sample.turns[t].answer);
       }
+      EXPECT_EQ(fast.counts.turns, ref.counts.turns);
+      EXPECT_EQ(fast.counts.text_bytes, ref.counts.text_bytes);
+      EXPECT_EQ(fast.counts.question_bytes, ref.counts.question_bytes);
+      // The index pass's mode (no raw text, no turn text) keeps every verdict, key and count.
+      ValidatedRecord lean = validate_record(raw, origin, options, raw.size(), ValidationPass{nullptr, false, false});
+      EXPECT_TRUE(lean.sample.raw.empty());
+      EXPECT_EQ(lean.sample.status, ref.sample.status);
+      EXPECT_EQ(lean.sample.reason, ref.sample.reason);
+      EXPECT_EQ(lean.sample.message, ref.sample.message);
+      EXPECT_EQ(lean.canonical, ref.canonical);
+      EXPECT_EQ(lean.has_image, ref.has_image);
+      EXPECT_EQ(lean.counts.turns, ref.counts.turns);
+      EXPECT_EQ(lean.counts.text_bytes, ref.counts.text_bytes);
+      EXPECT_EQ(lean.counts.question_bytes, ref.counts.question_bytes);
       valid += ref.sample.status == Status::valid;
     }
     EXPECT_GE(valid, 180u);  // the comparison covers the common case, not only failures

