@@ -7,12 +7,14 @@
 //   - a full read-back through CorpusReader;
 // and reports MB/s, records/s, the index's bytes per record, and each rank's peak RSS twice: over
 // the whole run, and during share_index alone (the high-water mark reset before it, with rank 0's
-// one-rank index already released). Prints the CPU model.
+// one-rank index already released). Prints the CPU model, and the floor: what parsing and
+// hashing alone cost per byte on this CPU.
 // Usage: [mpirun -np R] index_bench [MEGABYTES] [SCRATCH_DIR]
 //        [mpirun -np R] index_bench --pool FILE... [--image-root DIR] [--subset-field NAME] [--no-read-back]
 // The second form indexes the given pool files (bench/large_pool.sh) and leaves them in place.
 #include <fmt/format.h>
 #include <malloc.h>
+#include <simdjson.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -74,6 +76,35 @@ std::string mb_list(const std::vector<long>& mb) {
   std::string s;
   for (std::size_t r = 0; r < mb.size(); ++r) s += fmt::format("{}rank {} {} MB", r ? ", " : "", r, mb[r]);
   return s;
+}
+
+// What any index must do per byte, on this CPU, each alone: parse a record (simdjson's DOM
+// parser, the bundled records compacted, one at a time) and hash it (libcrypto's SHA-256 over
+// the same bytes, one call per record). Their harmonic sum is a ceiling for one rank's index
+// pass (which also scans, checks rules, writes the canonical form and marks duplicates).
+void print_floor() {
+  std::ifstream in(fs::path(ALIGN2_SOURCE_DIR) / "examples/demo/data/llava_instruct_60.json");
+  std::vector<std::string> records;
+  for (const nlohmann::json& r : nlohmann::json::parse(in)) records.push_back(r.dump());
+  std::size_t bytes = 0;
+  for (const std::string& r : records) bytes += r.size();
+  std::vector<simdjson::padded_string> padded(records.begin(), records.end());
+  const int rounds = int(200e6 / double(bytes)) + 1;  // ~200 MB each
+  simdjson::dom::parser parser;
+  double t0 = now_s();
+  std::size_t ok = 0;
+  for (int k = 0; k < rounds; ++k)
+    for (const simdjson::padded_string& r : padded) ok += !parser.parse(r).error();
+  const double parse_s = now_s() - t0;
+  std::uint8_t digest[32];
+  t0 = now_s();
+  for (int k = 0; k < rounds; ++k)
+    for (const std::string& r : records) sha256(r, digest);
+  const double hash_s = now_s() - t0;
+  const double mb = double(bytes) * rounds / 1e6;
+  fmt::print("floor on this CPU, one core: simdjson parse {:.0f} MB/s, SHA-256 {:.0f} MB/s (records of {:.0f} bytes); "
+             "both: {:.0f} MB/s{}\n", mb / parse_s, mb / hash_s, double(bytes) / records.size(),
+             mb / (parse_s + hash_s), ok == records.size() * rounds ? "" : " (PARSE FAILED)");
 }
 
 struct BenchArgs {
@@ -155,6 +186,7 @@ int main(int argc, char** argv) {
   if (root) {
     fmt::print("cpu: {}\n", bench::cpu_model());
     fmt::print("pool: {} file(s), {:.1f} MB\n", args.pool.files.size(), size_mb);
+    print_floor();
   }
 
   double t_index = 0;

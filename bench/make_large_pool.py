@@ -5,10 +5,11 @@ Every record comes from the bundled real ones (examples/demo/data): the 60 LLaVA
 conversations (JSON arrays, subset "conversation") and the 90 typed COCO records (JSONL, subset
 from their "type" field), each with its own id and its text varied: one of several question
 phrasings, and an answer that names its sample number. The pool also holds what a real
-collection holds, at fixed rates:
-  - every 200th record repeats the content of an earlier one under a new id (a duplicate);
-  - every 1,000th names an image that is not in the image root (missing_image);
-  - every 5,000th line of a JSONL file is cut short (not JSON).
+collection holds, at fixed rates that never fall on the same record:
+  - 1 record in 200 (n % 200 == 17) repeats the content of an earlier one under a new id
+    (a duplicate);
+  - 1 in 1,000 (n % 1000 == 503) names an image that is not in the image root (missing_image);
+  - 1 in 5,000 (n % 5000 == 2221, always in a JSONL file) is cut short (not JSON).
 Half the files are JSON arrays, half JSONL; records are dealt to them in turn, so record n
 always has the same text whatever the file count. The first SUBSET records of each file are
 also written, as subset files of the same kinds, for the curate run.
@@ -67,7 +68,7 @@ def record(tpl, n, content_of):
     image is the bundled record's own."""
     pieces, marks, image = tpl
     values = ["lp%010d" % n, PHRASINGS[content_of % len(PHRASINGS)], " (sample %d)" % content_of,
-              "missing/%d.jpg" % n if n % 1000 == 999 else image]
+              "missing/%d.jpg" % n if n % 1000 == 503 else image]
     out = [pieces[0]]
     for i, m in enumerate(marks):
         out.append(values[m])
@@ -86,10 +87,10 @@ def write_file(args):
         for k in range(count):
             n = start + k * files
             # A repeat takes the content of the record 97 places before it in the same file.
-            content_of = n - 97 * files if n % 200 == 199 and k >= 97 else n
+            content_of = n - 97 * files if n % 200 == 17 and k >= 97 else n
             tpl = tpls[kind][(content_of // files) % len(tpls[kind])]
             text = record(tpl, n, content_of)
-            if kind == "jsonl" and n % 5000 == 4999:
+            if kind == "jsonl" and n % 5000 == 2221:
                 text = text[: len(text) // 2]  # cut short: not JSON
             if kind == "array":
                 batch.append(("" if k == 0 else ",\n") + text)

@@ -163,11 +163,12 @@ void index_file(PoolIndex& index, PoolOrder& order, std::uint32_t f, const Index
                 ImageChecks& images) {
   IndexProfile* prof = options.profile;
   const PoolFile& file = index.files[f];
-  const ValidationPass pass{&images, /*keep_raw=*/false, /*keep_text=*/bool(options.on_record)};
+  const ValidationPass pass{&images, /*keep_raw=*/false, /*keep_text=*/bool(options.on_record), /*padded=*/true};
   std::uint64_t index_in_file = 0;
   scan_records(file.path, ScanRange{}, options.validation.max_record_bytes, [&](RawRecord& raw) {
     RecordOrigin origin{file.path, index_in_file, raw.line, file.subset};
     auto t = std::chrono::steady_clock::now();
+    raw.bytes.reserve(raw.bytes.size() + kRecordPadding);  // pass.padded (kept across records)
     ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length, pass);
     t = lap(t, prof ? &prof->validate : nullptr);
     Sample& s = v.sample;
@@ -326,12 +327,13 @@ void scan_segment(const PoolFile& file, std::uint64_t stop, bool in_array, const
                   ImageChecks& images, PartSegment& seg) {
   struct NotJsonStop {};  // ends the scan at a JSON array element that does not parse
   std::unordered_map<std::string, std::uint32_t> subset_ids;
-  const ValidationPass pass{&images, /*keep_raw=*/false, /*keep_text=*/false};
+  const ValidationPass pass{&images, /*keep_raw=*/false, /*keep_text=*/false, /*padded=*/true};
   try {
     seg.end = scan_records(file.path, ScanRange{seg.begin, in_array, stop}, options.validation.max_record_bytes,
                            [&](RawRecord& raw) {
       const std::uint64_t local = seg.entries.size();
       RecordOrigin origin{file.path, local, raw.line, file.subset};
+      raw.bytes.reserve(raw.bytes.size() + kRecordPadding);  // pass.padded (kept across records)
       ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length, pass);
       if (raw.in_array && v.sample.reason == Reason::not_json) {
         NotJsonAt at = not_json_at(file.path, raw, v.sample.message);

@@ -21,6 +21,9 @@
 #include "core/data/record_text.h"
 
 namespace align2 {
+
+static_assert(simdjson::SIMDJSON_PADDING <= kRecordPadding, "kRecordPadding must cover simdjson's padding");
+
 namespace {
 
 using nlohmann::json;
@@ -507,16 +510,22 @@ bool read_conversation(simdjson::dom::element conversation, bool accept_open_que
 // leaving `out` untouched, at anything it does not handle or any broken rule: the nlohmann
 // reader then decides, and words the failure.
 bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
-                      bool keep_text, ValidatedRecord& out) {
+                      const ValidationPass& pass, ValidatedRecord& out) {
+  const bool keep_text = pass.keep_text;
   thread_local std::vector<TurnView> turns;  // views into the parser's strings
   turns.clear();
   thread_local simdjson::dom::parser parser;
   thread_local std::vector<char> padded;  // the record and SIMDJSON_PADDING bytes, reused
-  if (padded.size() < raw.size() + simdjson::SIMDJSON_PADDING) padded.resize(raw.size() + simdjson::SIMDJSON_PADDING);
-  std::memcpy(padded.data(), raw.data(), raw.size());
+  const char* input = raw.data();  // raw.size() bytes and SIMDJSON_PADDING more, readable
+  if (!pass.padded) {
+    if (padded.size() < raw.size() + simdjson::SIMDJSON_PADDING) padded.resize(raw.size() + simdjson::SIMDJSON_PADDING);
+    std::memcpy(padded.data(), raw.data(), raw.size());
+    input = padded.data();
+  }
   simdjson::dom::element doc;
   simdjson::dom::object rec;
-  if (parser.parse(padded.data(), raw.size(), /*realloc_if_needed=*/false).get(doc) || doc.get_object().get(rec))
+  // The parse also checks UTF-8: a record read here is well-formed UTF-8.
+  if (parser.parse(input, raw.size(), /*realloc_if_needed=*/false).get(doc) || doc.get_object().get(rec))
     return false;
   std::string canonical = "align2-record-v1\n";
   canonical.reserve(canonical.size() + raw.size());
@@ -592,9 +601,10 @@ ValidatedRecord validate_rules(std::string_view raw, const RecordOrigin& origin,
                      options.max_record_bytes));
     return out;
   }
+  // simdjson's parse checks UTF-8 too: the fast reader's records need no separate check.
+  const bool fast_read = fast && read_record_fast(raw, origin, options, pass, out);
   std::uint64_t bad = 0;
-  const bool utf8 = simdjson::validate_utf8(raw.data(), raw.size()) || is_valid_utf8(raw, &bad);
-  const bool fast_read = utf8 && fast && read_record_fast(raw, origin, options, pass.keep_text, out);
+  const bool utf8 = fast_read || simdjson::validate_utf8(raw.data(), raw.size()) || is_valid_utf8(raw, &bad);
   *text_in_turns = !fast_read || pass.keep_text;
   if (!utf8 || !(fast_read || read_record_nlohmann(raw, origin, options, out))) {
     // Until the content is known, invalid records are keyed by their bytes.

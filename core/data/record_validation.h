@@ -73,11 +73,15 @@ class ImageChecks {
   std::unordered_map<std::string, std::pair<Reason, std::string>> verdicts_;  // image -> (reason, detail)
 };
 
+// Bytes past a record's end that a pass may let the parser read (ValidationPass::padded).
+constexpr std::size_t kRecordPadding = 64;
+
 // What a pass over many records lends validate_record, to go faster with the same result.
 struct ValidationPass {
   ImageChecks* images = nullptr;  // image checks kept across records (root = options.image_root); nullptr: none kept
   bool keep_raw = true;           // false: sample.raw is left empty (the index pass never reads it)
   bool keep_text = true;          // false: sample.turns may be left empty (counts still tell their sizes)
+  bool padded = false;            // true: kRecordPadding bytes after the record are readable (contents any)
 };
 
 // Validates `raw` (the record's exact bytes). Never throws for bad input: problems

@@ -43,24 +43,28 @@ double seconds_since(Clock::time_point t) {
 // Runs `work` on rank 0 and broadcasts its bytes; an exception there is rethrown on
 // every rank (as std::runtime_error with the same text), so no rank waits forever.
 std::vector<std::uint8_t> on_root(Comm& comm, const std::function<std::vector<std::uint8_t>()>& work) {
+  // The message: work's bytes and a 1, or the error's text and a 0 (a trailing status byte: the
+  // body is neither copied nor shifted, which matters for an index of a GB).
   std::vector<std::uint8_t> message;
   if (comm.rank() == 0) {
-    ByteWriter w;
     try {
-      std::vector<std::uint8_t> body = work();
-      w.u8(1);
-      w.raw(body.data(), body.size());
+      message = work();
+      message.push_back(1);
     } catch (const std::exception& e) {
-      w.bytes.clear();
-      w.u8(0);
+      ByteWriter w;
       w.str(e.what());
+      message = std::move(w.bytes);
+      message.push_back(0);
     }
-    message = std::move(w.bytes);
   }
   comm.broadcast(message, 0);
-  ByteReader r(message);
-  if (r.u8() == 0) throw std::runtime_error(r.str());
-  message.erase(message.begin());
+  if (message.empty()) throw std::logic_error("on_root: an empty message");
+  const std::uint8_t status = message.back();
+  message.pop_back();
+  if (status == 0) {
+    ByteReader r(message);
+    throw std::runtime_error(r.str());
+  }
   return message;
 }
 
@@ -698,9 +702,13 @@ PoolIndex share_index(Comm& comm, const PoolConfig& pool) {
   options.image_cost = pool.image_cost;
   std::vector<std::vector<std::uint8_t>> parts =
       comm.gatherv(index_pool_part(pool.files, options, comm.rank(), comm.size()), 0);
-  return deserialize_index(on_root(comm, [&] {
-    return serialize_index(merge_pool_parts(pool.files, options, std::move(parts)));
-  }));
+  PoolIndex merged;  // rank 0's: the others read it from the message
+  std::vector<std::uint8_t> message = on_root(comm, [&] {
+    merged = merge_pool_parts(pool.files, options, std::move(parts));
+    return serialize_index(merged);
+  });
+  if (comm.rank() == 0) return merged;
+  return deserialize_index(message);
 }
 
 CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer, const CurationOptions& options,
