@@ -81,5 +81,5 @@ done
 python3 - "$work/curate/summary.json" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
-print("summary:", json.dumps({k: s[k] for k in s if k in ("input", "records", "kept", "curated", "by_status", "stages")})[:1500])
+print("summary:", json.dumps({k: s[k] for k in s if k in ("by_status", "kept", "timings")})[:1500])
 EOF
