@@ -2,6 +2,7 @@
 // byte for any number of parts, and the same errors.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,44 @@ TEST(IndexParts, MergedPartsEqualTheOnePassIndex) {
   EXPECT_GE(index.subsets.size(), 4u);
   const std::vector<std::uint8_t> one = serialize_index(index);
   for (int n = 1; n <= 9; ++n) EXPECT_EQ(serialize_index(merged(files, options, n)), one) << n << " parts";
+}
+
+// Many records (more than the table of seen keys holds before it first grows, 32,768), a
+// seventh of them repeating earlier content: each record's duplicate_of and repeat are those a
+// plain map of content gives, on one pass and on merged parts.
+TEST(IndexParts, RepeatsAcrossManyRecordsAreCountedExactly) {
+  const std::string dir = test::scratch_dir("index-parts-many");
+  const std::size_t n = 70000;
+  std::string pool;
+  std::vector<std::size_t> content(n);  // record i carries content number content[i]
+  for (std::size_t i = 0; i < n; ++i) {
+    // A seventh repeat the content of an earlier record picked by a fixed hash of i.
+    content[i] = i % 7 == 3 ? content[(i * 48271u + 11u) % 2147483647u % i] : i;
+    pool += R"({"id": ")" + std::to_string(i) + R"(", "instruction": "q)" + std::to_string(content[i]) +
+            R"(", "output": "a"})" + "\n";
+  }
+  test::write_file(dir + "/many.jsonl", pool);
+  const std::vector<PoolFile> files = {{dir + "/many.jsonl", ""}};
+  const PoolIndex index = build_index(files, IndexOptions{});
+  ASSERT_EQ(index.entries.size(), n);
+  std::map<std::size_t, std::pair<std::size_t, std::size_t>> seen;  // content -> (first record, repeats)
+  std::size_t duplicates = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto [it, fresh] = seen.emplace(content[i], std::make_pair(i, std::size_t(0)));
+    const IndexEntry& e = index.entries[i];
+    if (fresh) {
+      ASSERT_EQ(e.status, Status::valid) << i;
+      ASSERT_EQ(e.repeat, 0u) << i;
+      continue;
+    }
+    ++duplicates;
+    ASSERT_EQ(e.status, Status::duplicate) << i;
+    ASSERT_EQ(e.duplicate_of, it->second.first) << i;
+    ASSERT_EQ(e.repeat, ++it->second.second) << i;
+  }
+  EXPECT_GT(duplicates, n / 8);
+  const std::vector<std::uint8_t> one = serialize_index(index);
+  for (int parts : {2, 3}) EXPECT_EQ(serialize_index(merged(files, IndexOptions{}, parts)), one) << parts << " parts";
 }
 
 // The message build_index throws for `files`, or "" when it indexes them.
