@@ -46,12 +46,33 @@ std::size_t find_string_stop(const char* p, std::size_t n, std::size_t i) {
   return n;
 }
 
+// The index of the first '"', bracket or '\n' in p[i, n), or n: the bytes that matter between
+// strings inside a record (where commas, colons, blanks and scalars change nothing). Sixteen
+// bytes a step with SSE2.
+std::size_t find_structural(const char* p, std::size_t n, std::size_t i) {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"'), newline = _mm_set1_epi8('\n'), lower = _mm_set1_epi8(0x20),
+                open = _mm_set1_epi8('{'), close = _mm_set1_epi8('}');
+  for (; i + 16 <= n; i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i folded = _mm_or_si128(v, lower);  // '[' (0x5B) -> '{' (0x7B), ']' (0x5D) -> '}' (0x7D)
+    const int hits = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, newline)),
+                                                    _mm_or_si128(_mm_cmpeq_epi8(folded, open),
+                                                                 _mm_cmpeq_epi8(folded, close))));
+    if (hits) return i + std::size_t(__builtin_ctz(unsigned(hits)));
+  }
+#endif
+  for (; i < n; ++i)
+    if (p[i] == '"' || p[i] == '\n' || p[i] == '{' || p[i] == '}' || p[i] == '[' || p[i] == ']') return i;
+  return n;
+}
+
 bool blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 // Streams one file block by block and calls `emit` for every record. JSONL is split at
 // newlines (memchr). A JSON array's elements are split by tracking strings, escapes and bracket
-// nesting: string contents are skipped sixteen bytes a step, the few bytes between records go
-// one at a time. A record's bytes are copied a block's run at a time, up to the keep bound.
+// nesting: string contents, and the bytes between strings inside a record, are skipped sixteen
+// bytes a step; the few bytes between records go one at a time. A record's bytes are copied a block's run at a time, up to the keep bound.
 class RecordScanner {
  public:
   RecordScanner(const std::string& path, const ScanRange& range, std::uint64_t keep_bound,
@@ -192,6 +213,10 @@ class RecordScanner {
         else if (c == '\\') escape_ = true;
         else in_string_ = false;
         continue;
+      }
+      if (!closers_.empty()) {  // inside the record's brackets: on to the next byte that matters
+        i = find_structural(p, n, i);
+        if (i == n) return n;
       }
       const char c = p[i];
       pos_ = block_pos_ + i;

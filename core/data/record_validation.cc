@@ -474,6 +474,13 @@ bool string_member(simdjson::dom::object obj, std::string_view name, std::string
   return !obj.at_key(name).get_string().get(*value);
 }
 
+// Adds one (question, answer) turn to `counts`.
+void count_turn(TextCounts& counts, std::string_view question, std::string_view answer) {
+  counts.turns += 1;
+  counts.text_bytes += question.size() + answer.size();
+  counts.question_bytes += question.size();
+}
+
 // A turn as views into simdjson's parse (valid until the next parse).
 struct TurnView {
   std::string_view question, answer;
@@ -574,9 +581,7 @@ bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const Va
   out.counts = TextCounts{};
   for (const TurnView& t : turns) {
     if (keep_text) o.turns.push_back({std::string(t.question), std::string(t.answer)});
-    out.counts.turns += 1;
-    out.counts.text_bytes += t.question.size() + t.answer.size();
-    out.counts.question_bytes += t.question.size();
+    count_turn(out.counts, t.question, t.answer);
   }
   out.has_image = has_image;
   out.canonical = std::move(canonical);
@@ -634,11 +639,7 @@ ValidatedRecord validate(std::string_view raw, const RecordOrigin& origin, const
   ValidatedRecord out = validate_rules(raw, origin, options, raw_length, fast, pass, &text_in_turns);
   if (text_in_turns) {
     out.counts = TextCounts{};
-    for (const Turn& t : out.sample.turns) {
-      out.counts.turns += 1;
-      out.counts.text_bytes += t.question.size() + t.answer.size();
-      out.counts.question_bytes += t.question.size();
-    }
+    for (const Turn& t : out.sample.turns) count_turn(out.counts, t.question, t.answer);
   }
   return out;
 }

@@ -5,6 +5,8 @@
 //   2. The bytes written as a pool file, indexed (build_index: JSON array when the first
 //      non-blank byte is '[', JSONL otherwise) and read back by CorpusReader: every Sample
 //      the reader gives equals what the index pass recorded (status, reason, key).
+//      The same file indexed in 2 and 3 parts and merged gives the same index or the same
+//      error; when nlohmann reads it as a JSON array, each record is one of its elements.
 //   3. The index's byte form round-trips (serialize_index / deserialize_index), and
 //      deserialize_index on the raw input bytes refuses them cleanly or parses them.
 // Seeds: test/fuzz/corpus/record/ (real LLaVA records from shared/data/llava).
@@ -17,6 +19,8 @@
 #include "core/data/corpus_reader.h"
 #include "core/data/record_validation.h"
 #include "test/fuzz/fuzz_common.h"
+
+#include <nlohmann/json.hpp>
 
 using namespace align2;
 using align2::fuzz::expect_clean_errors;
@@ -89,6 +93,44 @@ void check_validation(std::string_view raw) {
              "printable_text");
 }
 
+// The pool file indexed in 2 and 3 parts and merged gives the one-pass index byte for byte
+// (`one_pass`, when `indexed`), or the one-pass error.
+void check_parts(const std::string& path, const IndexOptions& options, bool indexed,
+                 const std::vector<std::uint8_t>& one_pass, const std::string& error) {
+  for (int n : {2, 3}) {
+    std::vector<std::vector<std::uint8_t>> parts;
+    for (int p = 0; p < n; ++p) parts.push_back(index_pool_part({{path, ""}}, options, p, n));
+    PoolIndex merged;
+    std::string merge_error;
+    const bool ok = expect_clean_errors(kTarget, [&] { merged = merge_pool_parts({{path, ""}}, options, parts); },
+                                        &merge_error);
+    FUZZ_CHECK(kTarget, ok == indexed, std::to_string(n) + " parts: " + (ok ? "indexed" : merge_error) +
+                                           "; one pass: " + (indexed ? "indexed" : error));
+    if (ok) FUZZ_CHECK(kTarget, serialize_index(merged) == one_pass, std::to_string(n) + " parts: another index");
+    else FUZZ_CHECK(kTarget, merge_error == error, std::to_string(n) + " parts: " + merge_error + " | one pass: " + error);
+  }
+}
+
+// When nlohmann reads the pool file (`file`, its bytes) as one JSON array, the index has one
+// record per element, each entry's bytes being that element (the same value, in order).
+void check_array_elements(std::string_view file, bool indexed, const PoolIndex& index) {
+  std::string_view text = file;
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a byte-order mark
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos || text[first] != '[') return;
+  const nlohmann::json array = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!array.is_array()) return;
+  FUZZ_CHECK(kTarget, indexed, "nlohmann reads the file as a JSON array, build_index refused it");
+  FUZZ_CHECK(kTarget, array.size() == index.entries.size(),
+             std::to_string(array.size()) + " elements, " + std::to_string(index.entries.size()) + " records");
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    const IndexEntry& e = index.entries[i];
+    if (e.reason == Reason::record_too_large) continue;  // its bytes are not kept
+    const nlohmann::json element = nlohmann::json::parse(file.substr(e.offset, e.length), nullptr, false);
+    FUZZ_CHECK(kTarget, element == array[i], "record " + std::to_string(i) + " is not the array's element");
+  }
+}
+
 void check_pool_file(const std::uint8_t* data, std::size_t size) {
   const auto path = (align2::fuzz::scratch_dir() / "pool.jsonl").string();
   align2::fuzz::write_bytes(path, data, size);
@@ -96,7 +138,11 @@ void check_pool_file(const std::uint8_t* data, std::size_t size) {
   options.validation.subset_field = "type";
   options.validation.max_record_bytes = 4096;  // small enough that fuzzed records reach the bound
   PoolIndex index;
-  if (!expect_clean_errors(kTarget, [&] { index = build_index({{path, ""}}, options); })) return;
+  std::string one_pass_error;
+  const bool indexed = expect_clean_errors(kTarget, [&] { index = build_index({{path, ""}}, options); }, &one_pass_error);
+  check_parts(path, options, indexed, indexed ? serialize_index(index) : std::vector<std::uint8_t>(), one_pass_error);
+  check_array_elements(std::string_view(reinterpret_cast<const char*>(data), size), indexed, index);
+  if (!indexed) return;
   FUZZ_CHECK(kTarget, index.fingerprint.size() == 64, "fingerprint");
 
   CorpusReader reader(index);
