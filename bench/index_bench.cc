@@ -110,15 +110,34 @@ void print_floor() {
 }
 
 // Rank 0 arrives when done; the others sleep until it has (polling `flag`, a file rank 0
-// creates), then all meet at a barrier and the flag is removed.
+// creates), then all meet at a barrier and the flag is removed. An empty `flag` (no folder
+// every rank sees could be written) is a plain barrier.
 void wait_asleep(Comm& comm, const std::string& flag) {
-  if (comm.rank() == 0) {
-    std::ofstream(flag) << "done\n";
-  } else {
-    while (!fs::exists(flag)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (!flag.empty()) {
+    if (comm.rank() == 0) std::ofstream(flag) << "done\n";
+    else
+      while (!fs::exists(flag)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   comm.barrier();
-  if (comm.rank() == 0) fs::remove(flag);
+  if (comm.rank() == 0 && !flag.empty()) fs::remove(flag);
+}
+
+// The flag file of wait_asleep, beside the first pool file (a folder every rank reads), decided
+// on rank 0 and sent to all; "" when rank 0 cannot write there.
+std::string sleep_flag(Comm& comm, const fs::path& pool_file) {
+  std::string flag;
+  if (comm.rank() == 0) {
+    const fs::path path = pool_file.parent_path() / fmt::format(".index_bench-done-{}", ::getpid());
+    if (std::ofstream(path)) flag = path.string();  // writable: the file is removed again below
+    std::error_code ec;
+    fs::remove(path, ec);
+  }
+  ByteWriter w;
+  w.str(flag);
+  std::vector<std::uint8_t> bytes = w.bytes;
+  comm.broadcast(bytes, 0);
+  ByteReader r(bytes);
+  return r.str();
 }
 
 struct BenchArgs {
@@ -144,15 +163,6 @@ BenchArgs parse_args(int argc, char** argv) {
   }
   if (a.pool.files.empty()) throw std::invalid_argument("index_bench: --pool needs at least one file");
   return a;
-}
-
-IndexOptions index_options(const PoolConfig& pool) {
-  IndexOptions options;
-  options.validation.image_root = pool.image_root;
-  options.validation.subset_field = pool.subset_field;
-  options.validation.max_record_bytes = pool.max_record_bytes;
-  options.image_cost = pool.image_cost;
-  return options;
 }
 
 // The pool file: `megabytes` of unique records from the bundled ones, as one JSON array.
@@ -203,17 +213,7 @@ int main(int argc, char** argv) {
   }
   // Rank 0 measures alone while the other ranks sleep (an MPI barrier would spin a core,
   // which slows rank 0's pass by about a tenth on this machine).
-  const fs::path done_flag = fs::path(args.pool.files[0].path).parent_path() /
-                             fmt::format(".index_bench-done-{}", ::getpid());
-  std::string flag = done_flag.string();
-  {
-    ByteWriter w;
-    w.str(flag);
-    std::vector<std::uint8_t> bytes = w.bytes;
-    comm.broadcast(bytes, 0);
-    ByteReader r(bytes);
-    flag = r.str();
-  }
+  const std::string flag = sleep_flag(comm, args.pool.files[0].path);
   if (root) print_floor();
 
   double t_index = 0;

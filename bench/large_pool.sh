@@ -39,7 +39,7 @@ fi
 rm -rf "$work"
 mkdir -p "$work"
 [ "${LARGE_POOL_KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
-secs() { echo "scale=1; ($(date +%s%N) - $1) / 1000000000" | bc; }
+secs() { awk -v a="$1" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
 
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) threads"
 echo "== 1. generate $records records (+ $subset per subset file)"
@@ -69,9 +69,13 @@ cat > "$work/job.json" <<EOF
 }
 EOF
 t0=$(date +%s%N)
-# Each rank's peak RSS (KB) to curate-rss.<rank>.
-mpirun -np "$ranks" --bind-to none sh -c \
-  '/usr/bin/time -f %M -o "$0.$OMPI_COMM_WORLD_RANK" "$@"' "$work/curate-rss" \
+# Each rank's peak RSS (KB, ru_maxrss of the rank's process) to curate-rss.<rank>.
+mpirun -np "$ranks" --bind-to none python3 -c '
+import os, resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:])
+with open(sys.argv[1] + "." + os.environ["OMPI_COMM_WORLD_RANK"], "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) + "\n")
+sys.exit(rc)' "$work/curate-rss" \
   "$bin/align2" curate --config "$work/job.json" > "$work/curate.log" 2>&1 \
   || { tail -n 30 "$work/curate.log" >&2; exit 1; }
 echo "curate (index, stages 1-3, merge): $(secs "$t0") s wall"

@@ -72,7 +72,8 @@ bool blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 // Streams one file block by block and calls `emit` for every record. JSONL is split at
 // newlines (memchr). A JSON array's elements are split by tracking strings, escapes and bracket
 // nesting: string contents, and the bytes between strings inside a record, are skipped sixteen
-// bytes a step; the few bytes between records go one at a time. A record's bytes are copied a block's run at a time, up to the keep bound.
+// bytes a step; the few bytes between records go one at a time. A record's bytes are copied a
+// block's run at a time, up to the keep bound.
 class RecordScanner {
  public:
   RecordScanner(const std::string& path, const ScanRange& range, std::uint64_t keep_bound,

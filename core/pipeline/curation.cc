@@ -694,12 +694,17 @@ std::vector<std::uint8_t> run_selection(const RunContext& ctx, CorpusReader& rea
 
 }  // namespace
 
-PoolIndex share_index(Comm& comm, const PoolConfig& pool) {
+IndexOptions index_options(const PoolConfig& pool) {
   IndexOptions options;
   options.validation.image_root = pool.image_root;
   options.validation.subset_field = pool.subset_field;
   options.validation.max_record_bytes = pool.max_record_bytes;
   options.image_cost = pool.image_cost;
+  return options;
+}
+
+PoolIndex share_index(Comm& comm, const PoolConfig& pool) {
+  const IndexOptions options = index_options(pool);
   std::vector<std::vector<std::uint8_t>> parts =
       comm.gatherv(index_pool_part(pool.files, options, comm.rank(), comm.size()), 0);
   PoolIndex merged;  // rank 0's: the others read it from the message

@@ -44,6 +44,8 @@ struct CurationOptions {
 // Byte for byte build_index's index, for any number of ranks. Collective; a pool error is
 // thrown on every rank.
 PoolIndex share_index(Comm& comm, const PoolConfig& pool);
+// The index options a job's pool section gives (what share_index indexes with).
+IndexOptions index_options(const PoolConfig& pool);
 
 // Collective: every rank of `comm` calls it. Work is committed in chunks under
 // <output_dir>/work (core/store/work_dir.h): rerunning after a kill resumes; an output_dir that
