@@ -21,10 +21,12 @@ namespace {
 
 constexpr std::uint32_t kIndexFormat = 1;
 
-// Adds the seconds from `since` to now to *sum (when sum is set); returns now.
+// Adds the seconds from `since` to now to *sum and returns now; without a sum, returns `since`
+// (no clock read: the pass is not being profiled).
 std::chrono::steady_clock::time_point lap(std::chrono::steady_clock::time_point since, double* sum) {
+  if (!sum) return since;
   const auto now = std::chrono::steady_clock::now();
-  if (sum) *sum += std::chrono::duration<double>(now - since).count();
+  *sum += std::chrono::duration<double>(now - since).count();
   return now;
 }
 
@@ -39,7 +41,7 @@ NotJsonAt not_json_at(const std::string& path, const RawRecord& raw, const std::
   NotJsonAt at;
   at.offset = raw.offset;
   try {
-    nlohmann::json parsed = nlohmann::json::parse(raw.bytes);  // throws: validation saw it fail
+    nlohmann::json parsed = nlohmann::json::parse(raw.bytes.begin(), raw.bytes.end());  // throws: validation saw it fail
   } catch (const nlohmann::json::parse_error& e) {
     at.offset = raw.offset + (e.byte > 0 ? e.byte - 1 : 0);
   }
@@ -165,10 +167,11 @@ void index_file(PoolIndex& index, PoolOrder& order, std::uint32_t f, const Index
   const PoolFile& file = index.files[f];
   const ValidationPass pass{&images, /*keep_raw=*/false, /*keep_text=*/bool(options.on_record), /*padded=*/true};
   std::uint64_t index_in_file = 0;
+  RecordOrigin origin{file.path, 0, 0, file.subset};
   scan_records(file.path, ScanRange{}, options.validation.max_record_bytes, [&](RawRecord& raw) {
-    RecordOrigin origin{file.path, index_in_file, raw.line, file.subset};
-    auto t = std::chrono::steady_clock::now();
-    raw.bytes.reserve(raw.bytes.size() + kRecordPadding);  // pass.padded (kept across records)
+    origin.index_in_file = index_in_file;
+    origin.line = raw.line;
+    auto t = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length, pass);
     t = lap(t, prof ? &prof->validate : nullptr);
     Sample& s = v.sample;
@@ -330,10 +333,10 @@ void scan_segment(const PoolFile& file, std::uint64_t stop, bool in_array, const
   const ValidationPass pass{&images, /*keep_raw=*/false, /*keep_text=*/false, /*padded=*/true};
   try {
     seg.end = scan_records(file.path, ScanRange{seg.begin, in_array, stop}, options.validation.max_record_bytes,
-                           [&](RawRecord& raw) {
+                           [&, origin = RecordOrigin{file.path, 0, 0, file.subset}](RawRecord& raw) mutable {
       const std::uint64_t local = seg.entries.size();
-      RecordOrigin origin{file.path, local, raw.line, file.subset};
-      raw.bytes.reserve(raw.bytes.size() + kRecordPadding);  // pass.padded (kept across records)
+      origin.index_in_file = local;
+      origin.line = raw.line;
       ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length, pass);
       if (raw.in_array && v.sample.reason == Reason::not_json) {
         NotJsonAt at = not_json_at(file.path, raw, v.sample.message);

@@ -10,6 +10,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace align2 {
 
@@ -30,7 +31,11 @@ struct RawRecord {
   std::uint64_t offset = 0;  // file offset of its first byte
   std::uint64_t length = 0;  // bytes (a JSONL line without its newline and a '\r' before it)
   std::uint64_t line = 0;    // 1-based, counted from the scan's begin
-  std::string bytes;         // the record's bytes; empty when length > the keep bound
+  // The record's bytes, empty when length > the keep bound; valid during the `emit` call only.
+  // kRecordPadding (record_validation.h) more bytes after them are readable, contents any, so a
+  // parser may read the record in place. They lie in the scanner's read block, or in its own
+  // copy for a record that spans two blocks.
+  std::string_view bytes;
   bool in_array = false;     // element of a JSON array (else a JSONL line)
 };
 

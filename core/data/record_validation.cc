@@ -14,6 +14,7 @@
 #endif
 
 #include <algorithm>
+#include <charconv>
 #include <iterator>
 #include <vector>
 
@@ -369,102 +370,180 @@ bool read_record_nlohmann(std::string_view raw, const RecordOrigin& origin, cons
 
 // --- The fast reader: simdjson, for records that pass every rule --------------------------------
 
-// The index of the first byte in text[i, end) that a JSON string escapes, or text.size().
-std::size_t next_escaped(std::string_view text, std::size_t i) {
-#if defined(__SSE2__)
-  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
-  for (; i + 16 <= text.size(); i += 16) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text.data() + i));
-    const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                                     _mm_cmpeq_epi8(_mm_max_epu8(v, control), control));  // v <= 0x1F
-    if (const int bits = _mm_movemask_epi8(hit)) return i + std::size_t(__builtin_ctz(unsigned(bits)));
-  }
-#endif
-  for (; i < text.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == '"' || c == '\\') return i;
-  }
-  return text.size();
-}
+// Whether a JSON string writes byte c escaped: the quote, the backslash, bytes below 0x20.
+bool escaped_byte(unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; }
 
-// Appends `text` as nlohmann::json::dump writes a string (ensure_ascii off): quoted; the quote,
-// the backslash, backspace, form feed, newline, carriage return and tab escaped by a backslash
-// and a letter, the other bytes below 0x20 as \u00xx (lowercase hex); all else as is.
-void append_json_string(std::string& out, std::string_view text) {
-  out += '"';
-  std::size_t done = 0;
-  for (std::size_t i = next_escaped(text, 0); i < text.size(); i = next_escaped(text, i + 1)) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    out.append(text.data() + done, i - done);
-    done = i + 1;
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default: fmt::format_to(std::back_inserter(out), "\\u{:04x}", unsigned(c));
+// Writes byte c (escaped_byte) as nlohmann::json::dump does (ensure_ascii off) at `to`: the
+// quote, the backslash, backspace, form feed, newline, carriage return and tab as a backslash
+// and a letter, the other bytes below 0x20 as \u00xx (lowercase hex). Returns the bytes written.
+std::size_t write_escape(char* to, unsigned char c) {
+  char letter = 0;
+  switch (c) {
+    case '"': letter = '"'; break;
+    case '\\': letter = '\\'; break;
+    case '\b': letter = 'b'; break;
+    case '\f': letter = 'f'; break;
+    case '\n': letter = 'n'; break;
+    case '\r': letter = 'r'; break;
+    case '\t': letter = 't'; break;
+    default: {
+      static constexpr char kHex[] = "0123456789abcdef";
+      const char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+      std::memcpy(to, u, 6);
+      return 6;
     }
   }
-  out.append(text.data() + done, text.size() - done);
-  out += '"';
+  to[0] = '\\';
+  to[1] = letter;
+  return 2;
 }
 
-// Appends the compact, key-sorted text nlohmann::json::dump gives for `value` (leaving out the
-// key "id" when `drop_id`). False where the two could differ: a floating-point number (nlohmann
-// prints those its own way) or an object with a repeated key (nlohmann keeps the last one).
-bool append_canonical(std::string& out, simdjson::dom::element value, bool drop_id) {
+// Key order of nlohmann's objects (std::map<std::string>): bytes compared as unsigned chars.
+bool key_less(std::string_view a, std::string_view b) {
+  const std::size_t n = std::min(a.size(), b.size());
+  for (std::size_t k = 0; k < n; ++k)
+    if (a[k] != b[k]) return static_cast<unsigned char>(a[k]) < static_cast<unsigned char>(b[k]);
+  return a.size() < b.size();
+}
+
+// The compact, key-sorted text nlohmann::json::dump gives for a value, appended to a string
+// through a write cursor: room is made once per string or token, then bytes are stored without
+// further checks (the string's size runs ahead of the text; finish() trims it).
+class CanonicalText {
+ public:
+  // Appends to `out`; `expected`: about how many bytes will follow (the record's size).
+  CanonicalText(std::string& out, std::size_t expected) : out_(out), used_(out.size()) { room(expected); }
+
+  // Appends the value (leaving out the key "id" when `drop_id`). False where the two could
+  // differ: a floating-point number (nlohmann prints those its own way) or an object with a
+  // repeated key (nlohmann keeps the last one).
+  bool value(simdjson::dom::element value, bool drop_id);
+  void finish() { out_.resize(used_); }
+
+ private:
+  static constexpr std::size_t kOverrun = 16;  // a 16-byte store may write this far past the text
+
+  // At least n bytes writable from used_ on.
+  void room(std::size_t n) {
+    if (out_.size() - used_ < n) out_.resize(std::max(2 * out_.size(), used_ + n));
+  }
+  void put(char c) {
+    room(1);
+    out_[used_++] = c;
+  }
+  void put(std::string_view text) {
+    room(text.size());
+    std::memcpy(&out_[used_], text.data(), text.size());
+    used_ += text.size();
+  }
+  void string(std::string_view text);
+  bool object(simdjson::dom::object object, bool drop_id);
+
+  std::string& out_;
+  std::size_t used_;  // bytes of out_ written; the rest is room
+};
+
+// `text` quoted, escaped as write_escape does. Sixteen bytes a step with SSE2: stored, then
+// checked; a step that holds an escaped byte keeps only the bytes before it.
+void CanonicalText::string(std::string_view text) {
+  const char* p = text.data();
+  const std::size_t n = text.size();
+  room(n + 2 + kOverrun);
+  // The cursor lives in locals: a store through a char pointer may alias any member.
+  char* to = &out_[used_];
+  char* start = to;
+  *to++ = '"';
+  std::size_t i = 0;
+  while (i < n) {
+    std::size_t run = 0;  // bytes from p[i] on copied as they are
+#if defined(__SSE2__)
+    if (i + 16 <= n) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(to), v);
+      const __m128i control = _mm_set1_epi8(0x1F);
+      const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                                    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                                       _mm_cmpeq_epi8(_mm_max_epu8(v, control), control));  // v <= 0x1F
+      const int bits = _mm_movemask_epi8(hit);
+      run = bits ? std::size_t(__builtin_ctz(unsigned(bits))) : 16;
+    } else
+#endif
+    {
+      for (; i + run < n && !escaped_byte(static_cast<unsigned char>(p[i + run])); ++run) to[run] = p[i + run];
+    }
+    i += run;
+    to += run;
+    if (i == n || run == 16) continue;
+    used_ += std::size_t(to - start);
+    room(6 + (n - i) + 1 + kOverrun);  // this escape, the rest of the text and its closing quote
+    to = start = &out_[used_];
+    to += write_escape(to, static_cast<unsigned char>(p[i++]));
+  }
+  *to++ = '"';  // room made above
+  used_ += std::size_t(to - start);
+}
+
+bool CanonicalText::object(simdjson::dom::object object, bool drop_id) {
+  // The fields sorted by key; small objects (records, turns) without a heap allocation.
+  using Field = std::pair<std::string_view, simdjson::dom::element>;
+  Field few[16];
+  std::vector<Field> many;
+  const std::size_t n = object.size();
+  Field* fields = n <= 16 ? few : (many.resize(n), many.data());
+  std::size_t count = 0;
+  for (simdjson::dom::key_value_pair field : object) {
+    if (count == n) return false;  // not reached: size() counts every field
+    fields[count++] = {field.key, field.value};
+  }
+  std::sort(fields, fields + count, [](const Field& x, const Field& y) { return key_less(x.first, y.first); });
+  put('{');
+  bool first = true;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (i > 0 && fields[i].first == fields[i - 1].first) return false;
+    if (drop_id && fields[i].first == "id") continue;
+    if (!first) put(',');
+    first = false;
+    string(fields[i].first);
+    put(':');
+    if (!value(fields[i].second, false)) return false;
+  }
+  put('}');
+  return true;
+}
+
+bool CanonicalText::value(simdjson::dom::element value, bool drop_id) {
   using simdjson::dom::element_type;
   switch (value.type()) {
     case element_type::OBJECT: {
       simdjson::dom::object object;
-      if (value.get_object().get(object)) return false;
-      // The fields sorted by key; small objects (records, turns) without a heap allocation.
-      using Field = std::pair<std::string_view, simdjson::dom::element>;
-      Field few[16];
-      std::vector<Field> many;
-      const std::size_t n = object.size();
-      Field* fields = n <= 16 ? few : (many.resize(n), many.data());
-      std::size_t count = 0;
-      for (simdjson::dom::key_value_pair field : object) {
-        if (count == n) return false;  // not reached: size() counts every field
-        fields[count++] = {field.key, field.value};
-      }
-      std::sort(fields, fields + count, [](const Field& x, const Field& y) { return x.first < y.first; });
-      out += '{';
-      bool first = true;
-      for (std::size_t i = 0; i < count; ++i) {
-        if (i > 0 && fields[i].first == fields[i - 1].first) return false;
-        if (drop_id && fields[i].first == "id") continue;
-        if (!first) out += ',';
-        first = false;
-        append_json_string(out, fields[i].first);
-        out += ':';
-        if (!append_canonical(out, fields[i].second, false)) return false;
-      }
-      out += '}';
-      return true;
+      return !value.get_object().get(object) && this->object(object, drop_id);
     }
     case element_type::ARRAY: {
       simdjson::dom::array array;
       if (value.get_array().get(array)) return false;
-      out += '[';
+      put('[');
       bool first = true;
       for (simdjson::dom::element item : array) {
-        if (!first) out += ',';
+        if (!first) put(',');
         first = false;
-        if (!append_canonical(out, item, false)) return false;
+        if (!this->value(item, false)) return false;
       }
-      out += ']';
+      put(']');
       return true;
     }
-    case element_type::STRING: append_json_string(out, value.get_string().value_unsafe()); return true;
-    case element_type::INT64: fmt::format_to(std::back_inserter(out), "{}", value.get_int64().value_unsafe()); return true;
-    case element_type::UINT64: fmt::format_to(std::back_inserter(out), "{}", value.get_uint64().value_unsafe()); return true;
-    case element_type::BOOL: out += value.get_bool().value_unsafe() ? "true" : "false"; return true;
-    case element_type::NULL_VALUE: out += "null"; return true;
+    case element_type::STRING: string(value.get_string().value_unsafe()); return true;
+    case element_type::INT64:
+    case element_type::UINT64: {
+      room(24);
+      char* to = &out_[used_];
+      const std::to_chars_result r = value.type() == element_type::INT64
+                                         ? std::to_chars(to, to + 24, value.get_int64().value_unsafe())
+                                         : std::to_chars(to, to + 24, value.get_uint64().value_unsafe());
+      used_ += std::size_t(r.ptr - to);
+      return true;
+    }
+    case element_type::BOOL: put(value.get_bool().value_unsafe() ? "true" : "false"); return true;
+    case element_type::NULL_VALUE: put("null"); return true;
     default: return false;  // DOUBLE
   }
 }
@@ -535,8 +614,9 @@ bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const Va
   if (parser.parse(input, raw.size(), /*realloc_if_needed=*/false).get(doc) || doc.get_object().get(rec))
     return false;
   std::string canonical = "align2-record-v1\n";
-  canonical.reserve(canonical.size() + raw.size());
-  if (!append_canonical(canonical, doc, /*drop_id=*/true)) return false;
+  CanonicalText writer(canonical, raw.size() + 64);
+  if (!writer.value(doc, /*drop_id=*/true)) return false;
+  writer.finish();
 
   Sample s;
   simdjson::dom::element id, field;
