@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cassert>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -9,12 +10,15 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 #include <unordered_map>
 
 #include "core/util/byte_io.h"
 #include "core/data/record_cost.h"
 #include "core/util/digest.h"
+#include "core/util/huge_pages.h"
 
 namespace align2 {
 namespace {
@@ -77,30 +81,31 @@ IndexEntry record_entry(const RawRecord& raw, std::uint32_t f, std::uint64_t ind
 }
 
 // The content keys seen so far: open addressing with linear probing over 32-byte slots, at most
-// half full (one cache line per lookup, no allocation per key). SHA-256 bytes are uniform, so a
-// key's first 8 bytes pick its slot.
-struct SeenKeys {
-  static constexpr std::uint64_t kEmpty = std::numeric_limits<std::uint64_t>::max();  // never a pool index
+// 70% full (a cache line or two per lookup, no allocation per key), in huge pages (a lookup
+// misses every cache, but not the TLB). SHA-256 bytes are uniform, so a key's first 8 bytes pick
+// its slot.
+class SeenKeys {
+ public:
   struct Slot {
     std::uint64_t lo = 0, hi = 0;         // the key's bytes 0-7 and 8-15
-    std::uint64_t first = kEmpty;         // pool index of the key's first record
+    std::uint64_t first_plus_one = 0;     // pool index of the key's first record + 1; 0: an empty slot
     std::uint64_t repeats = 0;            // repeats of it so far
   };
-  std::vector<Slot> slots = std::vector<Slot>(std::size_t(1) << 16);  // a power of two
-  std::uint64_t used = 0;
+
+  SeenKeys() { rehash(kMinSlots); }
 
   // The slot of `key`, taken for a first record at pool index `at` when the key is new (*fresh).
   Slot& find_or_add(const std::uint8_t key[16], std::uint64_t at, bool* fresh) {
-    if (2 * (used + 1) > slots.size()) grow();
+    if (!room_for(used_ + 1, size_)) rehash(2 * size_);
     std::uint64_t lo, hi;
     std::memcpy(&lo, key, 8);
     std::memcpy(&hi, key + 8, 8);
-    const std::size_t mask = slots.size() - 1;
+    const std::size_t mask = size_ - 1;
     for (std::size_t i = std::size_t(lo) & mask;; i = (i + 1) & mask) {
-      Slot& s = slots[i];
-      if (s.first == kEmpty) {
-        s.lo = lo, s.hi = hi, s.first = at;
-        ++used;
+      Slot& s = slots()[i];
+      if (s.first_plus_one == 0) {
+        s.lo = lo, s.hi = hi, s.first_plus_one = at + 1;
+        ++used_;
         *fresh = true;
         return s;
       }
@@ -111,22 +116,48 @@ struct SeenKeys {
     }
   }
 
-  // Room for n keys without growing.
+  // Room for n keys without growing: one table of the final size.
   void reserve(std::uint64_t n) {
-    while (slots.size() < 2 * n) grow();
+    std::size_t size = size_;
+    while (!room_for(n, size)) size *= 2;
+    if (size != size_) rehash(size);
   }
 
-  void grow() {
-    std::vector<Slot> old(slots.size() * 2);
-    old.swap(slots);
-    const std::size_t mask = slots.size() - 1;
-    for (const Slot& s : old) {
-      if (s.first == kEmpty) continue;
+  // Starts loading the slot where a lookup of `key` begins (the merge asks a few entries ahead:
+  // a table of 10M keys is 1 GB, and each lookup would otherwise wait for memory).
+  void prefetch(const std::uint8_t key[16]) const {
+    std::uint64_t lo;
+    std::memcpy(&lo, key, 8);
+    __builtin_prefetch(&slots()[std::size_t(lo) & (size_ - 1)]);
+  }
+
+ private:
+  static constexpr std::size_t kMinSlots = std::size_t(1) << 16;  // a power of two, as every size
+
+  // Whether `size` slots hold n keys: at most 70% full (linear probing then looks at about 2
+  // slots for a key present, 6 for a key absent; a 10M-key table is 512 MB).
+  static bool room_for(std::uint64_t n, std::size_t size) { return 10 * n <= 7 * std::uint64_t(size); }
+
+  Slot* slots() const { return static_cast<Slot*>(table_.data()); }
+
+  // A table of `size` slots (zero bytes: every slot empty) holding the keys so far.
+  void rehash(std::size_t size) {
+    HugePageBuffer old = std::exchange(table_, HugePageBuffer(size * sizeof(Slot)));
+    const Slot* from = static_cast<const Slot*>(old.data());
+    const std::size_t old_size = size_, mask = size - 1;
+    size_ = size;
+    for (std::size_t k = 0; k < old_size && from; ++k) {
+      const Slot& s = from[k];
+      if (s.first_plus_one == 0) continue;
       std::size_t i = std::size_t(s.lo) & mask;
-      while (slots[i].first != kEmpty) i = (i + 1) & mask;
-      slots[i] = s;
+      while (slots()[i].first_plus_one != 0) i = (i + 1) & mask;
+      slots()[i] = s;
     }
   }
+
+  HugePageBuffer table_;  // [size_] Slots
+  std::size_t size_ = 0;  // slots: a power of two
+  std::uint64_t used_ = 0;
 };
 
 // What the pool order decides: subset ids by first appearance, and repeats.
@@ -152,7 +183,7 @@ struct PoolOrder {
     if (e.status == Status::valid || e.status == Status::missing_image) {
       e.status = Status::duplicate;
       e.reason = Reason::duplicate;
-      e.duplicate_of = first.first;
+      e.duplicate_of = first.first_plus_one - 1;
       e.cost = 1;
     }
     return e.repeat;
@@ -226,43 +257,41 @@ std::string pool_fingerprint(const PoolIndex& index) {
   return h.hex();
 }
 
-void write_entry(ByteWriter& w, const IndexEntry& e) {
-  w.u64(e.offset);
-  w.u64(e.length);
-  w.u64(e.line);
-  w.u64(e.index_in_file);
-  w.u64(e.cost);
-  w.u64(e.question_bytes);
-  w.u32(e.turns);
-  w.u64(e.duplicate_of);
-  w.u64(e.repeat);
-  w.u32(e.file);
-  w.u32(e.subset);
-  w.u8(std::uint8_t(e.status));
-  w.u8(std::uint8_t(e.reason));
-  w.u8(e.has_image ? 1 : 0);
-  w.raw(e.key, 16);
-}
 constexpr std::size_t kEntryBytes = 8 * 8 + 3 * 4 + 3 + 16;  // write_entry's bytes
+constexpr std::size_t kEntryKeyAt = kEntryBytes - 16;         // where the key lies in them
+static_assert(sizeof(Status) == 1 && sizeof(Reason) == 1 && sizeof(bool) == 1, "one byte each in kEntryBytes");
+
+// Calls f on each field of an entry in its packed form's order (e const: f only reads).
+template <class Entry, class F>
+void for_each_field(Entry& e, F&& f) {
+  f(e.offset), f(e.length), f(e.line), f(e.index_in_file), f(e.cost), f(e.question_bytes), f(e.turns);
+  f(e.duplicate_of), f(e.repeat), f(e.file), f(e.subset), f(e.status), f(e.reason), f(e.has_image), f(e.key);
+}
+
+// An entry as write_entry packs it: kEntryBytes little-endian bytes, one bounds check a read.
+void write_entry(ByteWriter& w, const IndexEntry& e) {
+  std::uint8_t bytes[kEntryBytes];
+  std::size_t at = 0;
+  for_each_field(e, [&](const auto& value) {
+    std::memcpy(bytes + at, &value, sizeof value);
+    at += sizeof value;
+  });
+  assert(at == kEntryBytes);
+  w.raw(bytes, kEntryBytes);
+}
 
 // Reads one entry; files and subsets bound its file and subset ids.
 IndexEntry read_entry(ByteReader& r, std::size_t files, std::size_t subsets, const char* what) {
+  std::uint8_t bytes[kEntryBytes];
+  r.raw(bytes, kEntryBytes);
   IndexEntry e;
-  e.offset = r.u64();
-  e.length = r.u64();
-  e.line = r.u64();
-  e.index_in_file = r.u64();
-  e.cost = r.u64();
-  e.question_bytes = r.u64();
-  e.turns = r.u32();
-  e.duplicate_of = r.u64();
-  e.repeat = r.u64();
-  e.file = r.u32();
-  e.subset = r.u32();
-  e.status = Status(r.u8());
-  e.reason = Reason(r.u8());
-  e.has_image = r.u8() != 0;
-  r.raw(e.key, 16);
+  std::size_t at = 0;
+  for_each_field(e, [&](auto& value) {
+    using T = std::remove_reference_t<decltype(value)>;
+    if constexpr (std::is_same_v<T, bool>) value = bytes[at] != 0;
+    else std::memcpy(&value, bytes + at, sizeof value);
+    at += sizeof value;
+  });
   if (e.file >= files || e.subset >= subsets || std::uint8_t(e.status) > std::uint8_t(Status::duplicate) ||
       std::uint8_t(e.reason) > std::uint8_t(kLastReason))
     throw std::runtime_error(fmt::format("{}: entry out of range", what));
@@ -305,6 +334,10 @@ struct PartSegment {
   ScanEnd end;
   std::vector<std::string> subsets;  // local subset ids -> names
   std::vector<IndexEntry> entries;   // index_in_file and line counted from begin; key = content key
+  // A segment read back from its part's bytes (deserialize_part) leaves its entries there:
+  std::size_t part = 0;              // which part's bytes
+  std::size_t entries_at = 0;        // where its entries begin in them (kEntryBytes each)
+  std::uint64_t entry_count = 0;     // how many
   PartError error = PartError::none;
   std::string detail;                // file: PoolFileError::detail; not_json: the parser's reason; other: what()
   std::uint64_t offset = 0, line = 0, column = 0;  // file and not_json errors
@@ -426,7 +459,9 @@ std::vector<std::uint8_t> serialize_part(const std::vector<PartSegment>& segment
   return std::move(w.bytes);
 }
 
-std::vector<PartSegment> deserialize_part(const std::vector<std::uint8_t>& bytes, std::size_t files) {
+// Part `part`'s segments from its bytes; the entries stay in the bytes (entries_at, entry_count)
+// for the merge to read in place, once, straight into the index.
+std::vector<PartSegment> deserialize_part(const std::vector<std::uint8_t>& bytes, std::size_t part, std::size_t files) {
   ByteReader r(bytes);
   if (r.u32() != kPartFormat) throw std::runtime_error("pool index part: unknown format version");
   const std::uint64_t n = r.u64();
@@ -453,8 +488,10 @@ std::vector<PartSegment> deserialize_part(const std::vector<std::uint8_t>& bytes
     for (std::uint64_t i = 0; i < subsets; ++i) s.subsets.push_back(r.str());
     const std::uint64_t entries = r.u64();
     if (entries > (bytes.size() - r.pos) / kEntryBytes) throw std::runtime_error("pool index part: truncated");
-    s.entries.reserve(entries);
-    for (std::uint64_t i = 0; i < entries; ++i) s.entries.push_back(read_entry(r, files, s.subsets.size(), "pool index part"));
+    s.part = part;
+    s.entries_at = r.pos;
+    s.entry_count = entries;
+    r.pos += entries * kEntryBytes;
   }
   if (!r.done()) throw std::runtime_error("pool index part: trailing bytes");
   return segments;
@@ -477,7 +514,7 @@ bool segments_tile(const PoolFile& file, const std::vector<PartSegment*>& segs, 
         throw not_json_error(file.path, NotJsonAt{s->offset, s->line, s->column, s->detail}, records + s->record);
       case PartError::other: throw std::runtime_error(fmt::format("{}: {}", file.path, s->detail));
     }
-    records += s->entries.size();
+    records += s->entry_count;
     expected = s->end.stopped ? s->end.stopped_at : size;
   }
   return expected == size;
@@ -485,13 +522,46 @@ bool segments_tile(const PoolFile& file, const std::vector<PartSegment*>& segs, 
 
 // The repeat key of entry `e`: its record read again for its canonical form (which does not
 // depend on the disk: no image is looked at).
-void set_repeat_key(const PoolFile& file, const ValidationOptions& validation, IndexEntry& e) {
+void set_repeat_key(const PoolFile& file, PoolFileReader& reader, const ValidationOptions& validation, IndexEntry& e) {
   RecordOrigin origin{file.path, e.index_in_file, e.line, file.subset};
-  const std::string bytes = read_record_bytes(file.path, e.offset, e.length, e.index_in_file);
+  const std::string bytes = reader.read(e.offset, e.length, e.index_in_file);
   ValidationOptions lexical = validation;
   lexical.image_root.clear();
   record_key(validate_record(bytes, origin, lexical, e.length, ValidationPass{nullptr, false, false}).canonical, e.repeat,
              e.key);
+}
+
+// Appends file f's entries from its segments (which tile it, in order) to the index: their
+// numbers and lines made global, subset ids the pool's, duplicates marked in pool order.
+void merge_file(const PoolFile& file, const ValidationOptions& validation,
+                const std::vector<std::vector<std::uint8_t>>& parts, const std::vector<PartSegment*>& segs,
+                PoolOrder& order, PoolIndex& index) {
+  constexpr std::uint64_t kAhead = 16;  // entries between a key table prefetch and its lookup
+  std::optional<PoolFileReader> reader;  // opened at the file's first repeat
+  std::uint64_t base_index = 0, base_line = 1;
+  for (const PartSegment* s : segs) {
+    std::vector<std::uint32_t> subset_of;  // the segment's subset ids -> the pool's
+    for (const std::string& name : s->subsets) subset_of.push_back(order.subset_id(index, name));
+    const std::vector<std::uint8_t>& bytes = parts[s->part];
+    ByteReader r(bytes);
+    r.pos = s->entries_at;
+    for (std::uint64_t k = 0; k < s->entry_count; ++k) {
+      if (k + kAhead < s->entry_count) order.seen.prefetch(&bytes[s->entries_at + (k + kAhead) * kEntryBytes + kEntryKeyAt]);
+      IndexEntry e = read_entry(r, index.files.size(), s->subsets.size(), "pool index part");
+      e.index_in_file += base_index;
+      e.line += base_line - 1;
+      e.subset = subset_of[e.subset];
+      if (e.reason == Reason::record_too_large)
+        content_key(fmt::format("align2-too-large-v1\n{}\n{}\n{}", file.path, e.index_in_file, e.length), e.key);
+      if (order.mark_repeat(index.entries.size(), e)) {
+        if (!reader) reader.emplace(file.path);
+        set_repeat_key(file, *reader, validation, e);
+      }
+      index.entries.push_back(e);
+    }
+    base_index += s->entry_count;
+    base_line += s->end.newlines;
+  }
 }
 
 }  // namespace
@@ -513,20 +583,21 @@ std::vector<std::uint8_t> index_pool_part(const std::vector<PoolFile>& files, co
 
 PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOptions& options,
                            std::vector<std::vector<std::uint8_t>> parts) {
-  // Each part's bytes are freed once read, each segment's entries once moved into the index:
-  // rank 0 holds about one copy of the entries at a time, not three.
+  // The entries are read from the parts' bytes straight into the index, and each part's bytes
+  // are freed once its last segment is merged: the merge holds about one copy of the entries
+  // besides the index, not two.
   std::vector<std::vector<PartSegment>> all;
-  for (std::vector<std::uint8_t>& bytes : parts) {
-    all.push_back(deserialize_part(bytes, std::max<std::size_t>(files.size(), 1)));
-    std::vector<std::uint8_t>().swap(bytes);
+  std::vector<std::size_t> unmerged;  // per part: its segments not yet merged
+  std::uint64_t total = 0;            // entries in the parts
+  for (std::size_t p = 0; p < parts.size(); ++p) {
+    all.push_back(deserialize_part(parts[p], p, std::max<std::size_t>(files.size(), 1)));
+    unmerged.push_back(all.back().size());
+    for (const PartSegment& s : all.back()) total += s.entry_count;
   }
   PoolIndex index;
   index.files = files;
   index.options = options.validation;
   PoolOrder order;
-  std::uint64_t total = 0;  // entries in the parts
-  for (const std::vector<PartSegment>& part : all)
-    for (const PartSegment& s : part) total += s.entries.size();
   index.entries.reserve(total);
   order.seen.reserve(total);
   ImageChecks images(options.validation.image_root);  // for files the merge indexes itself
@@ -540,25 +611,11 @@ PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOption
         if (s.file == f) segs.push_back(&s);
     if (segs.empty() || !segments_tile(files[f], segs, 0)) {  // indexed here, in one pass
       index_file(index, order, f, whole, images);
-      continue;
+    } else {
+      merge_file(files[f], options.validation, parts, segs, order, index);
     }
-    std::uint64_t base_index = 0, base_line = 1;
-    for (PartSegment* s : segs) {
-      std::vector<std::uint32_t> subset_of;  // the segment's subset ids -> the pool's
-      for (const std::string& name : s->subsets) subset_of.push_back(order.subset_id(index, name));
-      for (IndexEntry& e : s->entries) {
-        e.index_in_file += base_index;
-        e.line += base_line - 1;
-        e.subset = subset_of[e.subset];
-        if (e.reason == Reason::record_too_large)
-          content_key(fmt::format("align2-too-large-v1\n{}\n{}\n{}", files[f].path, e.index_in_file, e.length), e.key);
-        if (order.mark_repeat(index.entries.size(), e)) set_repeat_key(files[f], options.validation, e);
-        index.entries.push_back(e);
-      }
-      base_index += s->entries.size();
-      base_line += s->end.newlines;
-      std::vector<IndexEntry>().swap(s->entries);
-    }
+    for (PartSegment* s : segs)
+      if (--unmerged[s->part] == 0) std::vector<std::uint8_t>().swap(parts[s->part]);
   }
   index.fingerprint = pool_fingerprint(index);
   return index;
@@ -586,6 +643,7 @@ std::vector<std::uint8_t> serialize_index(const PoolIndex& index) {
   if (index.options.accept_open_question)  // a prompt-only option: curation never sets it
     throw std::logic_error("serialize_index: an index read with accept_open_question is not for ranks");
   ByteWriter w;
+  w.bytes.reserve(4096 + index.entries.size() * kEntryBytes);  // the entries and a little more
   w.u32(kIndexFormat);
   w.u64(index.files.size());
   for (const PoolFile& f : index.files) {

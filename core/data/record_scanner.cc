@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <string_view>
+#include <fcntl.h>
 #include <unistd.h>
 #include <vector>
 #if defined(__SSE2__)
@@ -507,15 +508,25 @@ void locate(const std::string& path, std::uint64_t offset, std::uint64_t* line, 
   }
 }
 
-std::string read_record_bytes(const std::string& path, std::uint64_t offset, std::uint64_t length,
-                              std::uint64_t index_in_file) {
-  FilePtr f = open_pool_file(path);
+PoolFileReader::PoolFileReader(const std::string& path) : path_(path), fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+  if (fd_ < 0) throw PoolFileError(path, 0, 0, 0, fmt::format("cannot open the pool file: {}", std::strerror(errno)), false);
+}
+
+PoolFileReader::~PoolFileReader() { ::close(fd_); }
+
+std::string PoolFileReader::read(std::uint64_t offset, std::uint64_t length, std::uint64_t index_in_file) const {
   std::string bytes(length, '\0');
-  if (fseeko(f.get(), off_t(offset), SEEK_SET) != 0 || std::fread(bytes.data(), 1, length, f.get()) != length)
-    throw PoolFileError(path, offset, 0, 0,
-                        fmt::format("record #{} ({} bytes at byte {}) cannot be read again: the file changed while "
-                                    "it was indexed?", index_in_file, length, offset),
-                        false);
+  std::uint64_t done = 0;
+  while (done < length) {
+    const ssize_t n = pread(fd_, bytes.data() + done, length - done, off_t(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw PoolFileError(path_, offset, 0, 0,
+                          fmt::format("record #{} ({} bytes at byte {}) cannot be read again: the file changed "
+                                      "while it was indexed?", index_in_file, length, offset),
+                          false);
+    done += std::uint64_t(n);
+  }
   return bytes;
 }
 

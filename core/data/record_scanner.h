@@ -65,10 +65,24 @@ ScanEnd scan_records(const std::string& path, const ScanRange& range, std::uint6
 // '['. Throws PoolFileError when it cannot be read.
 bool pool_file_is_array(const std::string& path);
 
-// The `length` bytes of record #index_in_file at `offset`, read again. Throws PoolFileError
-// naming the record when they cannot be read (the file changed or shrank since it was scanned).
-std::string read_record_bytes(const std::string& path, std::uint64_t offset, std::uint64_t length,
-                              std::uint64_t index_in_file);
+// A pool file open to read records again by offset (the merge's repeats): one descriptor for
+// many reads.
+class PoolFileReader {
+ public:
+  // Throws PoolFileError when the file cannot be opened.
+  explicit PoolFileReader(const std::string& path);
+  ~PoolFileReader();
+  PoolFileReader(const PoolFileReader&) = delete;
+  PoolFileReader& operator=(const PoolFileReader&) = delete;
+
+  // The `length` bytes of record #index_in_file at `offset`. Throws PoolFileError naming the
+  // record when they cannot be read (the file changed or shrank since it was scanned).
+  std::string read(std::uint64_t offset, std::uint64_t length, std::uint64_t index_in_file) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
 
 // Line and column (1-based) of byte `offset` of a file; for error messages only.
 void locate(const std::string& path, std::uint64_t offset, std::uint64_t* line, std::uint64_t* column);

@@ -7,12 +7,12 @@
 #include <ATen/core/grad_mode.h>
 #include <torch/version.h>  // TORCH_VERSION_MAJOR: fused attention from libtorch 2.0
 
-#include <sys/mman.h>
-
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <new>
 
+#include "core/util/huge_pages.h"
 #include "kernels/decode_attention.h"
 #include "kernels/linear_rows.h"
 #include "kernels/rms_norm.h"
@@ -108,20 +108,18 @@ at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
 }
 
 at::Tensor streamed_storage(const std::vector<std::int64_t>& shape, at::ScalarType dtype) {
-  constexpr std::size_t kHuge = std::size_t(2) << 20;
   std::size_t bytes = at::elementSize(dtype);
   for (std::int64_t d : shape) bytes *= std::size_t(d);
-  if (bytes < kHuge) return at::zeros(shape, at::TensorOptions().dtype(dtype));
-  // Its own mapping (zero-filled), 2 MiB-aligned: map one huge page more, unmap the slack.
-  const std::size_t len = (bytes + kHuge - 1) / kHuge * kHuge;
-  void* raw = mmap(nullptr, len + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return at::zeros(shape, at::TensorOptions().dtype(dtype));
-  const std::uintptr_t start = std::uintptr_t(raw), aligned = (start + kHuge - 1) / kHuge * kHuge;
-  if (aligned > start) munmap(raw, aligned - start);
-  munmap(reinterpret_cast<void*>(aligned + len), start + kHuge - aligned);  // never empty: aligned < start + 2 MiB
-  void* p = reinterpret_cast<void*>(aligned);
-  madvise(p, len, MADV_HUGEPAGE);  // ignored where transparent huge pages are off
-  return at::from_blob(p, shape, [len](void* q) { munmap(q, len); }, at::TensorOptions().dtype(dtype));
+  if (bytes < (std::size_t(2) << 20)) return at::zeros(shape, at::TensorOptions().dtype(dtype));
+  HugePageBuffer buffer;  // its own mapping, zero-filled
+  try {
+    buffer = HugePageBuffer(bytes);
+  } catch (const std::bad_alloc&) {
+    return at::zeros(shape, at::TensorOptions().dtype(dtype));
+  }
+  const std::size_t len = buffer.mapped_bytes();
+  return at::from_blob(buffer.release(), shape, [len](void* q) { HugePageBuffer::release_mapping(q, len); },
+                       at::TensorOptions().dtype(dtype));
 }
 
 at::Tensor load_tensor(const Checkpoint& ckpt, const std::string& name, const std::vector<std::int64_t>& shape,

@@ -705,15 +705,25 @@ IndexOptions index_options(const PoolConfig& pool) {
 
 PoolIndex share_index(Comm& comm, const PoolConfig& pool) {
   const IndexOptions options = index_options(pool);
+  // Every rank merges the same parts into the same index: no GB-sized index is serialized,
+  // broadcast and read back, and the merge's time is every rank's at once, not rank 0's alone.
   std::vector<std::vector<std::uint8_t>> parts =
-      comm.gatherv(index_pool_part(pool.files, options, comm.rank(), comm.size()), 0);
-  PoolIndex merged;  // rank 0's: the others read it from the message
-  std::vector<std::uint8_t> message = on_root(comm, [&] {
-    merged = merge_pool_parts(pool.files, options, std::move(parts));
-    return serialize_index(merged);
-  });
-  if (comm.rank() == 0) return merged;
-  return deserialize_index(message);
+      comm.allgatherv(index_pool_part(pool.files, options, comm.rank(), comm.size()));
+  PoolIndex index;
+  std::string error;  // this rank's merge failed: why
+  try {
+    index = merge_pool_parts(pool.files, options, std::move(parts));
+  } catch (const std::exception& e) {
+    error = e.what();
+    if (error.empty()) error = "the pool index merge failed";
+  }
+  // A pool error is every rank's (the parts are the same), but a rank may also fail alone (out
+  // of memory, a file it cannot read again): all agree before any goes on.
+  const std::vector<std::vector<std::uint8_t>> errors =
+      comm.allgatherv(std::vector<std::uint8_t>(error.begin(), error.end()));
+  for (const std::vector<std::uint8_t>& e : errors)
+    if (!e.empty()) throw std::runtime_error(std::string(e.begin(), e.end()));
+  return index;
 }
 
 CurationResult run_curation(Comm& comm, const JobConfig& config, Scorer& scorer, const CurationOptions& options,

@@ -40,9 +40,9 @@ struct CurationOptions {
 };
 
 // The pool's index on every rank of `comm`: each rank indexes its share of the pool's bytes
-// (index_pool_part), rank 0 merges the parts (merge_pool_parts) and sends the index to all.
-// Byte for byte build_index's index, for any number of ranks. Collective; a pool error is
-// thrown on every rank.
+// (index_pool_part), every rank receives all parts and merges them (merge_pool_parts). Byte for
+// byte build_index's index, for any number of ranks. Collective; a pool error, or any rank's
+// failure to merge, is thrown on every rank (the lowest such rank's message).
 PoolIndex share_index(Comm& comm, const PoolConfig& pool);
 // The index options a job's pool section gives (what share_index indexes with).
 IndexOptions index_options(const PoolConfig& pool);
