@@ -3,7 +3,7 @@
 //   - the one-pass index on rank 0 (build_index: scan + validate + key + duplicates), with the
 //     share of each phase;
 //   - the index on all ranks as `align2 curate` builds it (share_index: every rank indexes its
-//     share of the bytes, rank 0 merges, every rank receives the index), when run under mpirun;
+//     share of the bytes, every rank gathers the parts and merges them), when run under mpirun;
 //   - a full read-back through CorpusReader;
 // and reports MB/s, records/s, the index's bytes per record, and each rank's peak RSS twice: over
 // the whole run, and during share_index alone (the high-water mark reset before it, with rank 0's
@@ -250,7 +250,7 @@ int main(int argc, char** argv) {
   if (root) {
     const std::vector<std::uint8_t> bytes_of = serialize_index(index);
     identical = sha256_hex(std::string_view(reinterpret_cast<const char*>(bytes_of.data()), bytes_of.size())) == one_rank_digest;
-    fmt::print("{} rank{}, share_index (parts, gather, merge, broadcast): {:.2f} s, {:.0f} MB/s, {:.2f}x one rank; "
+    fmt::print("{} rank{}, share_index (parts, allgather, merge on every rank): {:.2f} s, {:.0f} MB/s, {:.2f}x one rank; "
                "index {}\n", comm.size(), comm.size() > 1 ? "s" : "", t_shared, size_mb / t_shared,
                t_index / t_shared, identical ? "identical" : "DIFFERENT");
     fmt::print("peak RSS before share_index: {}\n", mb_list(before_share));

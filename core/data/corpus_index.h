@@ -89,18 +89,18 @@ PoolIndex build_index(const std::vector<PoolFile>& files, const IndexOptions& op
 // A parallel index. Part p of n (index_pool_part, on rank p) indexes the records that start in
 // the p-th n-th of the pool's bytes (the files end to end): a JSONL piece begins at a line start,
 // a JSON array's piece at a record start found by a structural scan (a guess, confirmed when the
-// piece before it stops exactly there). merge_pool_parts (on one rank) joins the parts in order
+// piece before it stops exactly there). merge_pool_parts (on every rank) joins the parts in order
 // and decides what needs the whole pool (repeats and their keys, subset ids, line numbers), and
 // gives the index build_index gives, byte for byte, for any number of parts. A file whose pieces
 // do not join up (a wrong guess) or that no part could size is indexed by the merge itself, in
 // one pass. Pool errors reach the merge inside the parts: it throws what build_index would.
-// on_record and profile are not used. The part's bytes are for Comm::gatherv.
+// on_record and profile are not used. The part's bytes are for Comm::allgatherv.
 std::vector<std::uint8_t> index_pool_part(const std::vector<PoolFile>& files, const IndexOptions& options, int part,
                                           int parts);
 PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOptions& options,
                            std::vector<std::vector<std::uint8_t>> parts);
 
-// Portable byte form (little-endian, versioned) for Comm::broadcast.
+// Portable byte form (little-endian, versioned), for messages and tests.
 std::vector<std::uint8_t> serialize_index(const PoolIndex& index);
 // Throws std::runtime_error on a malformed or wrong-version buffer.
 PoolIndex deserialize_index(const std::vector<std::uint8_t>& bytes);
