@@ -159,7 +159,8 @@ BenchArgs parse_args(int argc, char** argv) {
     if (args[i] == "--image-root" && i + 1 < args.size()) a.pool.image_root = args[++i];
     else if (args[i] == "--subset-field" && i + 1 < args.size()) a.pool.subset_field = args[++i];
     else if (args[i] == "--no-read-back") a.read_back = false;
-    else a.pool.files.push_back({args[i], ""});
+    else if (fs::is_regular_file(args[i])) a.pool.files.push_back({args[i], ""});
+    else throw std::invalid_argument(fmt::format("index_bench: {} is not a file", args[i]));
   }
   if (a.pool.files.empty()) throw std::invalid_argument("index_bench: --pool needs at least one file");
   return a;
@@ -193,7 +194,14 @@ int main(int argc, char** argv) {
   MpiSession mpi(&argc, &argv);
   MpiComm comm;
   const bool root = comm.rank() == 0;
-  BenchArgs args = parse_args(argc, argv);
+  BenchArgs args;
+  try {  // every rank reads the same arguments: all leave together
+    args = parse_args(argc, argv);
+  } catch (const std::exception& e) {
+    if (root) fmt::print(stderr, "{}\nusage: index_bench [MEGABYTES] [SCRATCH_DIR] | --pool FILE... [--image-root DIR] "
+                                 "[--subset-field NAME] [--no-read-back]\n", e.what());
+    return 2;
+  }
   const bool generated = args.pool.files.empty();
   fs::path pool = args.dir / "pool.json";
   if (generated) {

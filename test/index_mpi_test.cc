@@ -1,11 +1,14 @@
-// The parallel index over MPI ranks: every rank indexes its part, rank 0 merges, and the index
-// is build_index's byte for byte (run with 2 and 3 ranks).
+// The parallel index over MPI ranks: every rank indexes its part, the parts merged give
+// build_index's index byte for byte, and share_index gives it to every rank (run with 2 and 3
+// ranks).
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "core/data/corpus_index.h"
+#include "core/pipeline/curation.h"
 #include "distributed/mpi_comm.h"
 #include "test/pool_fixture.h"
 #include "test/test_support.h"
@@ -29,6 +32,53 @@ TEST(IndexMpi, RanksBuildTheOnePassIndexByteForByte) {
   if (comm.rank() == 0) {
     ASSERT_EQ(parts.size(), std::size_t(comm.size()));
     EXPECT_EQ(serialize_index(merge_pool_parts(files, options, parts)), serialize_index(build_index(files, options)));
+  }
+  comm.barrier();
+}
+
+// What `align2 curate` builds on every rank: the parts gathered by all, merged by each, the
+// repeats' keys read again by their rank and shared. Every rank's index is the one-pass index.
+TEST(IndexMpi, ShareIndexGivesEveryRankTheOnePassIndex) {
+  MpiComm comm;
+  std::vector<std::uint8_t> dir_bytes;
+  if (comm.rank() == 0) {
+    const std::string dir = test::scratch_dir("share-index-mpi");
+    test::write_mixed_pool(dir);
+    dir_bytes.assign(dir.begin(), dir.end());
+  }
+  comm.broadcast(dir_bytes, 0);
+  PoolConfig pool;
+  pool.files = test::mixed_pool_files(std::string(dir_bytes.begin(), dir_bytes.end()));
+  const IndexOptions options = test::mixed_pool_options();
+  pool.subset_field = options.validation.subset_field;
+  pool.max_record_bytes = options.validation.max_record_bytes;
+  ASSERT_EQ(index_options(pool).validation.max_record_bytes, options.validation.max_record_bytes);
+  const PoolIndex shared = share_index(comm, pool);
+  const PoolIndex one_pass = build_index(pool.files, options);
+  std::uint64_t repeats = 0;
+  for (const IndexEntry& e : one_pass.entries) repeats += e.repeat > 0;
+  EXPECT_GT(repeats, std::uint64_t(comm.size())) << "the pool should hold repeats for every rank to key";
+  EXPECT_EQ(serialize_index(shared), serialize_index(one_pass)) << "rank " << comm.rank();
+  comm.barrier();
+}
+
+// A pool error reaches every rank as the same exception.
+TEST(IndexMpi, ShareIndexThrowsAPoolErrorOnEveryRank) {
+  MpiComm comm;
+  std::vector<std::uint8_t> dir_bytes;
+  if (comm.rank() == 0) {
+    const std::string dir = test::scratch_dir("share-index-mpi-error");
+    std::ofstream(dir + "/broken.json") << "[{\"id\": 1, \"conversations\": []},\n {\"id\": 2,,}]\n";
+    dir_bytes.assign(dir.begin(), dir.end());
+  }
+  comm.broadcast(dir_bytes, 0);
+  PoolConfig pool;
+  pool.files = {{std::string(dir_bytes.begin(), dir_bytes.end()) + "/broken.json", ""}};
+  try {
+    share_index(comm, pool);
+    ADD_FAILURE() << "rank " << comm.rank() << ": no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("broken.json"), std::string::npos) << e.what();
   }
   comm.barrier();
 }

@@ -312,7 +312,7 @@ PoolIndex build_index(const std::vector<PoolFile>& files, const IndexOptions& op
   PoolOrder order;
   ImageChecks images(options.validation.image_root);
   for (std::uint32_t f = 0; f < files.size(); ++f) index_file(index, order, f, options, images);
-  index.fingerprint = pool_fingerprint(index);
+  seal_index(index);
   lap(start, prof ? &prof->total : nullptr);
   return index;
 }
@@ -535,7 +535,7 @@ void set_repeat_key(const PoolFile& file, PoolFileReader& reader, const Validati
 // numbers and lines made global, subset ids the pool's, duplicates marked in pool order.
 void merge_file(const PoolFile& file, const ValidationOptions& validation,
                 const std::vector<std::vector<std::uint8_t>>& parts, const std::vector<PartSegment*>& segs,
-                PoolOrder& order, PoolIndex& index) {
+                PoolOrder& order, PoolIndex& index, std::vector<std::uint64_t>* deferred_repeats) {
   constexpr std::uint64_t kAhead = 16;  // entries between a key table prefetch and its lookup
   std::optional<PoolFileReader> reader;  // opened at the file's first repeat
   std::uint64_t base_index = 0, base_line = 1;
@@ -554,8 +554,12 @@ void merge_file(const PoolFile& file, const ValidationOptions& validation,
       if (e.reason == Reason::record_too_large)
         content_key(fmt::format("align2-too-large-v1\n{}\n{}\n{}", file.path, e.index_in_file, e.length), e.key);
       if (order.mark_repeat(index.entries.size(), e)) {
-        if (!reader) reader.emplace(file.path);
-        set_repeat_key(file, *reader, validation, e);
+        if (deferred_repeats) {
+          deferred_repeats->push_back(index.entries.size());
+        } else {
+          if (!reader) reader.emplace(file.path);
+          set_repeat_key(file, *reader, validation, e);
+        }
       }
       index.entries.push_back(e);
     }
@@ -582,7 +586,7 @@ std::vector<std::uint8_t> index_pool_part(const std::vector<PoolFile>& files, co
 }
 
 PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOptions& options,
-                           std::vector<std::vector<std::uint8_t>> parts) {
+                           std::vector<std::vector<std::uint8_t>> parts, std::vector<std::uint64_t>* deferred_repeats) {
   // The entries are read from the parts' bytes straight into the index, and each part's bytes
   // are freed once its last segment is merged: the merge holds about one copy of the entries
   // besides the index, not two.
@@ -612,14 +616,33 @@ PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOption
     if (segs.empty() || !segments_tile(files[f], segs, 0)) {  // indexed here, in one pass
       index_file(index, order, f, whole, images);
     } else {
-      merge_file(files[f], options.validation, parts, segs, order, index);
+      merge_file(files[f], options.validation, parts, segs, order, index, deferred_repeats);
     }
     for (PartSegment* s : segs)
       if (--unmerged[s->part] == 0) std::vector<std::uint8_t>().swap(parts[s->part]);
   }
-  index.fingerprint = pool_fingerprint(index);
+  if (!deferred_repeats) seal_index(index);
   return index;
 }
+
+void set_repeat_keys(PoolIndex& index, const std::vector<std::uint64_t>& which) {
+  std::optional<PoolFileReader> reader;  // the file of the last record read
+  std::uint32_t reader_file = 0;
+  for (std::uint64_t i : which) {
+    if (i >= index.entries.size() || index.entries[i].repeat == 0)
+      throw std::logic_error("set_repeat_keys: not a repeat of the index");
+    IndexEntry& e = index.entries[i];
+    const PoolFile& file = index.files[e.file];
+    if (!reader || reader_file != e.file) {
+      reader.reset();
+      reader.emplace(file.path);
+      reader_file = e.file;
+    }
+    set_repeat_key(file, *reader, index.options, e);
+  }
+}
+
+void seal_index(PoolIndex& index) { index.fingerprint = pool_fingerprint(index); }
 
 void record_key(std::string_view canonical, std::uint64_t repeat, std::uint8_t key[16]) {
   // Repeats hash in their own domain: no first-occurrence canonical form starts with

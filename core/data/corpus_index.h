@@ -97,8 +97,17 @@ PoolIndex build_index(const std::vector<PoolFile>& files, const IndexOptions& op
 // on_record and profile are not used. The part's bytes are for Comm::allgatherv.
 std::vector<std::uint8_t> index_pool_part(const std::vector<PoolFile>& files, const IndexOptions& options, int part,
                                           int parts);
+// With `deferred_repeats`, the merge leaves the keys of the repeats it would read again from
+// disk (their pool indices, in pool order, go there) and the fingerprint: the ranks then share
+// those reads (set_repeat_keys) and seal the index (seal_index).
 PoolIndex merge_pool_parts(const std::vector<PoolFile>& files, const IndexOptions& options,
-                           std::vector<std::vector<std::uint8_t>> parts);
+                           std::vector<std::vector<std::uint8_t>> parts,
+                           std::vector<std::uint64_t>* deferred_repeats = nullptr);
+// Sets the keys of the repeats `which` (pool indices of entries with repeat > 0; a logic_error
+// otherwise), each record read again from its file. Throws PoolFileError when one cannot be.
+void set_repeat_keys(PoolIndex& index, const std::vector<std::uint64_t>& which);
+// Computes the index's fingerprint once every key is final.
+void seal_index(PoolIndex& index);
 
 // Portable byte form (little-endian, versioned), for messages and tests.
 std::vector<std::uint8_t> serialize_index(const PoolIndex& index);

@@ -703,26 +703,63 @@ IndexOptions index_options(const PoolConfig& pool) {
   return options;
 }
 
+namespace {
+
+// This rank's share of the merge's deferred repeats (every size()-th, from rank()): their keys
+// set by reading the records again, as (pool index, key) pairs for the other ranks.
+std::vector<std::uint8_t> my_repeat_keys(const Comm& comm, PoolIndex& index, const std::vector<std::uint64_t>& deferred) {
+  std::vector<std::uint64_t> mine;
+  for (std::size_t k = std::size_t(comm.rank()); k < deferred.size(); k += std::size_t(comm.size()))
+    mine.push_back(deferred[k]);
+  set_repeat_keys(index, mine);
+  ByteWriter w;
+  for (std::uint64_t i : mine) {
+    w.u64(i);
+    w.raw(index.entries[i].key, 16);
+  }
+  return std::move(w.bytes);
+}
+
+}  // namespace
+
 PoolIndex share_index(Comm& comm, const PoolConfig& pool) {
   const IndexOptions options = index_options(pool);
   // Every rank merges the same parts into the same index: no GB-sized index is serialized,
   // broadcast and read back, and the merge's time is every rank's at once, not rank 0's alone.
+  // The repeats' keys need their records read again: each rank reads its share of them.
   std::vector<std::vector<std::uint8_t>> parts =
       comm.allgatherv(index_pool_part(pool.files, options, comm.rank(), comm.size()));
   PoolIndex index;
-  std::string error;  // this rank's merge failed: why
+  std::vector<std::uint64_t> deferred;  // the repeats, in pool order (the same on every rank)
+  std::vector<std::uint8_t> keys;       // this rank's share of their keys
+  std::string error;                    // this rank failed: why
   try {
-    index = merge_pool_parts(pool.files, options, std::move(parts));
+    index = merge_pool_parts(pool.files, options, std::move(parts), &deferred);
+    keys = my_repeat_keys(comm, index, deferred);
   } catch (const std::exception& e) {
     error = e.what();
     if (error.empty()) error = "the pool index merge failed";
   }
+  std::vector<std::vector<std::uint8_t>> all_keys = comm.allgatherv(keys);
   // A pool error is every rank's (the parts are the same), but a rank may also fail alone (out
   // of memory, a file it cannot read again): all agree before any goes on.
   const std::vector<std::vector<std::uint8_t>> errors =
       comm.allgatherv(std::vector<std::uint8_t>(error.begin(), error.end()));
   for (const std::vector<std::uint8_t>& e : errors)
     if (!e.empty()) throw std::runtime_error(std::string(e.begin(), e.end()));
+  std::uint64_t set = 0;
+  for (const std::vector<std::uint8_t>& part : all_keys) {
+    ByteReader r(part);
+    while (!r.done()) {
+      const std::uint64_t i = r.u64();
+      if (i >= index.entries.size() || index.entries[i].repeat == 0)
+        throw std::logic_error("share_index: a repeat key for a record that is no repeat");
+      r.raw(index.entries[i].key, 16);
+      ++set;
+    }
+  }
+  if (set != deferred.size()) throw std::logic_error("share_index: repeat keys missing");
+  seal_index(index);
   return index;
 }
 
