@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,16 +17,25 @@
 namespace align2 {
 namespace {
 
+// A scratch folder rank 0 makes and fills (`fill`, on rank 0 only); its path on every rank.
+std::string shared_scratch_dir(Comm& comm, const std::string& name, const std::function<void(const std::string&)>& fill) {
+  std::vector<std::uint8_t> bytes;
+  if (comm.rank() == 0) {
+    const std::string dir = test::scratch_dir(name);
+    fill(dir);
+    bytes.assign(dir.begin(), dir.end());
+  }
+  comm.broadcast(bytes, 0);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+std::string mixed_pool_dir(Comm& comm, const std::string& name) {
+  return shared_scratch_dir(comm, name, [](const std::string& dir) { test::write_mixed_pool(dir); });
+}
+
 TEST(IndexMpi, RanksBuildTheOnePassIndexByteForByte) {
   MpiComm comm;
-  std::vector<std::uint8_t> dir_bytes;
-  if (comm.rank() == 0) {
-    const std::string dir = test::scratch_dir("index-mpi");
-    test::write_mixed_pool(dir);
-    dir_bytes.assign(dir.begin(), dir.end());
-  }
-  comm.broadcast(dir_bytes, 0);
-  const std::vector<PoolFile> files = test::mixed_pool_files(std::string(dir_bytes.begin(), dir_bytes.end()));
+  const std::vector<PoolFile> files = test::mixed_pool_files(mixed_pool_dir(comm, "index-mpi"));
   const IndexOptions options = test::mixed_pool_options();
   std::vector<std::vector<std::uint8_t>> parts =
       comm.gatherv(index_pool_part(files, options, comm.rank(), comm.size()), 0);
@@ -40,15 +50,8 @@ TEST(IndexMpi, RanksBuildTheOnePassIndexByteForByte) {
 // repeats' keys read again by their rank and shared. Every rank's index is the one-pass index.
 TEST(IndexMpi, ShareIndexGivesEveryRankTheOnePassIndex) {
   MpiComm comm;
-  std::vector<std::uint8_t> dir_bytes;
-  if (comm.rank() == 0) {
-    const std::string dir = test::scratch_dir("share-index-mpi");
-    test::write_mixed_pool(dir);
-    dir_bytes.assign(dir.begin(), dir.end());
-  }
-  comm.broadcast(dir_bytes, 0);
   PoolConfig pool;
-  pool.files = test::mixed_pool_files(std::string(dir_bytes.begin(), dir_bytes.end()));
+  pool.files = test::mixed_pool_files(mixed_pool_dir(comm, "share-index-mpi"));
   const IndexOptions options = test::mixed_pool_options();
   pool.subset_field = options.validation.subset_field;
   pool.max_record_bytes = options.validation.max_record_bytes;
@@ -65,15 +68,11 @@ TEST(IndexMpi, ShareIndexGivesEveryRankTheOnePassIndex) {
 // A pool error reaches every rank as the same exception.
 TEST(IndexMpi, ShareIndexThrowsAPoolErrorOnEveryRank) {
   MpiComm comm;
-  std::vector<std::uint8_t> dir_bytes;
-  if (comm.rank() == 0) {
-    const std::string dir = test::scratch_dir("share-index-mpi-error");
-    std::ofstream(dir + "/broken.json") << "[{\"id\": 1, \"conversations\": []},\n {\"id\": 2,,}]\n";
-    dir_bytes.assign(dir.begin(), dir.end());
-  }
-  comm.broadcast(dir_bytes, 0);
+  const std::string dir = shared_scratch_dir(comm, "share-index-mpi-error", [](const std::string& d) {
+    std::ofstream(d + "/broken.json") << "[{\"id\": 1, \"conversations\": []},\n {\"id\": 2,,}]\n";
+  });
   PoolConfig pool;
-  pool.files = {{std::string(dir_bytes.begin(), dir_bytes.end()) + "/broken.json", ""}};
+  pool.files = {{dir + "/broken.json", ""}};
   try {
     share_index(comm, pool);
     ADD_FAILURE() << "rank " << comm.rank() << ": no error";
