@@ -82,5 +82,23 @@ TEST(IndexMpi, ShareIndexThrowsAPoolErrorOnEveryRank) {
   comm.barrier();
 }
 
+// Ranks that do not see the same pool (here: an image root on all but rank 0, as a job whose
+// nodes mount different folders would) refuse together instead of curating different indexes.
+TEST(IndexMpi, RanksThatSeeDifferentPoolsRefuseTogether) {
+  MpiComm comm;
+  PoolConfig pool;
+  pool.files = test::mixed_pool_files(mixed_pool_dir(comm, "share-index-mpi-differ"));
+  pool.subset_field = "type";
+  pool.max_record_bytes = test::kMixedPoolBound;
+  if (comm.rank() > 0) pool.image_root = test::source_path("examples/demo/images");
+  try {
+    share_index(comm, pool);
+    ADD_FAILURE() << "rank " << comm.rank() << ": no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("differs from rank"), std::string::npos) << e.what();
+  }
+  comm.barrier();
+}
+
 }  // namespace
 }  // namespace align2

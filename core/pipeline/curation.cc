@@ -720,6 +720,26 @@ std::vector<std::uint8_t> my_repeat_keys(const Comm& comm, PoolIndex& index, con
   return std::move(w.bytes);
 }
 
+// Applies the repeat keys every rank read (pairs of pool index and key) and seals the index.
+void apply_repeat_keys(PoolIndex& index, const std::vector<std::vector<std::uint8_t>>& all_keys,
+                       std::size_t expected) {
+  std::uint64_t set = 0;
+  for (const std::vector<std::uint8_t>& part : all_keys) {
+    ByteReader r(part);
+    while (!r.done()) {
+      const std::uint64_t i = r.u64();
+      if (i >= index.entries.size() || index.entries[i].repeat == 0)
+        throw std::runtime_error("the ranks' pool indexes differ: a repeat key came for a record that is no repeat here");
+      r.raw(index.entries[i].key, 16);
+      ++set;
+    }
+  }
+  if (set != expected)
+    throw std::runtime_error(fmt::format("the ranks' pool indexes differ: {} repeat keys came for {} repeats", set,
+                                         expected));
+  seal_index(index);
+}
+
 }  // namespace
 
 PoolIndex share_index(Comm& comm, const PoolConfig& pool) {
@@ -733,33 +753,35 @@ PoolIndex share_index(Comm& comm, const PoolConfig& pool) {
   std::vector<std::uint64_t> deferred;  // the repeats, in pool order (the same on every rank)
   std::vector<std::uint8_t> keys;       // this rank's share of their keys
   std::string error;                    // this rank failed: why
-  try {
+  const auto attempt = [&](const std::function<void()>& step) {
+    if (!error.empty()) return;
+    try {
+      step();
+    } catch (const std::exception& e) {
+      error = e.what()[0] ? e.what() : "the pool index merge failed";
+    }
+  };
+  attempt([&] {
     index = merge_pool_parts(pool.files, options, std::move(parts), &deferred);
     keys = my_repeat_keys(comm, index, deferred);
-  } catch (const std::exception& e) {
-    error = e.what();
-    if (error.empty()) error = "the pool index merge failed";
-  }
-  std::vector<std::vector<std::uint8_t>> all_keys = comm.allgatherv(keys);
-  // A pool error is every rank's (the parts are the same), but a rank may also fail alone (out
-  // of memory, a file it cannot read again): all agree before any goes on.
-  const std::vector<std::vector<std::uint8_t>> errors =
-      comm.allgatherv(std::vector<std::uint8_t>(error.begin(), error.end()));
-  for (const std::vector<std::uint8_t>& e : errors)
-    if (!e.empty()) throw std::runtime_error(std::string(e.begin(), e.end()));
-  std::uint64_t set = 0;
-  for (const std::vector<std::uint8_t>& part : all_keys) {
-    ByteReader r(part);
-    while (!r.done()) {
-      const std::uint64_t i = r.u64();
-      if (i >= index.entries.size() || index.entries[i].repeat == 0)
-        throw std::logic_error("share_index: a repeat key for a record that is no repeat");
-      r.raw(index.entries[i].key, 16);
-      ++set;
-    }
-  }
-  if (set != deferred.size()) throw std::logic_error("share_index: repeat keys missing");
-  seal_index(index);
+  });
+  const std::vector<std::vector<std::uint8_t>> all_keys = comm.allgatherv(keys);
+  attempt([&] { apply_repeat_keys(index, all_keys, deferred.size()); });
+  // Every rank's verdict: its error, or its index's fingerprint. A pool error is every rank's
+  // (the parts are the same), but a rank may also fail alone (out of memory, a file it cannot
+  // read again), or see another disk (a file indexed whole by the merge checks its images on
+  // each rank): all agree before any goes on.
+  const std::string verdict = error.empty() ? "F" + index.fingerprint : "E" + error;
+  const std::vector<std::vector<std::uint8_t>> verdicts =
+      comm.allgatherv(std::vector<std::uint8_t>(verdict.begin(), verdict.end()));
+  for (const std::vector<std::uint8_t>& v : verdicts)
+    if (!v.empty() && v[0] == 'E') throw std::runtime_error(std::string(v.begin() + 1, v.end()));
+  for (std::size_t r = 0; r < verdicts.size(); ++r)
+    if (std::string(verdicts[r].begin(), verdicts[r].end()) != verdict)
+      throw std::runtime_error(fmt::format(
+          "the pool index of rank {} differs from rank {}'s (fingerprints {} and {}): do all ranks see the same pool "
+          "files and image_root {}?", r, comm.rank(), std::string(verdicts[r].begin() + 1, verdicts[r].end()),
+          index.fingerprint, pool.image_root));
   return index;
 }
 
