@@ -33,6 +33,25 @@ std::string mixed_pool_dir(Comm& comm, const std::string& name) {
   return shared_scratch_dir(comm, name, [](const std::string& dir) { test::write_mixed_pool(dir); });
 }
 
+// The mixed pool as a job's pool section (the options of test::mixed_pool_options()).
+PoolConfig mixed_pool_config(Comm& comm, const std::string& name) {
+  PoolConfig pool;
+  pool.files = test::mixed_pool_files(mixed_pool_dir(comm, name));
+  pool.subset_field = test::mixed_pool_options().validation.subset_field;
+  pool.max_record_bytes = test::mixed_pool_options().validation.max_record_bytes;
+  return pool;
+}
+
+// share_index fails on every rank with a message that holds `needle`.
+void expect_share_index_error(Comm& comm, const PoolConfig& pool, const std::string& needle) {
+  try {
+    share_index(comm, pool);
+    ADD_FAILURE() << "rank " << comm.rank() << ": no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
 TEST(IndexMpi, RanksBuildTheOnePassIndexByteForByte) {
   MpiComm comm;
   const std::vector<PoolFile> files = test::mixed_pool_files(mixed_pool_dir(comm, "index-mpi"));
@@ -50,11 +69,8 @@ TEST(IndexMpi, RanksBuildTheOnePassIndexByteForByte) {
 // repeats' keys read again by their rank and shared. Every rank's index is the one-pass index.
 TEST(IndexMpi, ShareIndexGivesEveryRankTheOnePassIndex) {
   MpiComm comm;
-  PoolConfig pool;
-  pool.files = test::mixed_pool_files(mixed_pool_dir(comm, "share-index-mpi"));
+  const PoolConfig pool = mixed_pool_config(comm, "share-index-mpi");
   const IndexOptions options = test::mixed_pool_options();
-  pool.subset_field = options.validation.subset_field;
-  pool.max_record_bytes = options.validation.max_record_bytes;
   ASSERT_EQ(index_options(pool).validation.max_record_bytes, options.validation.max_record_bytes);
   const PoolIndex shared = share_index(comm, pool);
   const PoolIndex one_pass = build_index(pool.files, options);
@@ -73,12 +89,7 @@ TEST(IndexMpi, ShareIndexThrowsAPoolErrorOnEveryRank) {
   });
   PoolConfig pool;
   pool.files = {{dir + "/broken.json", ""}};
-  try {
-    share_index(comm, pool);
-    ADD_FAILURE() << "rank " << comm.rank() << ": no error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("broken.json"), std::string::npos) << e.what();
-  }
+  expect_share_index_error(comm, pool, "broken.json");
   comm.barrier();
 }
 
@@ -86,17 +97,9 @@ TEST(IndexMpi, ShareIndexThrowsAPoolErrorOnEveryRank) {
 // nodes mount different folders would) refuse together instead of curating different indexes.
 TEST(IndexMpi, RanksThatSeeDifferentPoolsRefuseTogether) {
   MpiComm comm;
-  PoolConfig pool;
-  pool.files = test::mixed_pool_files(mixed_pool_dir(comm, "share-index-mpi-differ"));
-  pool.subset_field = "type";
-  pool.max_record_bytes = test::kMixedPoolBound;
+  PoolConfig pool = mixed_pool_config(comm, "share-index-mpi-differ");
   if (comm.rank() > 0) pool.image_root = test::source_path("examples/demo/images");
-  try {
-    share_index(comm, pool);
-    ADD_FAILURE() << "rank " << comm.rank() << ": no error";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("differs from rank"), std::string::npos) << e.what();
-  }
+  expect_share_index_error(comm, pool, "differs from rank");
   comm.barrier();
 }
 

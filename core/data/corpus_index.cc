@@ -124,7 +124,7 @@ class SeenKeys {
   }
 
   // Starts loading the slot where a lookup of `key` begins (the merge asks a few entries ahead:
-  // a table of 10M keys is 1 GB, and each lookup would otherwise wait for memory).
+  // a table of 10M keys is 512 MB, and each lookup would otherwise wait for memory).
   void prefetch(const std::uint8_t key[16]) const {
     std::uint64_t lo;
     std::memcpy(&lo, key, 8);

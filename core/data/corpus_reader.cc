@@ -2,25 +2,15 @@
 
 #include <fmt/format.h>
 
-#include <cerrno>
-#include <cstring>
-
 namespace align2 {
 
-CorpusReader::CorpusReader(const PoolIndex& index) : index_(index), files_(index.files.size(), nullptr) {}
+CorpusReader::CorpusReader(const PoolIndex& index) : index_(index), files_(index.files.size()) {}
 
-CorpusReader::~CorpusReader() {
-  for (std::FILE* f : files_)
-    if (f) std::fclose(f);
-}
+CorpusReader::~CorpusReader() = default;
 
-std::FILE* CorpusReader::file(std::uint32_t f) {
-  if (!files_[f]) {
-    files_[f] = std::fopen(index_.files[f].path.c_str(), "rb");
-    if (!files_[f])
-      throw std::runtime_error(fmt::format("{}: cannot open: {}", index_.files[f].path, std::strerror(errno)));
-  }
-  return files_[f];
+PoolFileReader& CorpusReader::file(std::uint32_t f) {
+  if (!files_[f]) files_[f] = std::make_unique<PoolFileReader>(index_.files[f].path);
+  return *files_[f];
 }
 
 Sample CorpusReader::read_one(std::uint64_t i) {
@@ -28,14 +18,7 @@ Sample CorpusReader::read_one(std::uint64_t i) {
   const PoolFile& pf = index_.files[e.file];
   const ValidationOptions& options = index_.options;
   std::string bytes;
-  if (e.length <= options.max_record_bytes) {
-    bytes.resize(e.length);
-    std::FILE* f = file(e.file);
-    if (fseeko(f, off_t(e.offset), SEEK_SET) != 0 || std::fread(bytes.data(), 1, e.length, f) != e.length)
-      throw std::runtime_error(fmt::format("{}: cannot read record #{} at byte {} ({} bytes): file shorter "
-                                           "than when it was indexed?", pf.path, e.index_in_file, e.offset,
-                                           e.length));
-  }
+  if (e.length <= options.max_record_bytes) bytes = file(e.file).read(e.offset, e.length, e.index_in_file);
   // Disk checks were made once by the index pass; only its failures are looked at again (for their message).
   ValidationOptions lexical = options;
   lexical.image_root.clear();

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
 #include <memory>
 #include <vector>
 
@@ -22,15 +21,16 @@ class CorpusReader {
   CorpusReader(const CorpusReader&) = delete;
   CorpusReader& operator=(const CorpusReader&) = delete;
 
-  // Records [begin, end) of the pool, in order. Throws std::runtime_error naming the
-  // file when it cannot be read or no longer matches the index.
+  // Records [begin, end) of the pool, in order. Throws std::runtime_error (PoolFileError when
+  // its bytes cannot be read) naming the file when it cannot be read or no longer matches the
+  // index.
   std::vector<Sample> read(std::uint64_t begin, std::uint64_t end);
   Sample read_one(std::uint64_t i);
 
  private:
-  std::FILE* file(std::uint32_t f);
+  PoolFileReader& file(std::uint32_t f);
   const PoolIndex& index_;
-  std::vector<std::FILE*> files_;  // opened lazily, closed by the destructor
+  std::vector<std::unique_ptr<PoolFileReader>> files_;  // opened lazily
 };
 
 }  // namespace align2

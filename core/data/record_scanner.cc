@@ -122,12 +122,13 @@ std::uint64_t through_bit(unsigned k) { return k >= 63 ? ~std::uint64_t(0) : (st
 
 // Streams one file block by block and calls `emit` for every record. JSONL is split at
 // newlines (memchr). A JSON array's elements are split by tracking strings, escapes and bracket
-// nesting. Inside a record, 64 bytes without a backslash go in one step: bit masks of their
-// quotes, brackets and newlines, the strings' extent by a prefix xor of the quotes, and then only
-// the brackets outside strings one by one (a record of 2 KB has a dozen). Bytes near a backslash
-// go a string run or a byte at a time (the escape rules), as do the few bytes between records.
-// A record is handed over in place in the read block; one that spans two blocks is copied, up
-// to the keep bound.
+// nesting. Inside a record, 64 bytes go in one step: bit masks of their quotes, backslashes,
+// brackets and newlines, the escaped bytes from the backslash runs, the strings' extent by a
+// prefix xor of the unescaped quotes, and then only the brackets outside strings one by one (a
+// record of 2 KB has a dozen). Where a backslash lies outside a string (not JSON), those 64 bytes
+// go a string run or a byte at a time instead, as do a block's last bytes and the few bytes
+// between records. A record is handed over in place in the read block; one that spans two blocks
+// is copied, up to the keep bound.
 class RecordScanner {
  public:
   RecordScanner(const std::string& path, const ScanRange& range, std::uint64_t keep_bound,
@@ -237,7 +238,7 @@ class RecordScanner {
       current_.bytes = std::string_view(p + (current_.offset - block_pos_), current_.length);
     } else {
       keep_until(p, end);
-      spill_.reserve(spill_.size() + kRecordPadding);
+      spill_.append(kRecordPadding, '\0');  // readable after the record (RawRecord::bytes)
       current_.bytes = std::string_view(spill_.data(), current_.length);
     }
     emit_(current_);
