@@ -340,6 +340,46 @@ TEST(Validation, CrlfLineExactlyAtTheBoundIsKept) {
 // validate_record reads records that keep every rule with simdjson and must give exactly what
 // the nlohmann reader gives: the same fields, turns, canonical bytes (hence keys) and, for the
 // records it hands over, the same verdict and message.
+// Expects `got` to have the verdict, message, fields, canonical form and counts of `ref`, and
+// its turns too unless `lean` (the index pass leaves the text out).
+void expect_same_record(const ValidatedRecord& got, const ValidatedRecord& ref, bool lean) {
+  EXPECT_EQ(got.sample.status, ref.sample.status);
+  EXPECT_EQ(got.sample.reason, ref.sample.reason);
+  EXPECT_EQ(got.sample.message, ref.sample.message);
+  EXPECT_EQ(got.sample.id, ref.sample.id);
+  EXPECT_EQ(got.sample.image, ref.sample.image);
+  EXPECT_EQ(got.sample.subset, ref.sample.subset);
+  EXPECT_EQ(got.has_image, ref.has_image);
+  EXPECT_EQ(got.canonical, ref.canonical);
+  EXPECT_EQ(got.counts.turns, ref.counts.turns);
+  EXPECT_EQ(got.counts.text_bytes, ref.counts.text_bytes);
+  EXPECT_EQ(got.counts.question_bytes, ref.counts.question_bytes);
+  if (lean) return;
+  EXPECT_EQ(got.sample.turns.size(), ref.sample.turns.size());
+  for (std::size_t t = 0; t < std::min(ref.sample.turns.size(), got.sample.turns.size()); ++t) {
+    EXPECT_EQ(got.sample.turns[t].question, ref.sample.turns[t].question);
+    EXPECT_EQ(got.sample.turns[t].answer, ref.sample.turns[t].answer);
+  }
+}
+
+// Validates `raw` with the fast reader (fresh, and in the index pass's lean mode into `reused`)
+// and with the nlohmann reference, and expects the same from all (expect_same_record). True
+// when the reference finds the record valid.
+bool expect_fast_equals_reference(const std::string& raw, const ValidationOptions& options, ValidatedRecord& reused) {
+  RecordOrigin origin{"pool.jsonl", 3, 4, ""};
+  const ValidatedRecord ref = validate_record_reference(raw, origin, options, raw.size());
+  SCOPED_TRACE(raw.substr(0, 200));
+  expect_same_record(validate_record(raw, origin, options, raw.size()), ref, /*lean=*/false);
+  // The index pass's mode (no raw text, no turn text, the record read in place, one
+  // ValidatedRecord reused) keeps every verdict, key and count.
+  std::string padded = raw;  // read in place: kRecordPadding more bytes readable after the record
+  padded.reserve(raw.size() + kRecordPadding);
+  validate_record(padded, origin, options, raw.size(), ValidationPass{nullptr, false, false, true}, reused);
+  EXPECT_TRUE(reused.sample.raw.empty());
+  expect_same_record(reused, ref, /*lean=*/true);
+  return ref.sample.status == Status::valid;
+}
+
 TEST(Validation, FastReaderEqualsTheNlohmannReference) {
   const std::string turns = kGoodTurns;
   std::vector<std::string> records = {
@@ -398,44 +438,33 @@ TEST(Validation, FastReaderEqualsTheNlohmannReference) {
     options.subset_field = "type";
     options.accept_open_question = open_question;
     std::size_t valid = 0;
-    for (const std::string& raw : records) {
-      RecordOrigin origin{"pool.jsonl", 3, 4, ""};
-      ValidatedRecord fast = validate_record(raw, origin, options, raw.size());
-      ValidatedRecord ref = validate_record_reference(raw, origin, options, raw.size());
-      SCOPED_TRACE(raw.substr(0, 200));
-      EXPECT_EQ(fast.sample.status, ref.sample.status);
-      EXPECT_EQ(fast.sample.reason, ref.sample.reason);
-      EXPECT_EQ(fast.sample.message, ref.sample.message);
-      EXPECT_EQ(fast.sample.id, ref.sample.id);
-      EXPECT_EQ(fast.sample.image, ref.sample.image);
-      EXPECT_EQ(fast.sample.subset, ref.sample.subset);
-      EXPECT_EQ(fast.has_image, ref.has_image);
-      EXPECT_EQ(fast.canonical, ref.canonical);
-      ASSERT_EQ(fast.sample.turns.size(), ref.sample.turns.size());
-      for (std::size_t t = 0; t < ref.sample.turns.size(); ++t) {
-        EXPECT_EQ(fast.sample.turns[t].question, ref.sample.turns[t].question);
-        EXPECT_EQ(fast.sample.turns[t].answer, ref.sample.turns[t].answer);
-      }
-      EXPECT_EQ(fast.counts.turns, ref.counts.turns);
-      EXPECT_EQ(fast.counts.text_bytes, ref.counts.text_bytes);
-      EXPECT_EQ(fast.counts.question_bytes, ref.counts.question_bytes);
-      // The index pass's mode (no raw text, no turn text) keeps every verdict, key and count.
-      std::string padded = raw;  // read in place: kRecordPadding more bytes readable after the record
-      padded.reserve(raw.size() + kRecordPadding);
-      ValidatedRecord lean = validate_record(padded, origin, options, raw.size(), ValidationPass{nullptr, false, false, true});
-      EXPECT_TRUE(lean.sample.raw.empty());
-      EXPECT_EQ(lean.sample.status, ref.sample.status);
-      EXPECT_EQ(lean.sample.reason, ref.sample.reason);
-      EXPECT_EQ(lean.sample.message, ref.sample.message);
-      EXPECT_EQ(lean.canonical, ref.canonical);
-      EXPECT_EQ(lean.has_image, ref.has_image);
-      EXPECT_EQ(lean.counts.turns, ref.counts.turns);
-      EXPECT_EQ(lean.counts.text_bytes, ref.counts.text_bytes);
-      EXPECT_EQ(lean.counts.question_bytes, ref.counts.question_bytes);
-      valid += ref.sample.status == Status::valid;
-    }
+    ValidatedRecord reused;  // the index pass's way: one record's buffers kept across all
+    for (const std::string& raw : records) valid += expect_fast_equals_reference(raw, options, reused);
     EXPECT_GE(valid, 180u);  // the comparison covers the common case, not only failures
   }
+}
+
+// Strings of every length up to past two 16-byte steps, with nothing to escape or one byte to
+// escape at each position, as values and as keys: the canonical writer's short (< 16 bytes) and
+// stepwise paths and their ends, against nlohmann's dump().
+TEST(Validation, StringsOfEveryLengthAndEscapePositionMatchTheReference) {
+  ValidationOptions options;
+  ValidatedRecord reused;
+  const std::vector<std::string> escapes = {"\\\"", "\\\\", "\\n", "\\u0001", "\\u001f", "\\/", "\\u00e9", "\xC3\xA9"};
+  std::size_t valid = 0;
+  for (std::size_t n = 0; n <= 40; ++n) {
+    for (std::size_t at = 0; at <= n; ++at) {  // at == n: nothing escaped
+      for (const std::string& escape : escapes) {
+        std::string text;
+        for (std::size_t k = 0; k < n; ++k) text += k == at ? escape : std::string(1, char('a' + k % 26));
+        const std::string turns = R"({"from": "human", "value": ")" + text + R"("}, {"from": "gpt", "value": "A"})";
+        valid += expect_fast_equals_reference(
+            R"({"id": "s", "k)" + text + R"(": ")" + text + R"(", "conversations": [)" + turns + "]}", options, reused);
+        if (at == n) break;  // the same string for every escape
+      }
+    }
+  }
+  EXPECT_EQ(valid, 41u + 8u * (40u * 41u / 2));  // every one of them is a valid record
 }
 
 }  // namespace

@@ -160,15 +160,24 @@ class SeenKeys {
   std::uint64_t used_ = 0;
 };
 
+// The id of subset `name` in `names` (ids by first appearance; `ids` maps names to them), added
+// when new. Looked up before anything is built: nearly every record names a known subset.
+std::uint32_t subset_id(std::unordered_map<std::string, std::uint32_t>& ids, std::vector<std::string>& names,
+                        const std::string& name) {
+  if (auto it = ids.find(name); it != ids.end()) return it->second;
+  const auto id = std::uint32_t(names.size());
+  ids.emplace(name, id);
+  names.push_back(name);
+  return id;
+}
+
 // What the pool order decides: subset ids by first appearance, and repeats.
 struct PoolOrder {
   std::unordered_map<std::string, std::uint32_t> subset_ids;
   SeenKeys seen;
 
   std::uint32_t subset_id(PoolIndex& index, const std::string& name) {
-    auto [it, fresh] = subset_ids.emplace(name, std::uint32_t(index.subsets.size()));
-    if (fresh) index.subsets.push_back(name);
-    return it->second;
+    return align2::subset_id(subset_ids, index.subsets, name);
   }
 
   // Entry `e` (pool index `at`, key = its content key) against the records before it: the n-th
@@ -199,11 +208,12 @@ void index_file(PoolIndex& index, PoolOrder& order, std::uint32_t f, const Index
   const ValidationPass pass{&images, /*keep_raw=*/false, /*keep_text=*/bool(options.on_record), /*padded=*/true};
   std::uint64_t index_in_file = 0;
   RecordOrigin origin{file.path, 0, 0, file.subset};
+  ValidatedRecord v;  // reused: its canonical buffer keeps its capacity
   scan_records(file.path, ScanRange{}, options.validation.max_record_bytes, [&](RawRecord& raw) {
     origin.index_in_file = index_in_file;
     origin.line = raw.line;
     auto t = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length, pass);
+    validate_record(raw.bytes, origin, options.validation, raw.length, pass, v);
     t = lap(t, prof ? &prof->validate : nullptr);
     Sample& s = v.sample;
     if (raw.in_array && s.reason == Reason::not_json)
@@ -364,13 +374,14 @@ void scan_segment(const PoolFile& file, std::uint64_t stop, bool in_array, const
   struct NotJsonStop {};  // ends the scan at a JSON array element that does not parse
   std::unordered_map<std::string, std::uint32_t> subset_ids;
   const ValidationPass pass{&images, /*keep_raw=*/false, /*keep_text=*/false, /*padded=*/true};
+  ValidatedRecord v;  // reused: its canonical buffer keeps its capacity
   try {
     seg.end = scan_records(file.path, ScanRange{seg.begin, in_array, stop}, options.validation.max_record_bytes,
                            [&, origin = RecordOrigin{file.path, 0, 0, file.subset}](RawRecord& raw) mutable {
       const std::uint64_t local = seg.entries.size();
       origin.index_in_file = local;
       origin.line = raw.line;
-      ValidatedRecord v = validate_record(raw.bytes, origin, options.validation, raw.length, pass);
+      validate_record(raw.bytes, origin, options.validation, raw.length, pass, v);
       if (raw.in_array && v.sample.reason == Reason::not_json) {
         NotJsonAt at = not_json_at(file.path, raw, v.sample.message);
         seg.error = PartError::not_json;
@@ -379,9 +390,7 @@ void scan_segment(const PoolFile& file, std::uint64_t stop, bool in_array, const
         throw NotJsonStop{};
       }
       IndexEntry e = record_entry(raw, seg.file, local, v, options);
-      auto [it, fresh] = subset_ids.emplace(v.sample.subset, std::uint32_t(seg.subsets.size()));
-      if (fresh) seg.subsets.push_back(v.sample.subset);
-      e.subset = it->second;
+      e.subset = subset_id(subset_ids, seg.subsets, v.sample.subset);
       // A record over the bound is keyed by its global number: the merge keys it.
       if (e.reason != Reason::record_too_large) content_key(v.canonical, e.key);
       seg.entries.push_back(e);

@@ -406,6 +406,14 @@ bool key_less(std::string_view a, std::string_view b) {
   return a.size() < b.size();
 }
 
+// An item of a record's "conversations" as the canonical writer saw it (views into simdjson's
+// parse, valid until the next parse).
+struct TurnItem {
+  bool is_object = false;
+  bool has_from = false, has_value = false;  // it has a string member "from", "value"
+  std::string_view from, value;
+};
+
 // The compact, key-sorted text nlohmann::json::dump gives for a value, appended to a string
 // through a write cursor: room is made once per string or token, then bytes are stored without
 // further checks (the string's size runs ahead of the text; finish() trims it).
@@ -414,10 +422,15 @@ class CanonicalText {
   // Appends to `out`; `expected`: about how many bytes will follow (the record's size).
   CanonicalText(std::string& out, std::size_t expected) : out_(out), used_(out.size()) { room(expected); }
 
-  // Appends the value (leaving out the key "id" when `drop_id`). False where the two could
-  // differ: a floating-point number (nlohmann prints those its own way) or an object with a
-  // repeated key (nlohmann keeps the last one).
-  bool value(simdjson::dom::element value, bool drop_id);
+  // Appends the value. False where the two could differ: a floating-point number (nlohmann
+  // prints those its own way) or an object with a repeated key (nlohmann keeps the last one).
+  bool value(simdjson::dom::element value) { return this->value(value, nullptr); }
+  // Appends a record (an object), leaving out its key "id", and notes in `turns` each item of
+  // its "conversations" array while writing it (so the rules need not look the turns up again).
+  bool record(simdjson::dom::object record, std::vector<TurnItem>* turns) {
+    turns->clear();
+    return object(record, Fields{/*drop_id=*/true, turns, nullptr});
+  }
   void finish() { out_.resize(used_); }
 
  private:
@@ -436,12 +449,75 @@ class CanonicalText {
     std::memcpy(&out_[used_], text.data(), text.size());
     used_ += text.size();
   }
+  // What an object's fields are written with: the record's drops "id" and notes its turns; a
+  // turn notes its "from" and "value".
+  struct Fields {
+    bool drop_id = false;
+    std::vector<TurnItem>* turns = nullptr;  // the record: where its "conversations" items go
+    TurnItem* turn = nullptr;                // a turn: where its "from" and "value" go
+  };
+
+  bool value(simdjson::dom::element value, std::vector<TurnItem>* turns);
   void string(std::string_view text);
-  bool object(simdjson::dom::object object, bool drop_id);
+  bool short_string(const char* p, std::size_t n);
+  bool object(simdjson::dom::object object, const Fields& fields);
 
   std::string& out_;
   std::size_t used_;  // bytes of out_ written; the rest is room
 };
+
+// A string of n < 16 bytes with nothing to escape (most keys and many values: "from", "gpt"),
+// quoted, in a few loads and stores that stay inside p[0, n): false, writing nothing, when a byte
+// needs escaping. Room for n + 2 bytes is made.
+bool CanonicalText::short_string(const char* p, std::size_t n) {
+#if defined(__SSE2__)
+  // Bytes of p[0, n) in a vector; `valid`: the movemask bits that hold them. Two overlapping
+  // loads cover any length: 8 + 8 bytes for n >= 8, 4 + 4 for n >= 4, three single bytes below.
+  std::uint64_t lo = 0, hi = 0;
+  int valid = 0;
+  if (n >= 8) {
+    std::memcpy(&lo, p, 8);
+    std::memcpy(&hi, p + n - 8, 8);
+    valid = 0xFFFF;
+  } else if (n >= 4) {
+    std::uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    lo = a | std::uint64_t(b) << 32;
+    valid = 0xFF;
+  } else if (n > 0) {
+    lo = std::uint64_t(std::uint8_t(p[0])) | std::uint64_t(std::uint8_t(p[n >> 1])) << 8 |
+         std::uint64_t(std::uint8_t(p[n - 1])) << 16;
+    valid = 0x7;
+  }
+  const __m128i v = _mm_set_epi64x(std::int64_t(hi), std::int64_t(lo));
+  const __m128i control = _mm_set1_epi8(0x1F);
+  const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                                _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                                   _mm_cmpeq_epi8(_mm_max_epu8(v, control), control));  // v <= 0x1F
+  if (_mm_movemask_epi8(hit) & valid) return false;
+  char* to = &out_[used_];
+  to[0] = '"';
+  if (n >= 8) {
+    std::memcpy(to + 1, &lo, 8);
+    std::memcpy(to + 1 + n - 8, &hi, 8);
+  } else if (n >= 4) {
+    std::memcpy(to + 1, &lo, 4);
+    std::memcpy(to + 1 + n - 4, reinterpret_cast<const char*>(&lo) + 4, 4);
+  } else if (n > 0) {
+    to[1] = p[0];
+    to[1 + (n >> 1)] = p[n >> 1];
+    to[n] = p[n - 1];
+  }
+  to[n + 1] = '"';
+  used_ += n + 2;
+  return true;
+#else
+  (void)p;
+  (void)n;
+  return false;
+#endif
+}
 
 // `text` quoted, escaped as write_escape does. Sixteen bytes a step with SSE2: stored, then
 // checked; a step that holds an escaped byte keeps only the bytes before it.
@@ -449,6 +525,7 @@ void CanonicalText::string(std::string_view text) {
   const char* p = text.data();
   const std::size_t n = text.size();
   room(n + 2 + kOverrun);
+  if (n < 16 && short_string(p, n)) return;
   // The cursor lives in locals: a store through a char pointer may alias any member.
   char* to = &out_[used_];
   char* start = to;
@@ -483,7 +560,7 @@ void CanonicalText::string(std::string_view text) {
   used_ += std::size_t(to - start);
 }
 
-bool CanonicalText::object(simdjson::dom::object object, bool drop_id) {
+bool CanonicalText::object(simdjson::dom::object object, const Fields& how) {
   // The fields sorted by key; small objects (records, turns) without a heap allocation.
   using Field = std::pair<std::string_view, simdjson::dom::element>;
   Field few[16];
@@ -499,34 +576,51 @@ bool CanonicalText::object(simdjson::dom::object object, bool drop_id) {
   put('{');
   bool first = true;
   for (std::size_t i = 0; i < count; ++i) {
-    if (i > 0 && fields[i].first == fields[i - 1].first) return false;
-    if (drop_id && fields[i].first == "id") continue;
+    const auto& [key, item] = fields[i];
+    if (i > 0 && key == fields[i - 1].first) return false;
+    if (how.drop_id && key == "id") continue;
     if (!first) put(',');
     first = false;
-    string(fields[i].first);
+    string(key);
     put(':');
-    if (!value(fields[i].second, false)) return false;
+    std::vector<TurnItem>* turns = how.turns && key == "conversations" ? how.turns : nullptr;
+    if (!value(item, turns)) return false;
+    if (how.turn && item.type() == simdjson::dom::element_type::STRING) {
+      if (key == "from") how.turn->from = item.get_string().value_unsafe(), how.turn->has_from = true;
+      if (key == "value") how.turn->value = item.get_string().value_unsafe(), how.turn->has_value = true;
+    }
   }
   put('}');
   return true;
 }
 
-bool CanonicalText::value(simdjson::dom::element value, bool drop_id) {
+// Appends `value`; with `turns`, it is a record's "conversations": each item goes to `turns`
+// (an object item with its "from" and "value" noted).
+bool CanonicalText::value(simdjson::dom::element value, std::vector<TurnItem>* turns) {
   using simdjson::dom::element_type;
   switch (value.type()) {
     case element_type::OBJECT: {
       simdjson::dom::object object;
-      return !value.get_object().get(object) && this->object(object, drop_id);
+      return !value.get_object().get(object) && this->object(object, Fields{});
     }
     case element_type::ARRAY: {
       simdjson::dom::array array;
       if (value.get_array().get(array)) return false;
+      if (turns) turns->clear();
       put('[');
       bool first = true;
       for (simdjson::dom::element item : array) {
         if (!first) put(',');
         first = false;
-        if (!this->value(item, false)) return false;
+        if (!turns) {
+          if (!this->value(item, nullptr)) return false;
+          continue;
+        }
+        TurnItem& turn = turns->emplace_back();
+        simdjson::dom::object object;
+        turn.is_object = !item.get_object().get(object);
+        if (!(turn.is_object ? this->object(object, Fields{false, nullptr, &turn}) : this->value(item, nullptr)))
+          return false;
       }
       put(']');
       return true;
@@ -565,22 +659,20 @@ struct TurnView {
   std::string_view question, answer;
 };
 
-// The (question, answer) turns of a conversation that keeps every rule (objects with string
-// "from" and "value", human and gpt alternating from human, ending with gpt unless
-// accept_open_question); false otherwise.
-bool read_conversation(simdjson::dom::element conversation, bool accept_open_question, std::vector<TurnView>* turns) {
-  simdjson::dom::array items;
-  if (conversation.get_array().get(items) || items.size() == 0) return false;
+// The (question, answer) turns of a record's "conversations" (`items`: its items as the
+// canonical writer noted them) when it keeps every rule: a non-empty array of objects with
+// string "from" and "value", human and gpt alternating from human, ending with gpt unless
+// accept_open_question. False otherwise.
+bool read_conversation(simdjson::dom::element conversation, const std::vector<TurnItem>& items,
+                       bool accept_open_question, std::vector<TurnView>* turns) {
+  if (!conversation.is_array() || items.empty()) return false;
   std::string_view question;
   std::size_t t = 0;
-  for (simdjson::dom::element item : items) {
-    simdjson::dom::object turn;
-    std::string_view from, value;
-    if (item.get_object().get(turn) || !string_member(turn, "from", &from) || !string_member(turn, "value", &value))
-      return false;
-    if (from != (t % 2 == 0 ? "human" : "gpt")) return false;
-    if (t++ % 2 == 0) question = value;
-    else turns->push_back({question, value});
+  for (const TurnItem& item : items) {
+    if (!item.is_object || !item.has_from || !item.has_value) return false;
+    if (item.from != (t % 2 == 0 ? "human" : "gpt")) return false;
+    if (t++ % 2 == 0) question = item.value;
+    else turns->push_back({question, item.value});
   }
   if (t % 2 != 0) {
     if (!accept_open_question) return false;
@@ -592,13 +684,15 @@ bool read_conversation(simdjson::dom::element conversation, bool accept_open_que
 // The common case, fast: a record that keeps every rule up to the content key, read with
 // simdjson and its canonical form written from that parse (no nlohmann tree; bench/index_bench
 // gives the index pass's speed). Fills the sample's fields and out.canonical, byte for
-// byte what read_record_nlohmann gives (test/record_validation_test.cc compares the two). False,
-// leaving `out` untouched, at anything it does not handle or any broken rule: the nlohmann
-// reader then decides, and words the failure.
+// byte what read_record_nlohmann gives (test/record_validation_test.cc compares the two). False
+// at anything it does not handle or any broken rule, leaving `out` untouched but for
+// out.canonical (which every other path then assigns): the nlohmann reader then decides, and
+// words the failure.
 bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
                       const ValidationPass& pass, ValidatedRecord& out) {
   const bool keep_text = pass.keep_text;
   thread_local std::vector<TurnView> turns;  // views into the parser's strings
+  thread_local std::vector<TurnItem> items;  // "conversations", as the canonical writer saw it
   turns.clear();
   thread_local simdjson::dom::parser parser;
   thread_local std::vector<char> padded;  // the record and SIMDJSON_PADDING bytes, reused
@@ -613,9 +707,10 @@ bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const Va
   // The parse also checks UTF-8: a record read here is well-formed UTF-8.
   if (parser.parse(input, raw.size(), /*realloc_if_needed=*/false).get(doc) || doc.get_object().get(rec))
     return false;
-  std::string canonical = "align2-record-v1\n";
+  std::string& canonical = out.canonical;  // its capacity reused; every other path assigns it
+  canonical.assign("align2-record-v1\n");
   CanonicalText writer(canonical, raw.size() + 64);
-  if (!writer.value(doc, /*drop_id=*/true)) return false;
+  if (!writer.record(rec, &items)) return false;
   writer.finish();
 
   Sample s;
@@ -642,7 +737,7 @@ bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const Va
 
   const bool conversation_shape = !rec.at_key("conversations").get(field);
   if (conversation_shape) {
-    if (!read_conversation(field, options.accept_open_question, &turns)) return false;
+    if (!read_conversation(field, items, options.accept_open_question, &turns)) return false;
   } else {
     std::string_view question, answer;
     if (!string_member(rec, "instruction", &question) || !string_member(rec, "output", &answer)) return false;
@@ -664,17 +759,17 @@ bool read_record_fast(std::string_view raw, const RecordOrigin& origin, const Va
     count_turn(out.counts, t.question, t.answer);
   }
   out.has_image = has_image;
-  out.canonical = std::move(canonical);
   return true;
 }
 
 // Every rule, in order; the reader is simdjson's when `fast` and the record is in its common
 // case, else nlohmann's. *text_in_turns: false when out.counts were set by a reader that left
 // the turns out (else the caller counts sample.turns).
-ValidatedRecord validate_rules(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
-                               std::uint64_t raw_length, bool fast, const ValidationPass& pass, bool* text_in_turns) {
+// Fills `out`, which holds a fresh ValidatedRecord but for the capacity of its canonical buffer.
+void validate_rules(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
+                    std::uint64_t raw_length, bool fast, const ValidationPass& pass, bool* text_in_turns,
+                    ValidatedRecord& out) {
   assert(!pass.images || pass.images->image_root() == options.image_root);
-  ValidatedRecord out;
   Sample& s = out.sample;
   if (pass.keep_raw) s.raw = std::string(raw);
   s.subset = origin.file_subset.empty() ? "all" : origin.file_subset;
@@ -684,7 +779,7 @@ ValidatedRecord validate_rules(std::string_view raw, const RecordOrigin& origin,
     fail(out, origin, Status::invalid, Reason::record_too_large,
          fmt::format("record is {} bytes, above the bound of {} (max_record_bytes)", raw_length,
                      options.max_record_bytes));
-    return out;
+    return;
   }
   // simdjson's parse checks UTF-8 too: the fast reader's records need no separate check.
   const bool fast_read = fast && read_record_fast(raw, origin, options, pass, out);
@@ -695,7 +790,7 @@ ValidatedRecord validate_rules(std::string_view raw, const RecordOrigin& origin,
     // Until the content is known, invalid records are keyed by their bytes.
     out.canonical = "align2-raw-v1\n" + std::string(raw);
     if (!utf8) fail(out, origin, Status::invalid, Reason::invalid_utf8, fmt::format("invalid UTF-8 at byte {} of the record", bad));
-    return out;
+    return;
   }
   if (out.has_image) {
     std::string detail;
@@ -706,22 +801,22 @@ ValidatedRecord validate_rules(std::string_view raw, const RecordOrigin& origin,
         s.turns.clear();
         *text_in_turns = true;  // none
       }
-      return out;
     }
   }
-  return out;
 }
 
-// validate_rules, with out.counts filled.
-ValidatedRecord validate(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
-                         std::uint64_t raw_length, bool fast, const ValidationPass& pass) {
+// validate_rules into `out` (its canonical buffer reused), with out.counts filled.
+void validate(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
+              std::uint64_t raw_length, bool fast, const ValidationPass& pass, ValidatedRecord& out) {
+  std::string canonical = std::move(out.canonical);
+  out = ValidatedRecord{};
+  out.canonical = std::move(canonical);
   bool text_in_turns = true;
-  ValidatedRecord out = validate_rules(raw, origin, options, raw_length, fast, pass, &text_in_turns);
+  validate_rules(raw, origin, options, raw_length, fast, pass, &text_in_turns, out);
   if (text_in_turns) {
     out.counts = TextCounts{};
     for (const Turn& t : out.sample.turns) count_turn(out.counts, t.question, t.answer);
   }
-  return out;
 }
 
 }  // namespace
@@ -729,12 +824,21 @@ ValidatedRecord validate(std::string_view raw, const RecordOrigin& origin, const
 ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin,
                                 const ValidationOptions& options, std::uint64_t raw_length,
                                 const ValidationPass& pass) {
-  return validate(raw, origin, options, raw_length, /*fast=*/true, pass);
+  ValidatedRecord out;
+  validate(raw, origin, options, raw_length, /*fast=*/true, pass, out);
+  return out;
+}
+
+void validate_record(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
+                     std::uint64_t raw_length, const ValidationPass& pass, ValidatedRecord& out) {
+  validate(raw, origin, options, raw_length, /*fast=*/true, pass, out);
 }
 
 ValidatedRecord validate_record_reference(std::string_view raw, const RecordOrigin& origin,
                                           const ValidationOptions& options, std::uint64_t raw_length) {
-  return validate(raw, origin, options, raw_length, /*fast=*/false, ValidationPass{});
+  ValidatedRecord out;
+  validate(raw, origin, options, raw_length, /*fast=*/false, ValidationPass{}, out);
+  return out;
 }
 
 }  // namespace align2

@@ -90,6 +90,10 @@ struct ValidationPass {
 ValidatedRecord validate_record(std::string_view raw, const RecordOrigin& origin,
                                 const ValidationOptions& options,
                                 std::uint64_t raw_length, const ValidationPass& pass = {});
+// The same into `out`, whose canonical buffer is reused (a pass over many records keeps one
+// ValidatedRecord and saves an allocation per record); every field of `out` is replaced.
+void validate_record(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
+                     std::uint64_t raw_length, const ValidationPass& pass, ValidatedRecord& out);
 
 // validate_record with nlohmann::json as the only reader. validate_record reads the common case
 // (a record that keeps every rule) with simdjson and must give exactly this; tests compare them.
