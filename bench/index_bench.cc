@@ -318,7 +318,7 @@ int main(int argc, char** argv) {
   }
   const std::vector<long> whole = per_rank(comm, peak_rss_mb());
   if (root) {
-    fmt::print("peak RSS after read-back: {}\n", mb_list(whole));
+    fmt::print("peak RSS {}: {}\n", args.read_back ? "after read-back" : "at the end (no read-back)", mb_list(whole));
     if (generated) fs::remove(pool);
   }
   // A generated pool has only valid records; a given pool has what it has.
