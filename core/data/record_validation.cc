@@ -422,11 +422,10 @@ class CanonicalText {
   // Appends to `out`; `expected`: about how many bytes will follow (the record's size).
   CanonicalText(std::string& out, std::size_t expected) : out_(out), used_(out.size()) { room(expected); }
 
-  // Appends the value. False where the two could differ: a floating-point number (nlohmann
-  // prints those its own way) or an object with a repeated key (nlohmann keeps the last one).
-  bool value(simdjson::dom::element value) { return this->value(value, nullptr); }
   // Appends a record (an object), leaving out its key "id", and notes in `turns` each item of
   // its "conversations" array while writing it (so the rules need not look the turns up again).
+  // False where the text could differ from nlohmann's: a floating-point number (nlohmann prints
+  // those its own way) or an object with a repeated key (nlohmann keeps the last one).
   bool record(simdjson::dom::object record, std::vector<TurnItem>* turns) {
     turns->clear();
     return object(record, Fields{/*drop_id=*/true, turns, nullptr});
@@ -457,6 +456,7 @@ class CanonicalText {
     TurnItem* turn = nullptr;                // a turn: where its "from" and "value" go
   };
 
+  // Appends `value` (the same falses as record()); see the definition for `turns`.
   bool value(simdjson::dom::element value, std::vector<TurnItem>* turns);
   void string(std::string_view text);
   bool short_string(const char* p, std::size_t n);
@@ -606,7 +606,6 @@ bool CanonicalText::value(simdjson::dom::element value, std::vector<TurnItem>* t
     case element_type::ARRAY: {
       simdjson::dom::array array;
       if (value.get_array().get(array)) return false;
-      if (turns) turns->clear();
       put('[');
       bool first = true;
       for (simdjson::dom::element item : array) {
