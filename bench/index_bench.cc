@@ -171,13 +171,27 @@ struct Passes {
   }
 };
 
+// The N of --repeat N: a whole number from 1 on.
+int repeat_count(const std::string& text) {
+  std::size_t used = 0;
+  int n = 0;
+  try {
+    n = std::stoi(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || n < 1)
+    throw std::invalid_argument(fmt::format("index_bench: --repeat needs a whole number from 1 on, not '{}'", text));
+  return n;
+}
+
 BenchArgs parse_args(int argc, char** argv) {
   BenchArgs a;
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] != "--pool") {
     if (args.size() > 0) a.megabytes = std::stoull(args[0]);
     if (args.size() > 1) a.dir = args[1];
-    if (args.size() > 3 && args[2] == "--repeat") a.repeat = std::max(1, std::stoi(args[3]));
+    if (args.size() > 3 && args[2] == "--repeat") a.repeat = repeat_count(args[3]);
     a.repeat = a.repeat ? a.repeat : 5;
     return a;
   }
@@ -185,7 +199,7 @@ BenchArgs parse_args(int argc, char** argv) {
     if (args[i] == "--image-root" && i + 1 < args.size()) a.pool.image_root = args[++i];
     else if (args[i] == "--subset-field" && i + 1 < args.size()) a.pool.subset_field = args[++i];
     else if (args[i] == "--no-read-back") a.read_back = false;
-    else if (args[i] == "--repeat" && i + 1 < args.size()) a.repeat = std::max(1, std::stoi(args[++i]));
+    else if (args[i] == "--repeat" && i + 1 < args.size()) a.repeat = repeat_count(args[++i]);
     else if (fs::is_regular_file(args[i])) a.pool.files.push_back({args[i], ""});
     else throw std::invalid_argument(fmt::format("index_bench: {} is not a file", args[i]));
   }
