@@ -171,27 +171,36 @@ struct Passes {
   }
 };
 
-// The N of --repeat N: a whole number from 1 on.
-int repeat_count(const std::string& text) {
+// `text` as a whole number from 1 on (`what` names it in the error).
+std::uint64_t whole_number(const std::string& text, const char* what) {
   std::size_t used = 0;
-  int n = 0;
+  std::uint64_t n = 0;
   try {
-    n = std::stoi(text, &used);
+    n = std::stoull(text, &used);
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != text.size() || n < 1)
-    throw std::invalid_argument(fmt::format("index_bench: --repeat needs a whole number from 1 on, not '{}'", text));
+  if (used != text.size() || n < 1 || text[0] == '-')
+    throw std::invalid_argument(fmt::format("index_bench: {} needs a whole number from 1 on, not '{}'", what, text));
   return n;
+}
+
+// The N of --repeat N: 1 to 1,000 passes.
+int repeat_count(const std::string& text) {
+  const std::uint64_t n = whole_number(text, "--repeat");
+  if (n > 1000) throw std::invalid_argument(fmt::format("index_bench: --repeat {} is above 1000 passes", n));
+  return int(n);
 }
 
 BenchArgs parse_args(int argc, char** argv) {
   BenchArgs a;
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] != "--pool") {
-    if (args.size() > 0) a.megabytes = std::stoull(args[0]);
+    if (args.size() > 0) a.megabytes = whole_number(args[0], "MEGABYTES");
     if (args.size() > 1) a.dir = args[1];
-    if (args.size() > 3 && args[2] == "--repeat") a.repeat = repeat_count(args[3]);
+    if (args.size() > 2 && (args.size() != 4 || args[2] != "--repeat"))
+      throw std::invalid_argument(fmt::format("index_bench: unexpected arguments after {}", args[1]));
+    if (args.size() == 4) a.repeat = repeat_count(args[3]);
     a.repeat = a.repeat ? a.repeat : 5;
     return a;
   }

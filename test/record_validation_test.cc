@@ -337,9 +337,6 @@ TEST(Validation, CrlfLineExactlyAtTheBoundIsKept) {
   EXPECT_EQ(reader.read_one(0).raw, rec);
 }
 
-// validate_record reads records that keep every rule with simdjson and must give exactly what
-// the nlohmann reader gives: the same fields, turns, canonical bytes (hence keys) and, for the
-// records it hands over, the same verdict and message.
 // Expects `got` to have the verdict, message, fields, canonical form and counts of `ref`, and
 // its turns too unless `lean` (the index pass leaves the text out).
 void expect_same_record(const ValidatedRecord& got, const ValidatedRecord& ref, bool lean) {
@@ -380,6 +377,9 @@ bool expect_fast_equals_reference(const std::string& raw, const ValidationOption
   return ref.sample.status == Status::valid;
 }
 
+// validate_record reads records that keep every rule with simdjson and must give exactly what
+// the nlohmann reader gives: the same fields, turns, canonical bytes (hence keys) and, for the
+// records it hands over, the same verdict and message.
 TEST(Validation, FastReaderEqualsTheNlohmannReference) {
   const std::string turns = kGoodTurns;
   std::vector<std::string> records = {

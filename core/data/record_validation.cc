@@ -808,6 +808,7 @@ void validate_rules(std::string_view raw, const RecordOrigin& origin, const Vali
 void validate(std::string_view raw, const RecordOrigin& origin, const ValidationOptions& options,
               std::uint64_t raw_length, bool fast, const ValidationPass& pass, ValidatedRecord& out) {
   std::string canonical = std::move(out.canonical);
+  canonical.clear();
   out = ValidatedRecord{};
   out.canonical = std::move(canonical);
   bool text_in_turns = true;
