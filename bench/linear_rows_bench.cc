@@ -1,9 +1,10 @@
 // kernels/linear_rows micro-benchmark, in one run: this machine's copy bandwidth and fp32 and bf16
 // matmul peaks, then the Linear layers of decode (weights [N, K] as in a LLaMA with hidden 1024 and
-// vocabulary 32000) over M = 1, 8, 32 rows, float32 and bfloat16 (rows and weights): linear_rows
+// vocabulary 32000) over M = 1, 8, 16, 32, 64 rows, float32 and bfloat16 (rows and weights): linear_rows
 // (outputs split over threads as the engine does) against ATen's linear (OpenBLAS / oneDNN) on
 // the same shapes. M = 1 is bound by the weights' bandwidth (GB/s of weights read), larger M by
-// arithmetic (GFLOP/s against the measured matmul peak of the same dtype).
+// arithmetic (GFLOP/s against the measured matmul peak of the same dtype). Where ATen wins for
+// bf16 from some M on (oneDNN on AMX), that M is what ALIGN2_BF16_ROWS_GEMM_MIN should be.
 // Usage: linear_rows_bench [THREADS]    (unset OPENBLAS_CORETYPE for this command only)
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
       const std::int64_t elem = bf16 ? 2 : 4, count = std::max<std::int64_t>(2, (400ll << 20) / (N * K * elem));
       std::vector<at::Tensor> ws;
       for (std::int64_t i = 0; i < count; ++i) ws.push_back(at::randn({N, K}).to(dtype));
-      for (std::int64_t M : {1, 8, 32}) {
+      for (std::int64_t M : {1, 8, 16, 32, 64}) {
         // Rows in the run dtype (a bf16 run's activations are bfloat16), float32 sums.
         at::Tensor x = at::randn({M, K}).to(dtype), y = at::empty({M, N});
         const double flops = 2.0 * double(count) * double(M) * double(N) * double(K);

@@ -19,8 +19,13 @@ namespace align2::bench {
 
 // "cpu: <model>, N threads; ISA paths: ..." - the first line of every engine benchmark.
 inline std::string cpu_and_isa_line() {
-  return fmt::format("cpu: {}; ISA paths: linear_rows {} (fp32), {} (bf16); dense bf16 products in {}", cpu_model(),
-                     linear_rows_isa(), linear_rows_bf16_bf16_isa(), dense_bf16_path());
+  const std::int64_t gemm_rows = bf16_rows_gemm_min();
+  const std::string bf16_rows = gemm_rows > kLinearRowsMax
+                                    ? fmt::format("1-{} rows", kLinearRowsMax)
+                                    : fmt::format("1-{} rows, ATen GEMM from {}", gemm_rows - 1, gemm_rows);
+  return fmt::format("cpu: {}; AMX-BF16 {}; ISA paths: linear_rows {} (fp32), {} (bf16, {}); dense bf16 products in {}",
+                     cpu_model(), cpu_has_amx_bf16() ? "yes" : "no", linear_rows_isa(), linear_rows_bf16_bf16_isa(),
+                     bf16_rows, dense_bf16_path());
 }
 
 inline double now_s() {

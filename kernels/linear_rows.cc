@@ -1,6 +1,7 @@
 #include "kernels/linear_rows.h"
 #include "kernels/lanes.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -354,6 +355,19 @@ void linear_rows_bf16_bf16_reference(const std::uint16_t* x, const std::uint16_t
 }
 
 const char* linear_rows_bf16_bf16_isa() { return has_avx512bf16() ? "avx512bf16" : linear_rows_isa(); }
+
+bool cpu_has_amx_bf16() {
+  static const bool amx = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool tiles = (d >> 22 & 1u) && (d >> 24 & 1u);  // AMX-BF16, AMX-TILE
+    if (!tiles || !__get_cpuid(1, &a, &b, &c, &d) || !(c >> 27 & 1u)) return false;  // OSXSAVE
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo >> 17 & 3u) == 3u;  // XTILECFG and XTILEDATA state enabled by the OS
+  }();
+  return amx;
+}
 
 const char* linear_rows_isa() {
   switch (isa()) {

@@ -43,4 +43,9 @@ const char* linear_rows_isa();
 // slower path than the CPU's best (tests run every path on one machine).
 const char* linear_rows_bf16_bf16_isa();
 
+// Whether this CPU has AMX-BF16 tiles and the OS saves their state (CPUID.(7,0):EDX bits 22 and
+// 24, XCR0 bits 17 and 18): where oneDNN's bf16 GEMM (ATen's) multiplies 16-row tiles at several
+// times the AVX-512 BF16 rate. Read once.
+bool cpu_has_amx_bf16();
+
 }  // namespace align2

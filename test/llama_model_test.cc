@@ -13,6 +13,7 @@
 #include "core/engine/llama_model.h"
 #include "core/model/model_config.h"
 #include "core/model/tokenizer.h"
+#include "kernels/linear_rows.h"
 #include "test/test_support.h"
 
 namespace align2 {
@@ -194,6 +195,32 @@ TEST(LlamaModel, Bfloat16StaysCloseToFloat32) {
   double scale = lf.abs().max().item<double>();
   EXPECT_LE((lf - lb).abs().max().item<double>(), 0.05 * scale);
   EXPECT_TRUE(at::equal(lf.argmax(-1), lb.argmax(-1)));
+}
+
+TEST(LinearRows, Bf16RowsTakeTheKernelOrTheGemmAsConfigured) {
+  // ctest runs this binary as it is and again with ALIGN2_BF16_ROWS_GEMM_MIN=2 (the route an
+  // AMX CPU takes from 16 rows): below the threshold the rows are the kernel's, bit for bit;
+  // from it on, and above kLinearRowsMax, they are ATen's GEMM's, bit for bit.
+  const std::int64_t from = bf16_rows_gemm_min();
+  std::cout << "bf16 rows go to ATen's GEMM from " << from << " rows\n";
+  ASSERT_GE(from, 2);  // batch 1 always streams the weights
+  at::manual_seed(3);
+  const std::int64_t N = 37, K = 1031;
+  const at::Tensor w = at::randn({N, K}).to(at::kBFloat16);
+  for (std::int64_t M : {1, 2, 15, 16, 17, 64, 65}) {
+    const at::Tensor x = at::randn({M, K}).to(at::kBFloat16);
+    at::Tensor want;
+    if (M >= from || M > kLinearRowsMax) {
+      want = dense_linear(x, w);
+    } else {
+      at::Tensor sums = at::empty({M, N});
+      linear_rows_bf16_bf16_reference(reinterpret_cast<const std::uint16_t*>(x.data_ptr<at::BFloat16>()),
+                                      reinterpret_cast<const std::uint16_t*>(w.data_ptr<at::BFloat16>()),
+                                      sums.data_ptr<float>(), M, N, K, N);
+      want = sums.to(at::kBFloat16);
+    }
+    EXPECT_TRUE(at::equal(linear_rows(x, w), want)) << M << " rows";
+  }
 }
 
 TEST(Generation, SamplingRule) {

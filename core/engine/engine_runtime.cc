@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/engine/llama_model.h"  // bf16_rows_gemm_min
 #include "core/util/host_memory.h"
 #include "distributed/nccl_comm.h"  // cuda_free_bytes
 
@@ -21,6 +22,7 @@ void configure_cpu_engine(int threads) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);  // allocations below 1 GiB come from the heap...
   mallopt(M_TRIM_THRESHOLD, -1);       // ...and freed heap memory is kept for reuse (-1: never trim)
   mallopt(M_ARENA_MAX, 2);             // few arenas: the engine allocates from one thread
+  bf16_rows_gemm_min();                // a bad ALIGN2_BF16_ROWS_GEMM_MIN fails here, before any model loads
 }
 
 void return_free_memory() { malloc_trim(0); }

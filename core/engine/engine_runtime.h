@@ -14,7 +14,8 @@ namespace align2 {
 // Sets ATen's intra-op thread count to `threads` (>= 1) and tells glibc's allocator to
 // keep freed memory instead of returning it to the kernel (M_MMAP_THRESHOLD and
 // M_TRIM_THRESHOLD raised): the engine allocates and frees the same large activations
-// every layer, and page faults on fresh memory otherwise cost ~10% of a prefill.
+// every layer, and page faults on fresh memory otherwise cost ~10% of a prefill. Reads
+// ALIGN2_BF16_ROWS_GEMM_MIN (core/engine/llama_model.h): a bad value throws here.
 void configure_cpu_engine(int threads);
 
 // Hands the heap's free pages back to the kernel (glibc malloc_trim). configure_cpu_engine keeps

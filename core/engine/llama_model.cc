@@ -7,10 +7,13 @@
 #include <ATen/core/grad_mode.h>
 #include <torch/version.h>  // TORCH_VERSION_MAJOR: fused attention from libtorch 2.0
 
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
+#include <stdexcept>
 
 #include "core/util/huge_pages.h"
 #include "kernels/decode_attention.h"
@@ -71,6 +74,21 @@ at::Tensor dense_matmul(const at::Tensor& a, const at::Tensor& b) {
   return at::matmul(a.to(at::kFloat), b.to(at::kFloat)).to(at::kBFloat16);
 }
 
+std::int64_t bf16_rows_gemm_min() {
+  static const std::int64_t rows = [] {
+    const char* set = std::getenv("ALIGN2_BF16_ROWS_GEMM_MIN");
+    if (!set) return cpu_has_amx_bf16() ? std::int64_t(16) : kLinearRowsMax + 1;
+    char* end = nullptr;
+    errno = 0;
+    const long long n = std::strtoll(set, &end, 10);
+    if (end == set || *end != '\0' || errno != 0 || n < 2 || n > kLinearRowsMax + 1)
+      throw std::runtime_error(fmt::format("ALIGN2_BF16_ROWS_GEMM_MIN='{}': expected a whole number from 2 to {}",
+                                           set, kLinearRowsMax + 1));
+    return std::int64_t(n);
+  }();
+  return rows;
+}
+
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
   const std::int64_t K = x.size(-1), N = w.size(0), M = K ? x.numel() / K : 0;
   if (M == 0 || M > kLinearRowsMax || !x.device().is_cpu() || !w.is_contiguous()) return dense_linear(x, w);
@@ -78,6 +96,7 @@ at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w) {
   const bool f32 = x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat;
   const bool bf16 = x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16;
   if (!f32 && !bf16) return at::linear(x, w);
+  if (bf16 && M >= bf16_rows_gemm_min()) return dense_linear(x, w);
   // A few rows on CPU (decode): weight-stationary, each weight row read once for all rows, and
   // each row's result the same whatever the other rows (kernels/linear_rows.h). Sums in
   // float32; bf16 results are rounded once at the end.

@@ -30,8 +30,20 @@ at::Tensor streamed_storage(const std::vector<std::int64_t>& shape, at::ScalarTy
 // inputs of at most kLinearRowsMax rows (decode steps), fp32 or bf16, take the weight-stationary
 // kernels/linear_rows.h (float32 sums), whose result for a row does not depend on the other
 // rows of the batch; everything else is dense_linear.
+// bfloat16 inputs of bf16_rows_gemm_min() rows and more go to dense_linear instead.
 constexpr std::int64_t kLinearRowsMax = 64;
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w);
+
+// From how many rows a bfloat16 linear_rows leaves the kernel for ATen's GEMM (oneDNN). On a CPU
+// with AMX-BF16 (cpu_has_amx_bf16) oneDNN multiplies 16-row tiles at several times the rate of
+// the kernel's AVX-512 BF16 dot products, so decode rows from 16 on (one tile's height; not yet
+// measured on an AMX machine) go to it there. Elsewhere kLinearRowsMax + 1, i.e. never: without
+// AMX the kernel is faster at every M up to 64 (linear_rows_bench, docs/performance.md).
+// ALIGN2_BF16_ROWS_GEMM_MIN=N, N from 2 to kLinearRowsMax + 1, read once, sets it (a bad value
+// throws std::runtime_error naming it): one row (batch 1) always streams the weights through the
+// kernel. Through the GEMM a row's result depends on how many rows share the call, which the
+// rewrite stage's fixed groups keep deterministic (core/rewrite/rewriter.h).
+std::int64_t bf16_rows_gemm_min();
 
 // at::linear(x, w, b), except for bfloat16 on a CPU without AVX-512 BF16, where ATen's bf16
 // matrix product has no fast kernel (1.9 GFLOP/s on 2 AVX2 cores, against 35 in float32): there
