@@ -38,6 +38,8 @@ namespace align2 {
 class MpiComm final : public Comm {
  public:
   static constexpr std::size_t kDefaultMaxChunkBytes = std::size_t{1} << 30;  // 1 GiB
+  // allgatherv's totals above this go by one (chunked) broadcast per rank, not MPI_Allgatherv.
+  static constexpr std::size_t kFlatAllgatherMaxBytes = std::size_t{64} << 20;  // 64 MiB
 
   // How many pieces this rank has moved through each chunked path; lets tests see
   // that a path was taken. Counts MPI calls, not bytes.

@@ -259,6 +259,19 @@ TEST(MpiComm, ChunkedAndPlainAgreeOnMegabytes) {
   EXPECT_GT(chunked.counters().p2p_chunks, 0u);
 }
 
+TEST(MpiComm, LargeAllgathervGoesByBroadcastsIntoEachRanksBytes) {
+  // Above kFlatAllgatherMaxBytes in all, no MPI_Allgatherv into a flat buffer: one broadcast per
+  // rank straight into its vector (no cut, no second copy of every byte).
+  MpiComm comm;
+  const std::size_t each = MpiComm::kFlatAllgatherMaxBytes / std::size_t(comm.size()) + 4096;
+  const Bytes mine = pattern(comm.rank(), each + 7 * std::size_t(comm.rank()));
+  const auto all = comm.allgatherv(mine);
+  ASSERT_EQ(all.size(), std::size_t(comm.size()));
+  for (int r = 0; r < comm.size(); ++r) EXPECT_EQ(all[r], pattern(r, each + 7 * std::size_t(r))) << "rank " << r;
+  EXPECT_EQ(comm.counters().allgatherv_calls, 0u);
+  EXPECT_EQ(comm.counters().broadcast_chunks, std::uint64_t(comm.size()));
+}
+
 // --- argument errors: thrown on every rank, before any communication
 
 TEST(MpiComm, InvalidRootThrowsEverywhere) {
