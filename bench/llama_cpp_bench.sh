@@ -2,7 +2,8 @@
 # align2's engine and llama.cpp side by side: same machine, same model, same run (not in CI).
 # Figures go to docs/performance.md ("Side by side with llama.cpp").
 #   bash bench/llama_cpp_bench.sh LLAMA_CPP_DIR [THREADS]
-# LLAMA_CPP_DIR is a llama.cpp source tree (a clone of github.com/ggml-org/llama.cpp); its
+# LLAMA_CPP_DIR is a llama.cpp source tree (a clone of github.com/ggml-org/llama.cpp; run with the
+# tree of 2025-02-20, commit c392e50: newer trees may rename a flag or gguf-py call); its
 # llama-bench and llama-batched-bench are built in LLAMA_CPP_DIR/build-align2 for this CPU
 # (GGML_NATIVE) unless they are there already. THREADS defaults to the machine's cores.
 #   1. engine_bench THREADS: align2's prefill (reward scoring: batch 4 of 576 image + 200 text
@@ -40,8 +41,9 @@ if [ ! -x "$build/bin/llama-bench" ] || [ ! -x "$build/bin/llama-batched-bench" 
   cmake --build "$build" --target llama-bench llama-batched-bench -j "$(nproc)" >> "$build.log" 2>&1 ||
     { tail -20 "$build.log" >&2; exit 1; }
 fi
-echo "llama.cpp: $(git -C "$llama" describe --tags --always 2>/dev/null || echo "$llama (not a git checkout)")," \
-     "built with $(grep -o -E 'GGML_(AVX512[A-Z0-9_]*|AVX2|AMX[A-Z0-9_]*|NATIVE):BOOL=[A-Z]+' "$build/CMakeCache.txt" | tr '\n' ' ')"
+# What ggml compiled for (GGML_NATIVE leaves the per-ISA options OFF and passes -march=native).
+echo "llama.cpp: $(git -C "$llama" describe --tags --always 2>/dev/null || echo "$llama (not a git checkout)");" \
+     "$(grep -h -o 'Adding CPU backend variant.*' "$build.log" 2>/dev/null || echo "CPU backend flags: see $build.log")"
 echo "cpu flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_bf16|amx_bf16|amx_tile)$' | tr '\n' ' ')"
 
 echo "== 1. align2 engine_bench $threads"

@@ -214,7 +214,7 @@ std::vector<std::vector<std::uint8_t>> MpiComm::allgatherv(const std::vector<std
 
   // Small totals: one MPI_Allgatherv. Large ones go straight into each rank's vector by one
   // broadcast per rank, because cutting a flat buffer copies every byte once more into fresh
-  // pages: 2 x 475 MiB on 2 ranks took 1.6-4.4 s flat and cut, 0.7-1.3 s by broadcasts.
+  // pages: 2 x 475 MiB on 2 ranks took 1.6-4.4 s flat and cut, 0.7-1.9 s by broadcasts.
   if (total <= std::min<std::uint64_t>(max_chunk_bytes_, kFlatAllgatherMaxBytes)) {
     // One MPI_Allgatherv into a flat buffer (total <= INT_MAX), then cut per rank.
     std::vector<int> counts(static_cast<std::size_t>(size_));

@@ -35,9 +35,9 @@ constexpr std::int64_t kLinearRowsMax = 64;
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w);
 
 // From how many rows a bfloat16 linear_rows leaves the kernel for ATen's GEMM (oneDNN). On a CPU
-// with AMX-BF16 (cpu_has_amx_bf16) oneDNN multiplies 16-row tiles at several times the rate of
-// the kernel's AVX-512 BF16 dot products, so decode rows from 16 on (one tile's height; not yet
-// measured on an AMX machine) go to it there. Elsewhere kLinearRowsMax + 1, i.e. never: on an
+// with AMX-BF16 (cpu_has_amx_bf16) ATen's bf16 matmul measured 1,240 GFLOP/s on 2 threads where
+// the kernel reached about 11% of that at batch 32 (issue 18's figures), so decode rows from 16
+// on (one AMX tile's height; the crossover is not yet measured on an AMX machine) go to it there. Elsewhere kLinearRowsMax + 1, i.e. never: on an
 // AVX-512 BF16 CPU without AMX the kernel is 10-45% faster up to 32 rows and level at 64
 // (linear_rows_bench, docs/performance.md).
 // ALIGN2_BF16_ROWS_GEMM_MIN=N, N from 2 to kLinearRowsMax + 1, read once, sets it (a bad value
